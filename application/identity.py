@@ -1,0 +1,299 @@
+"""Identity context: registration, login, token rotation, profile and admin user management."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from eventsourcing.application import AggregateNotFoundError
+
+from application.store import EventStoreApp, SideWrite, is_unique_violation, retrying
+from application.tokens import digest, issue_access, new_refresh_token, verify_access
+from domain.errors import EmailTaken, Forbidden, InvalidCredentials, NotFound, Unauthenticated
+from domain.ids import normalise_email
+from domain.user import EmailClaim, User, check_password
+
+
+@dataclass(frozen=True)
+class Account:
+    """The authenticated caller, as the auth check sees it (from the command-side account row)."""
+
+    user_id: UUID
+    role: str
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """A token pair as the API returns it."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The result of a command: the user's state, new tokens if any, and the event position it reached."""
+
+    user: dict[str, Any]
+    position: int
+    tokens: Tokens | None = None
+
+
+def user_view(user: User) -> dict[str, Any]:
+    """The /me shape of a User aggregate."""
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "full_name": user.full_name,
+        "role": user.role,
+        "is_active": user.is_active and not user.deleted,
+        "timezone": user.timezone,
+        "language": user.language,
+        "currency": user.currency,
+        "avatar_url": user.avatar_url,
+    }
+
+
+class Identity(EventStoreApp):
+    """Accounts and sessions. Password hashes and refresh digests are kept in side tables, never in events."""
+
+    _hasher: PasswordHasher | None = None
+    _dummy_hash: str = ""
+
+    @property
+    def hasher(self) -> PasswordHasher:
+        """argon2id with the configured cost (production defaults; tests lower them by setting)."""
+        if self._hasher is None:
+            s = self.settings
+            self._hasher = PasswordHasher(
+                time_cost=s.argon2_time_cost, memory_cost=s.argon2_memory_kib, parallelism=s.argon2_parallelism
+            )
+            self._dummy_hash = self._hasher.hash("timing-equaliser-0")
+        return self._hasher
+
+    # ------------------------------------------------------------------------------------------ commands
+
+    def register(self, email: str, password: str, full_name: str, role: str, *, staff: bool = False) -> Outcome:
+        """Open an account (one per normalised email, even under concurrent requests) and a first session."""
+        user = User.register(email, full_name, role, self.now(), staff=staff)
+        check_password(password)
+        if self._account_by_email(user.email) is not None:
+            raise EmailTaken(f"an account with {user.email} already exists")
+        claim = EmailClaim(email=user.email, user_id=user.id)
+        password_hash = self.hasher.hash(password)
+        writes: list[SideWrite] = [
+            (
+                "INSERT INTO identity_accounts (user_id, email, password_hash, role) VALUES (%s, %s, %s, %s)",
+                (user.id, user.email, password_hash, user.role),
+            )
+        ]
+        tokens = self._open_session(user, writes)
+        try:
+            position = self.record(user, claim, side_writes=writes)
+        except Exception as e:
+            if is_unique_violation(e):
+                raise EmailTaken(f"an account with {user.email} already exists") from None
+            raise
+        return Outcome(user_view(user), position, tokens)
+
+    def login(self, email: str, password: str) -> Outcome:
+        """Check the password and start a session; every failure looks the same to the caller."""
+        row = self._account_by_email(normalise_email(email))
+        if row is None:
+            self._verify(self._dummy_hash or self.hasher.hash("x1"), password)
+            raise InvalidCredentials("wrong email or password")
+        if not self._verify(row["password_hash"], password):
+            raise InvalidCredentials("wrong email or password")
+        if not row["is_active"] or row["deleted"]:
+            raise InvalidCredentials("wrong email or password")
+
+        def attempt() -> Outcome:
+            user = self._user(row["user_id"])
+            writes: list[SideWrite] = []
+            tokens = self._open_session(user, writes)
+            return Outcome(user_view(user), self.record(user, side_writes=writes), tokens)
+
+        return retrying(attempt)
+
+    def refresh(self, refresh_token: str) -> Outcome:
+        """Rotate a refresh token; presenting a spent one revokes its whole family."""
+        if not refresh_token.startswith("rt."):
+            raise Unauthenticated("invalid refresh token")
+        with self.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT t.family_id, t.user_id, t.spent_at, t.expires_at <= now() AS expired, s.revoked_at, a.role, a.is_active,"
+                " a.deleted FROM identity_refresh_tokens t JOIN identity_sessions s USING (family_id)"
+                " JOIN identity_accounts a ON a.user_id = t.user_id WHERE t.token_hash = %s FOR UPDATE OF t, s",
+                (digest(refresh_token),),
+            ).fetchone()
+            if row is None or row["revoked_at"] is not None:
+                raise Unauthenticated("invalid refresh token")
+            if row["spent_at"] is not None:
+                conn.execute(
+                    "UPDATE identity_sessions SET revoked_at = now(), revoked_reason = 'reuse' WHERE family_id = %s",
+                    (row["family_id"],),
+                )
+                reused = row
+            else:
+                reused = None
+                if row["expired"] or not row["is_active"] or row["deleted"]:
+                    raise Unauthenticated("invalid refresh token")
+                conn.execute(
+                    "UPDATE identity_refresh_tokens SET spent_at = now() WHERE token_hash = %s", (digest(refresh_token),)
+                )
+                token, token_hash = new_refresh_token(row["family_id"])
+                conn.execute(
+                    "INSERT INTO identity_refresh_tokens (token_hash, family_id, user_id, expires_at)"
+                    " VALUES (%s, %s, %s, now() + %s)",
+                    (token_hash, row["family_id"], row["user_id"], timedelta(days=self.settings.refresh_token_days)),
+                )
+        if reused is not None:
+            self._record_revocation(reused["user_id"], reused["family_id"], "refresh token reuse detected")
+            raise Unauthenticated("refresh token already used; the session has been revoked")
+        access = issue_access(self.settings.jwt_secret, str(row["user_id"]), row["role"], self.settings.access_token_seconds)
+        tokens = Tokens(access, token, self.settings.access_token_seconds)
+        return Outcome({"id": str(row["user_id"])}, self.head(), tokens)
+
+    def logout(self, actor: Account, refresh_token: str) -> int:
+        """Revoke the caller's session named by the refresh token."""
+        with self.connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT family_id, user_id FROM identity_refresh_tokens WHERE token_hash = %s",
+                (digest(refresh_token),),
+            ).fetchone()
+            if row is None or row["user_id"] != actor.user_id:
+                raise NotFound("no such session")
+            revoked = conn.execute(
+                "UPDATE identity_sessions SET revoked_at = now(), revoked_reason = 'logout'"
+                " WHERE family_id = %s AND revoked_at IS NULL",
+                (row["family_id"],),
+            ).rowcount
+        if revoked:
+            return self._record_revocation(actor.user_id, row["family_id"], "logout")
+        return self.head()
+
+    def update_profile(self, actor: Account, changes: dict[str, Any]) -> Outcome:
+        """The caller edits their own profile."""
+
+        def attempt() -> Outcome:
+            user = self._user(actor.user_id)
+            user.update_profile(changes)
+            return Outcome(user_view(user), self.record(user))
+
+        return retrying(attempt)
+
+    def admin_update(self, user_id: UUID, role: str | None = None, is_active: bool | None = None) -> Outcome:
+        """An admin changes a user's role and/or activity."""
+
+        def attempt() -> Outcome:
+            user = self._user(user_id)
+            if role is not None:
+                user.change_role(role)
+            if is_active is True:
+                user.reactivate()
+            elif is_active is False:
+                user.deactivate()
+            write = (
+                "UPDATE identity_accounts SET role = %s, is_active = %s WHERE user_id = %s",
+                (user.role, user.is_active, user.id),
+            )
+            return Outcome(user_view(user), self.record(user, side_writes=[write]))
+
+        return retrying(attempt)
+
+    def admin_delete(self, user_id: UUID) -> Outcome:
+        """Soft-delete a user: the stream stays, the account and its sessions close at once."""
+
+        def attempt() -> Outcome:
+            user = self._user(user_id)
+            user.delete()
+            writes: list[SideWrite] = [
+                ("UPDATE identity_accounts SET deleted = true, is_active = false WHERE user_id = %s", (user.id,)),
+                (
+                    "UPDATE identity_sessions SET revoked_at = now(), revoked_reason = 'deleted'"
+                    " WHERE user_id = %s AND revoked_at IS NULL",
+                    (user.id,),
+                ),
+            ]
+            return Outcome(user_view(user), self.record(user, side_writes=writes))
+
+        return retrying(attempt)
+
+    # ------------------------------------------------------------------------------------------- queries
+
+    def authenticate(self, access_token: str) -> Account:
+        """Verify an access token and that its user is still active (so deactivation bites at once)."""
+        claims = verify_access(self.settings.jwt_secret, access_token)
+        try:
+            user_id = UUID(claims.user_id)
+        except ValueError:
+            raise Unauthenticated("invalid access token") from None
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT role, is_active, deleted FROM identity_accounts WHERE user_id = %s", (user_id,), prepare=True
+            ).fetchone()
+        if row is None or not row["is_active"] or row["deleted"]:
+            raise Unauthenticated("account is not active")
+        return Account(user_id, row["role"])
+
+    def me(self, actor: Account) -> dict[str, Any]:
+        """The caller's own account (a single-stream read of their own User)."""
+        return user_view(self._user(actor.user_id))
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def _user(self, user_id: UUID) -> User:
+        try:
+            user = self.repository.get(user_id)
+        except AggregateNotFoundError:
+            raise NotFound("no such user") from None
+        if not isinstance(user, User):
+            raise NotFound("no such user")
+        return user
+
+    def _account_by_email(self, email: str) -> Any:
+        with self.connection() as conn:
+            return conn.execute(
+                "SELECT user_id, password_hash, role, is_active, deleted FROM identity_accounts WHERE email = %s",
+                (email,),
+            ).fetchone()
+
+    def _verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def _open_session(self, user: User, writes: list[SideWrite]) -> Tokens:
+        family = uuid.uuid4()
+        user.log_in(family)
+        token, token_hash = new_refresh_token(family)
+        writes.append(("INSERT INTO identity_sessions (family_id, user_id) VALUES (%s, %s)", (family, user.id)))
+        writes.append(
+            (
+                "INSERT INTO identity_refresh_tokens (token_hash, family_id, user_id, expires_at) VALUES (%s, %s, %s, now() + %s)",
+                (token_hash, family, user.id, timedelta(days=self.settings.refresh_token_days)),
+            )
+        )
+        access = issue_access(self.settings.jwt_secret, str(user.id), user.role, self.settings.access_token_seconds)
+        return Tokens(access, token, self.settings.access_token_seconds)
+
+    def _record_revocation(self, user_id: UUID, family_id: UUID, reason: str) -> int:
+        def attempt() -> int:
+            user = self._user(user_id)
+            user.end_session(family_id, reason)
+            return self.record(user)
+
+        return retrying(attempt)
+
+
+def require_role(actor: Account, *roles: str) -> None:
+    """Refuse a caller whose role is not one of `roles`."""
+    if actor.role not in roles:
+        raise Forbidden(f"requires role {' or '.join(roles)}")

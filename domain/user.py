@@ -1,0 +1,192 @@
+"""Identity context: the User aggregate and the EmailClaim that makes one account per email."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import NotFound, ValidationFailed, WrongStatus
+from domain.ids import derived_id, normalise_email
+
+ROLES = ("student", "tutor", "admin", "finance")
+SELF_SERVICE_ROLES = ("student", "tutor")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+PROFILE_FIELDS = ("full_name", "timezone", "language", "currency", "avatar_url")
+_ZONES: frozenset[str] | None = None
+
+
+def valid_timezone(name: str) -> bool:
+    """True for an IANA zone name that zoneinfo knows (not an abbreviation or an offset)."""
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = frozenset(available_timezones())
+    if name not in _ZONES:
+        return False
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def check_email(email: str) -> str:
+    """Return the normalised email or refuse it."""
+    norm = normalise_email(email)
+    if not EMAIL_RE.match(norm) or len(norm) > 254:
+        raise ValidationFailed([("email", "not a valid email address")])
+    return norm
+
+
+def check_password(password: str) -> None:
+    """Passwords need 8+ characters with at least one letter and one digit."""
+    if len(password) < 8 or not re.search(r"[A-Za-z]", password) or not re.search(r"\d", password):
+        raise ValidationFailed([("password", "at least 8 characters with a letter and a digit")])
+
+
+def check_profile(changes: dict[str, Any]) -> None:
+    """Validate a /me change set."""
+    errors: list[tuple[str, str]] = []
+    for key, value in changes.items():
+        if key not in PROFILE_FIELDS:
+            errors.append((key, "unknown field"))
+        elif key == "full_name" and (not isinstance(value, str) or not value.strip() or len(value) > 200):
+            errors.append((key, "1 to 200 characters"))
+        elif key == "timezone" and (not isinstance(value, str) or not valid_timezone(value)):
+            errors.append((key, "not an IANA time zone"))
+        elif key == "language" and (not isinstance(value, str) or not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z]{2,4})?", value)):
+            errors.append((key, "an ISO 639 language code such as 'en' or 'pt-BR'"))
+        elif key == "currency" and (not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value)):
+            errors.append((key, "an ISO 4217 currency code such as 'USD'"))
+        elif key == "avatar_url" and value is not None and (not isinstance(value, str) or len(value) > 2000):
+            errors.append((key, "a URL of at most 2000 characters"))
+    if errors:
+        raise ValidationFailed(errors)
+
+
+class User(Aggregate):
+    """One account. Holds no secret: the password hash lives outside the event log."""
+
+    @event("Registered")
+    def __init__(self, email: str, full_name: str, role: str, registered_at: datetime) -> None:
+        self.email = email
+        self.full_name = full_name
+        self.role = role
+        self.registered_at = registered_at
+        self.is_active = True
+        self.deleted = False
+        self.timezone = "UTC"
+        self.language = "en"
+        self.currency = "USD"
+        self.avatar_url: str | None = None
+
+    @classmethod
+    def register(cls, email: str, full_name: str, role: str, now: datetime, *, staff: bool = False) -> User:
+        """Create an account; self-service registration may only choose student or tutor."""
+        allowed = ROLES if staff else SELF_SERVICE_ROLES
+        errors = []
+        if role not in allowed:
+            errors.append(("role", f"one of {', '.join(allowed)}"))
+        if not full_name.strip() or len(full_name) > 200:
+            errors.append(("full_name", "1 to 200 characters"))
+        if errors:
+            raise ValidationFailed(errors)
+        return cls(email=check_email(email), full_name=full_name.strip(), role=role, registered_at=now)
+
+    def _alive(self) -> None:
+        if self.deleted:
+            raise NotFound("no such user")
+
+    def update_profile(self, changes: dict[str, Any]) -> None:
+        """Change the user's own profile fields; unchanged values record nothing."""
+        self._alive()
+        check_profile(changes)
+        if "full_name" in changes:
+            changes = {**changes, "full_name": changes["full_name"].strip()}
+        diff = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        if diff:
+            self._profile_updated(changes=diff)
+
+    @event("ProfileUpdated")
+    def _profile_updated(self, changes: dict[str, Any]) -> None:
+        for key, value in changes.items():
+            setattr(self, key, value)
+
+    def change_role(self, role: str) -> None:
+        """Admins move a user between roles."""
+        self._alive()
+        if role not in ROLES:
+            raise ValidationFailed([("role", f"one of {', '.join(ROLES)}")])
+        if role != self.role:
+            self._role_changed(role=role, previous=self.role)
+
+    @event("RoleChanged")
+    def _role_changed(self, role: str, previous: str) -> None:
+        self.role = role
+
+    def deactivate(self) -> None:
+        """Lock the user out; their tokens stop working at once."""
+        self._alive()
+        if self.is_active:
+            self._deactivated()
+
+    @event("Deactivated")
+    def _deactivated(self) -> None:
+        self.is_active = False
+
+    def reactivate(self) -> None:
+        """Let a deactivated user back in."""
+        self._alive()
+        if not self.is_active:
+            self._reactivated()
+
+    @event("Reactivated")
+    def _reactivated(self) -> None:
+        self.is_active = True
+
+    def delete(self) -> None:
+        """Soft delete: the stream and its history stay; the account is closed for good."""
+        self._alive()
+        self._deleted()
+
+    @event("Deleted")
+    def _deleted(self) -> None:
+        self.deleted = True
+        self.is_active = False
+
+    def log_in(self, family_id: UUID) -> None:
+        """Record a new session (a refresh-token family) without any token in the event."""
+        self._alive()
+        if not self.is_active:
+            raise WrongStatus("account is not active")
+        self._session_started(family_id=family_id)
+
+    @event("SessionStarted")
+    def _session_started(self, family_id: UUID) -> None:
+        pass
+
+    def end_session(self, family_id: UUID, reason: str) -> None:
+        """Record that a session's refresh family was revoked (logout or detected reuse)."""
+        self._session_revoked(family_id=family_id, reason=reason)
+
+    @event("SessionRevoked")
+    def _session_revoked(self, family_id: UUID, reason: str) -> None:
+        pass
+
+
+class EmailClaim(Aggregate):
+    """Exists once per normalised email: its derived id makes a second registration a version clash."""
+
+    @staticmethod
+    def create_id(email: str) -> UUID:
+        """The claim id for an email."""
+        return derived_id("email", normalise_email(email))
+
+    @event("Claimed")
+    def __init__(self, email: str, user_id: UUID) -> None:
+        self.email = email
+        self.user_id = user_id

@@ -1,0 +1,21 @@
+-- users_directory: the admin's user list (filters role, is_active, q) and user lookups.
+CREATE TABLE {users_directory} (
+    user_id uuid PRIMARY KEY,
+    email text NOT NULL,
+    full_name text NOT NULL,
+    role text NOT NULL,
+    is_active boolean NOT NULL,
+    deleted boolean NOT NULL DEFAULT false,
+    timezone text NOT NULL DEFAULT 'UTC',
+    language text NOT NULL DEFAULT 'en',
+    currency text NOT NULL DEFAULT 'USD',
+    avatar_url text,
+    registered_at timestamptz NOT NULL,
+    registered_position bigint NOT NULL,
+    updated_position bigint NOT NULL,
+    search text NOT NULL
+);
+CREATE INDEX {users_directory}_reg_idx ON {users_directory} (registered_position DESC);
+CREATE INDEX {users_directory}_role_idx ON {users_directory} (role, registered_position DESC);
+CREATE INDEX {users_directory}_active_idx ON {users_directory} (is_active, registered_position DESC);
+CREATE INDEX {users_directory}_email_idx ON {users_directory} (email);

@@ -1,0 +1,21 @@
+"""Read models built from the event log; every one can be rebuilt and gives the same rows."""
+
+from __future__ import annotations
+
+from projections.audit_log import AuditLog
+from projections.runtime import Projection
+from projections.subjects import Subjects
+from projections.users_directory import UsersDirectory
+
+
+def all_projections() -> list[Projection]:
+    """Every projection the system runs."""
+    return [UsersDirectory(), AuditLog(), Subjects()]
+
+
+def by_name(name: str) -> Projection:
+    """Look a projection up by name."""
+    for p in all_projections():
+        if p.name == name:
+            return p
+    raise KeyError(name)
