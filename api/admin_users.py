@@ -1,0 +1,87 @@
+"""Admin user management: list and filter, change role or activity, soft delete."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch
+
+from api.deps import command, decode_cursor, encode_cursor, like_pattern, limit_of, query, reading, services, staff
+from domain.errors import ValidationFailed
+
+
+class AdminUserUpdate(msgspec.Struct):
+    """PATCH /admin/users/{id}."""
+
+    role: str | msgspec.UnsetType = msgspec.UNSET
+    is_active: bool | msgspec.UnsetType = msgspec.UNSET
+
+
+def _bool(name: str, raw: str | None) -> bool | None:
+    if raw is None or raw == "":
+        return None
+    if raw.lower() in ("true", "1", "yes"):
+        return True
+    if raw.lower() in ("false", "0", "no"):
+        return False
+    raise ValidationFailed([(name, "true or false")])
+
+
+class AdminUsersController(Controller):
+    """Admins manage accounts; every change is an event with the admin as actor."""
+
+    path = "/admin/users"
+    tags = ["admin"]
+
+    @get("/", sync_to_thread=True)
+    def list_users(self, request: Request[Any, Any, Any], role: str | None = None, is_active: str | None = None,
+                   q: str | None = None, limit: int | None = None, cursor: str | None = None) -> Response[Any]:
+        """Users, newest first; filters role, is_active and q (literal substring of name or email)."""
+        account = staff(request, "admin")
+        n = limit_of(limit)
+        where, params = ["true"], []  # type: ignore[var-annotated]
+        if role:
+            where.append("role = %s")
+            params.append(role)
+        active = _bool("is_active", is_active)
+        if active is not None:
+            where.append("is_active = %s")
+            params.append(active)
+        if q:
+            where.append("search LIKE %s ESCAPE '\\'")
+            params.append(like_pattern(q))
+        after = decode_cursor(cursor)
+        if after is not None:
+            where.append("registered_position < %s")
+            params.append(int(after))
+        sql = ("SELECT user_id, email, full_name, role, is_active, deleted, timezone, language, currency, avatar_url,"
+               " registered_at, registered_position FROM users_directory WHERE " + " AND ".join(where)
+               + " ORDER BY registered_position DESC LIMIT %s")
+        with reading(request, ("users_directory",), account) as (conn, pos):
+            rows = conn.execute(sql, (*params, n + 1)).fetchall()
+        items = [{
+            "id": str(r["user_id"]), "email": r["email"], "full_name": r["full_name"], "role": r["role"],
+            "is_active": r["is_active"], "deleted": r["deleted"], "timezone": r["timezone"],
+            "language": r["language"], "currency": r["currency"], "avatar_url": r["avatar_url"],
+            "created_at": r["registered_at"],
+        } for r in rows[:n]]
+        next_cursor = encode_cursor(rows[n - 1]["registered_position"]) if len(rows) > n else None
+        return query({"items": items, "next_cursor": next_cursor}, pos)
+
+    @patch("/{user_id:uuid}", sync_to_thread=True)
+    def update_user(self, request: Request[Any, Any, Any], user_id: UUID, data: AdminUserUpdate) -> Response[Any]:
+        """Change a user's role and/or activity (deactivation locks them out at once)."""
+        staff(request, "admin")
+        role = None if data.role is msgspec.UNSET else data.role
+        active = None if data.is_active is msgspec.UNSET else data.is_active
+        o = services(request.app.state).identity.admin_update(user_id, role=role, is_active=active)
+        return command(request, o.user, o.position)
+
+    @delete("/{user_id:uuid}", status_code=200, sync_to_thread=True)
+    def delete_user(self, request: Request[Any, Any, Any], user_id: UUID) -> Response[Any]:
+        """Soft delete: the history stays, the account closes."""
+        staff(request, "admin")
+        o = services(request.app.state).identity.admin_delete(user_id)
+        return command(request, o.user, o.position)

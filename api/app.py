@@ -1,0 +1,95 @@
+"""The Litestar application: commands in, queries out, problem+json for every failure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from litestar import Litestar, Router
+from litestar.config.app import ExperimentalFeatures  # noqa: F401  (kept importable for config tweaks)
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme, Server
+from litestar.static_files import create_static_files_router
+
+from api import middleware, problems
+from api.admin_users import AdminUsersController
+from api.audit import AuditController
+from api.identity import IdentityController
+from api.services import Services
+from api.subjects import AdminSubjectsController, SubjectsController
+from api.system import TestClockController, healthz, readyz
+from application.settings import Settings
+
+ASSETS = "/schema/assets"
+MAX_BODY = 1_048_576
+
+
+def storage_check(settings: Settings) -> Any:
+    """A callable that raises unless the S3 bucket is reachable (None when S3 is not configured)."""
+    if not settings.s3_endpoint_url:
+        return None
+    from urllib.parse import urlsplit
+
+    from minio import Minio
+
+    u = urlsplit(settings.s3_endpoint_url)
+    client = Minio(u.netloc, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
+                   secure=u.scheme == "https", region="us-east-1")
+
+    def check() -> None:
+        if not client.bucket_exists(settings.s3_bucket):
+            client.make_bucket(settings.s3_bucket)
+
+    return check
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app (reads the environment when no settings are given)."""
+    settings = settings or Settings.from_env()
+    svc = Services.build(settings)
+    svc.extras["storage_check"] = storage_check(settings)
+    v1 = Router(
+        path="/api/v1",
+        route_handlers=[IdentityController, AdminUsersController, AuditController, SubjectsController,
+                        AdminSubjectsController, TestClockController],
+    )
+    assets_dir = Path(swagger_ui_bundle.swagger_ui_path)
+    openapi = OpenAPIConfig(
+        title="TutorConnect API",
+        version="1.0.0",
+        path="/schema",
+        servers=[Server(url="/")],
+        components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer",
+                                                                           bearer_format="JWT")}),
+        security=[{"bearer": []}],
+        render_plugins=[SwaggerRenderPlugin(
+            path=["/", "/swagger"],
+            js_url=f"{ASSETS}/swagger-ui-bundle.js",
+            css_url=f"{ASSETS}/swagger-ui.css",
+            standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
+            favicon=f"<link rel='icon' type='image/png' href='{ASSETS}/favicon-32x32.png'>",
+        )],
+    )
+
+    def shutdown() -> None:
+        svc.close()
+
+    return Litestar(
+        route_handlers=[v1, healthz, readyz,
+                        create_static_files_router(path=ASSETS, directories=[assets_dir], include_in_schema=False)],
+        state=State({"services": svc}),
+        exception_handlers=problems.HANDLERS,
+        middleware=[
+            DefineMiddleware(middleware.RequestContext),
+            DefineMiddleware(middleware.RateLimit, settings=settings),
+            DefineMiddleware(middleware.Idempotency, settings=settings),
+        ],
+        openapi_config=openapi,
+        request_max_body_size=MAX_BODY,
+        on_shutdown=[shutdown],
+        debug=False,
+    )

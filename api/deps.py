@@ -1,0 +1,113 @@
+"""Request helpers shared by controllers: the caller, read-your-writes, command responses, cursors."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from litestar import Request, Response
+from litestar.datastructures import State
+
+from api.problems import ProjectionLagging
+from api.services import Services
+from application import context
+from application.identity import Account, require_role
+from domain.errors import Unauthenticated, ValidationFailed
+from projections.runtime import wait_for
+
+MAX_WAIT_S = 5.0
+
+
+def services(state: State) -> Services:
+    """The process's Services."""
+    return state["services"]  # type: ignore[no-any-return]
+
+
+def caller(request: Request[Any, Any, Any]) -> Account:
+    """The authenticated caller (401 otherwise); stamps them on the events this request records."""
+    auth = request.headers.get("authorization", "")
+    if not auth.lower().startswith("bearer ") or not auth[7:].strip():
+        raise Unauthenticated("a bearer access token is required")
+    account = services(request.app.state).identity.authenticate(auth[7:].strip())
+    context.set_actor(str(account.user_id), account.role)
+    return account
+
+
+def staff(request: Request[Any, Any, Any], *roles: str) -> Account:
+    """The caller, who must hold one of `roles` (401 without a token, 403 with another role)."""
+    account = caller(request)
+    require_role(account, *roles)
+    return account
+
+
+def min_position(request: Request[Any, Any, Any], account: Account | None) -> int:
+    """The position a query must reflect: X-Min-Position, and the caller's own last write."""
+    raw = request.headers.get("x-min-position")
+    wanted = 0
+    if raw:
+        try:
+            wanted = int(raw)
+        except ValueError:
+            raise ValidationFailed([("X-Min-Position", "an integer event position")]) from None
+    if account is not None:
+        wanted = max(wanted, services(request.app.state).last_write(str(account.user_id)))
+    return wanted
+
+
+@contextlib.contextmanager
+def reading(request: Request[Any, Any, Any], names: tuple[str, ...], account: Account | None = None) -> Iterator[tuple[Any, int]]:
+    """A read-model connection once `names` have reached the wanted position (else 503 projection-lagging)."""
+    svc = services(request.app.state)
+    wanted = min_position(request, account)
+    with svc.reads.connection() as conn:
+        reached = wait_for(conn, names, wanted, MAX_WAIT_S)
+        if reached is None:
+            raise ProjectionLagging(f"read models {', '.join(names)} have not reached position {wanted} yet")
+        yield conn, reached
+
+
+def query(body: Any, position: int, status: int = 200) -> Response[Any]:
+    """A query response with X-Projection-Position."""
+    return Response(body, status_code=status, headers={"X-Projection-Position": str(position)})
+
+
+def command(request: Request[Any, Any, Any], body: Any, position: int, status: int = 200,
+            user_id: str | None = None) -> Response[Any]:
+    """A command response with X-Event-Position; the actor's later queries wait for it."""
+    who = user_id or context.current().actor_id
+    if who:
+        services(request.app.state).remember_write(who, position)
+    return Response(body, status_code=status, headers={"X-Event-Position": str(position)})
+
+
+def limit_of(raw: int | None) -> int:
+    """`?limit=` with the contract's default (20) and maximum (100)."""
+    if raw is None:
+        return 20
+    if raw < 1 or raw > 100:
+        raise ValidationFailed([("limit", "between 1 and 100")])
+    return raw
+
+
+def encode_cursor(value: Any) -> str:
+    """An opaque keyset cursor."""
+    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Any:
+    """Read a cursor made by `encode_cursor` (422 if it was not)."""
+    if not cursor:
+        return None
+    try:
+        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise ValidationFailed([("cursor", "not a cursor this API issued")]) from None
+
+
+def like_pattern(q: str) -> str:
+    """A literal, case-insensitive substring pattern (`%` and `_` match themselves)."""
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -1,0 +1,128 @@
+"""Identity endpoints: register, login, refresh, logout, /me."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, get, patch, post
+
+from api.deps import caller, command, services
+from application.identity import Outcome
+
+
+class RegisterRequest(msgspec.Struct, forbid_unknown_fields=False):
+    """POST /auth/register."""
+
+    email: str
+    password: str
+    full_name: str
+    role: Literal["student", "tutor"]
+
+
+class LoginRequest(msgspec.Struct):
+    """POST /auth/login."""
+
+    email: str
+    password: str
+
+
+class RefreshRequest(msgspec.Struct):
+    """POST /auth/refresh and /auth/logout."""
+
+    refresh_token: str
+
+
+class UserOut(msgspec.Struct):
+    """The /me shape."""
+
+    id: str
+    email: str
+    full_name: str
+    role: str
+    is_active: bool
+    timezone: str
+    language: str
+    currency: str
+    avatar_url: str | None
+
+
+class TokensOut(msgspec.Struct):
+    """A token pair."""
+
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+
+
+class RegisterOut(msgspec.Struct):
+    """Registration result: the user and a first token pair."""
+
+    user: UserOut
+    access_token: str
+    refresh_token: str
+    token_type: str
+    expires_in: int
+
+
+class MeUpdate(msgspec.Struct):
+    """PATCH /me: any subset."""
+
+    full_name: str | msgspec.UnsetType = msgspec.UNSET
+    timezone: str | msgspec.UnsetType = msgspec.UNSET
+    language: str | msgspec.UnsetType = msgspec.UNSET
+    currency: str | msgspec.UnsetType = msgspec.UNSET
+    avatar_url: str | None | msgspec.UnsetType = msgspec.UNSET
+
+
+def _tokens(o: Outcome) -> dict[str, Any]:
+    assert o.tokens is not None
+    return {"access_token": o.tokens.access_token, "refresh_token": o.tokens.refresh_token,
+            "token_type": "bearer", "expires_in": o.tokens.expires_in}
+
+
+class IdentityController(Controller):
+    """Accounts and sessions."""
+
+    path = "/"
+    tags = ["identity"]
+
+    @post("/auth/register", status_code=201, sync_to_thread=True, security=[])
+    def register(self, request: Request[Any, Any, Any], data: RegisterRequest) -> Response[RegisterOut]:
+        """Open a student or tutor account; one account per normalised email."""
+        o = services(request.app.state).identity.register(data.email, data.password, data.full_name, data.role)
+        return command(request, {"user": o.user, **_tokens(o)}, o.position, 201, user_id=o.user["id"])
+
+    @post("/auth/login", status_code=200, sync_to_thread=True)
+    def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> Response[TokensOut]:
+        """Exchange email and password for a token pair (the same 401 for any failure)."""
+        o = services(request.app.state).identity.login(data.email, data.password)
+        return command(request, _tokens(o), o.position, 200, user_id=o.user["id"])
+
+    @post("/auth/refresh", status_code=200, sync_to_thread=True)
+    def refresh(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[TokensOut]:
+        """Rotate the refresh token; a spent one revokes its family."""
+        o = services(request.app.state).identity.refresh(data.refresh_token)
+        return command(request, _tokens(o), o.position, 200, user_id=o.user["id"])
+
+    @post("/auth/logout", status_code=204, sync_to_thread=True)
+    def logout(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[None]:
+        """Revoke the session (refresh family) of the given refresh token."""
+        account = caller(request)
+        position = services(request.app.state).identity.logout(account, data.refresh_token)
+        return command(request, None, position, 204)
+
+    @get("/me", sync_to_thread=True)
+    def me(self, request: Request[Any, Any, Any]) -> UserOut:
+        """The caller's account."""
+        account = caller(request)
+        return msgspec.convert(services(request.app.state).identity.me(account), UserOut)
+
+    @patch("/me", sync_to_thread=True)
+    def update_me(self, request: Request[Any, Any, Any], data: MeUpdate) -> Response[UserOut]:
+        """Change the caller's name, time zone, language, currency or avatar."""
+        account = caller(request)
+        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        o = services(request.app.state).identity.update_profile(account, changes)
+        return command(request, o.user, o.position)

@@ -1,0 +1,233 @@
+"""ASGI middleware: request id and security headers, rate limits, and Idempotency-Key replay."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+import psycopg
+import redis.asyncio as aioredis
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from psycopg_pool import AsyncConnectionPool
+
+from application import context
+from application.settings import Settings
+
+Headers = list[tuple[bytes, bytes]]
+PREFIX = "/api/v1"
+COMMAND_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+UNLIMITED = (PREFIX + "/webhooks/",)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope.get("headers", []):
+        if k == name:
+            return v.decode("latin-1")
+    return None
+
+
+def _client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"
+
+
+def _problem(status: int, slug: str, title: str, detail: str, extra_headers: Headers = ()) -> tuple[Headers, bytes]:
+    body = json.dumps({"type": f"https://tutorconnect.dev/problems/{slug}", "title": title, "status": status,
+                       "detail": detail}).encode()
+    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
+               *extra_headers]
+    return headers, body
+
+
+async def _send_problem(scope: Scope, send: Send, status: int, slug: str, title: str, detail: str,
+                        extra: Headers = ()) -> None:
+    headers, body = _problem(status, slug, title, detail, extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _bearer_subject(scope: Scope, secret: str) -> str | None:
+    auth = _header(scope, b"authorization")
+    if not auth or not auth.lower().startswith("bearer "):
+        return None
+    try:
+        claims = jwt.decode(auth[7:].strip(), secret, algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return None
+    sub = claims.get("sub")
+    return str(sub) if sub else None
+
+
+class RequestContext:
+    """X-Request-ID in and out (the correlation id of recorded events), plus nosniff on every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _header(scope, b"x-request-id") or ""
+        if not rid or len(rid) > 200 or not rid.isprintable():
+            rid = str(uuid.uuid4())
+        token = context.begin(correlation_id=rid)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() not in (b"x-request-id",)]
+                headers.append((b"x-request-id", rid.encode()))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            context.end(token)
+
+
+class RateLimit:
+    """Fixed-window limits in Redis (shared by every API process): register/login per IP, the rest per user."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.redis = aioredis.Redis.from_url(settings.redis_url)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(PREFIX) or path.startswith(UNLIMITED):
+            await self.app(scope, receive, send)
+            return
+        if path == PREFIX + "/auth/register" and scope["method"] == "POST":
+            rule, who = "register", "ip:" + _client_ip(scope)
+        elif path == PREFIX + "/auth/login" and scope["method"] == "POST":
+            rule, who = "login", "ip:" + _client_ip(scope)
+        else:
+            sub = _bearer_subject(scope, self.settings.jwt_secret)
+            rule, who = "default", ("user:" + sub) if sub else ("ip:" + _client_ip(scope))
+        limit = self.settings.rate_limits[rule]
+        now = time.time()
+        window = int(now // limit.seconds)
+        key = f"tutorconnect:rl:{rule}:{who}:{window}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, limit.seconds + 1)
+            count, _ = await pipe.execute()
+        if count > limit.count:
+            retry = max(1, int((window + 1) * limit.seconds - now + 0.999))
+            await _send_problem(scope, send, 429, "rate-limited", "Too many requests",
+                                f"limit {limit.count} per {limit.seconds}s for {rule}", [(b"retry-after", str(retry).encode())])
+            return
+        await self.app(scope, receive, send)
+
+
+class Idempotency:
+    """Idempotency-Key on commands: a repeat with the same body replays the first response (kept 24 h+)."""
+
+    KEEP = ("content-type", "x-event-position", "location")
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+        self.pool: AsyncConnectionPool[Any] | None = None
+
+    async def _pool(self) -> AsyncConnectionPool[Any]:
+        if self.pool is None:
+            self.pool = AsyncConnectionPool(self.settings.database_url, min_size=1, max_size=4,
+                                            kwargs={"autocommit": True}, open=False)
+            await self.pool.open()
+        return self.pool
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
+        if not key or scope["method"] not in COMMAND_METHODS or not scope.get("path", "").startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        if len(key) > 200:
+            await _send_problem(scope, send, 422, "validation-failed", "Validation failed",
+                                "Idempotency-Key is at most 200 characters")
+            return
+        # Read the whole body (bounded by the 1 MB limit below us) to hash it, then replay it to the app.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > 1_048_576 or not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        sub = _bearer_subject(scope, self.settings.jwt_secret)
+        scope_id = ("user:" + sub) if sub else ("ip:" + _client_ip(scope))
+        digest = hashlib.sha256(
+            b"\n".join([scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])
+        ).digest()
+        pool = await self._pool()
+        async with pool.connection() as conn:
+            claimed = await (await conn.execute(
+                "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES (%s, %s, %s)"
+                " ON CONFLICT (scope, key) DO NOTHING RETURNING 1", (scope_id, key, digest))).fetchone()
+            if not claimed:
+                row = await (await conn.execute(
+                    "SELECT request_hash, status, headers, body FROM idempotency_keys WHERE scope = %s AND key = %s",
+                    (scope_id, key))).fetchone()
+                if row is None:  # expired between the two statements: run as new
+                    await self.app(scope, _replay(body), send)
+                    return
+                if bytes(row[0]) != digest:
+                    await _send_problem(scope, send, 422, "idempotency-key-reused", "Idempotency key reused",
+                                        "this Idempotency-Key was used with a different request")
+                    return
+                if row[1] is None:
+                    await _send_problem(scope, send, 409, "idempotency-key-in-flight", "Request in progress",
+                                        "a request with this Idempotency-Key is still running", [(b"retry-after", b"1")])
+                    return
+                headers = [(k.encode(), v.encode()) for k, v in (row[2] or {}).items()]
+                headers.append((b"idempotent-replayed", b"true"))
+                await send({"type": "http.response.start", "status": row[1], "headers": headers})
+                await send({"type": "http.response.body", "body": bytes(row[3] or b"")})
+                return
+
+        captured: dict[str, Any] = {"status": None, "headers": {}, "body": []}
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                captured["status"] = message["status"]
+                captured["headers"] = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])
+                                       if k.decode().lower() in self.KEEP}
+            elif message["type"] == "http.response.body":
+                captured["body"].append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, _replay(body), capture)
+        finally:
+            status = captured["status"]
+            async with pool.connection() as conn:
+                if status is not None and status < 500:
+                    await conn.execute(
+                        "UPDATE idempotency_keys SET status = %s, headers = %s, body = %s WHERE scope = %s AND key = %s",
+                        (status, psycopg.types.json.Jsonb(captured["headers"]), b"".join(captured["body"]), scope_id, key))
+                else:  # a failure that recorded nothing: let the client retry with the same key
+                    await conn.execute("DELETE FROM idempotency_keys WHERE scope = %s AND key = %s", (scope_id, key))
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive

@@ -1,0 +1,113 @@
+"""RFC 9457 problem+json: the one table of error -> (status, type) and the handlers that render it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    PermissionDeniedException,
+    ValidationException,
+)
+
+from domain import errors as e
+
+BASE = "https://tutorconnect.dev/problems/"
+log = logging.getLogger("tutorconnect.api")
+
+
+class ProjectionLagging(Exception):
+    """A read model has not reached the position the client asked for."""
+
+
+class RateLimited(Exception):
+    """Too many requests in the current window."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("rate limit exceeded")
+        self.retry_after = retry_after
+
+
+# error class -> (status, type slug, title). Checked in order: subclasses before their bases.
+TABLE: list[tuple[type[Exception], int, str, str]] = [
+    (e.InvalidCredentials, 401, "invalid-credentials", "Invalid credentials"),
+    (e.Unauthenticated, 401, "unauthorized", "Authentication required"),
+    (e.Forbidden, 403, "forbidden", "Forbidden"),
+    (e.NotFound, 404, "not-found", "Not found"),
+    (e.EmailTaken, 409, "email-taken", "Email already registered"),
+    (e.WrongStatus, 409, "wrong-status", "Wrong status"),
+    (e.ConcurrencyConflict, 409, "concurrency-conflict", "Concurrent change"),
+    (e.IdempotencyKeyInFlight, 409, "idempotency-key-in-flight", "Request in progress"),
+    (e.IdempotencyKeyReused, 422, "idempotency-key-reused", "Idempotency key reused"),
+    (e.ValidationFailed, 422, "validation-failed", "Validation failed"),
+    (e.DomainError, 422, "rule-violated", "Request refused"),
+]
+
+
+def problem(
+    status: int, slug: str, title: str, detail: str = "", headers: dict[str, str] | None = None, **extra: Any
+) -> Response[dict[str, Any]]:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": BASE + slug, "title": title, "status": status, "detail": detail or title}
+    body.update(extra)
+    return Response(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def domain_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Render any DomainError from the table."""
+    for cls, status, slug, title in TABLE:
+        if isinstance(exc, cls):
+            extra: dict[str, Any] = {}
+            if isinstance(exc, e.ValidationFailed):
+                extra["errors"] = [{"field": f, "message": m} for f, m in exc.errors]
+            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            return problem(status, slug, title, getattr(exc, "detail", str(exc)), headers=headers, **extra)
+    return unexpected(_, exc)
+
+
+def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    """Framework errors (malformed bodies, unknown routes, wrong methods, oversized bodies)."""
+    status = exc.status_code
+    if isinstance(exc, ValidationException):
+        errors = []
+        for item in exc.extra if isinstance(exc.extra, list) else []:
+            if isinstance(item, dict):
+                field = str(item.get("key") or item.get("field") or "body")
+                errors.append({"field": field, "message": str(item.get("message", "invalid"))})
+        if not errors:
+            errors = [{"field": "body", "message": exc.detail}]
+        return problem(400, "malformed-request", "Malformed request", exc.detail, errors=errors)
+    if isinstance(exc, NotAuthorizedException):
+        return problem(401, "unauthorized", "Authentication required", exc.detail, {"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, PermissionDeniedException):
+        return problem(403, "forbidden", "Forbidden", exc.detail)
+    if isinstance(exc, NotFoundException):
+        return problem(404, "not-found", "Not found", exc.detail)
+    slugs = {405: "method-not-allowed", 413: "payload-too-large", 415: "unsupported-media-type", 429: "rate-limited"}
+    slug = slugs.get(status, "http-error" if status < 500 else "server-error")
+    headers = {k: v for k, v in (exc.headers or {}).items()} if exc.headers else None
+    return problem(status, slug, slug.replace("-", " ").capitalize(), exc.detail, headers)
+
+
+def lagging(_: Request[Any, Any, Any], exc: ProjectionLagging) -> Response[dict[str, Any]]:
+    """503 while a read model catches up to the client's X-Min-Position."""
+    return problem(503, "projection-lagging", "Read model lagging", str(exc), {"Retry-After": "1"})
+
+
+def unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """A bug: log it, and still answer problem+json."""
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "server-error", "Internal server error", "an unexpected error occurred")
+
+
+HANDLERS: dict[type[Exception] | int, Any] = {
+    e.DomainError: domain_error,
+    HTTPException: http_error,
+    ProjectionLagging: lagging,
+    Exception: unexpected,
+}
+MEDIA = MediaType.JSON

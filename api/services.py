@@ -1,0 +1,78 @@
+"""The per-process container the API hands to controllers: settings, applications, pools, Redis, clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+import redis
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from application.audit import Audit
+from application.catalog import Catalog
+from application.clock import Clock
+from application.identity import Identity
+from application.settings import Settings
+
+_SESSION_MAX = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600) end
+return 1
+"""
+
+
+@dataclass
+class Services:
+    """What request handlers use; built once per API process."""
+
+    settings: Settings
+    clock: Clock
+    identity: Identity
+    catalog: Catalog
+    audit: Audit
+    reads: ConnectionPool[Any]
+    redis: redis.Redis
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        """Connect everything (the event store tables are created on first use)."""
+        clock = Clock(settings.redis_url, settings.test_clock)
+        reads: ConnectionPool[Any] = ConnectionPool(
+            settings.database_url,
+            min_size=2,
+            max_size=settings.pool_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            open=True,
+        )
+        return cls(
+            settings=settings,
+            clock=clock,
+            identity=Identity(settings, clock),
+            catalog=Catalog(settings, clock),
+            audit=Audit(settings, clock),
+            reads=reads,
+            redis=redis.Redis.from_url(settings.redis_url),
+        )
+
+    def remember_write(self, user_id: str, position: int) -> None:
+        """Session consistency: the user's later queries wait for their own last write."""
+        self.redis.eval(_SESSION_MAX, 1, f"tutorconnect:rw:{user_id}", position)
+
+    def last_write(self, user_id: str) -> int:
+        """The position of the user's last write (0 if none in the last hour)."""
+        raw = self.redis.get(f"tutorconnect:rw:{user_id}")
+        return int(raw) if raw else 0
+
+    def close(self) -> None:
+        """Release pools."""
+        self.reads.close()
+        self.redis.close()
+
+
+def connect_check(dsn: str) -> None:
+    """Raise if the database is unreachable."""
+    with psycopg.connect(dsn, connect_timeout=3) as c:
+        c.execute("SELECT 1")

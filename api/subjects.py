@@ -1,0 +1,81 @@
+"""Subjects: the public catalog and its admin commands."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services, staff
+
+
+class SubjectIn(msgspec.Struct):
+    """POST /admin/subjects."""
+
+    name: str
+    category: str
+
+
+class SubjectRename(msgspec.Struct):
+    """PATCH /admin/subjects/{id}."""
+
+    name: str
+
+
+class SubjectsController(Controller):
+    """Anyone browses active subjects."""
+
+    path = "/subjects"
+    tags = ["catalog"]
+
+    @get("/", sync_to_thread=True)
+    def list_subjects(self, request: Request[Any, Any, Any], category: str | None = None,
+                      limit: int | None = None, cursor: str | None = None) -> Response[Any]:
+        """Active subjects by name."""
+        n = limit_of(limit)
+        where, params = ["active"], []  # type: ignore[var-annotated]
+        if category:
+            where.append("category = %s")
+            params.append(category)
+        after = decode_cursor(cursor)
+        if after is not None:
+            where.append("(name, subject_id) > (%s, %s::uuid)")
+            params.extend(after)
+        sql = (f"SELECT subject_id, name, category, active FROM subjects WHERE {' AND '.join(where)}"
+               " ORDER BY name, subject_id LIMIT %s")
+        with reading(request, ("subjects",)) as (conn, pos):
+            rows = conn.execute(sql, (*params, n + 1)).fetchall()
+        items = [{"id": str(r["subject_id"]), "name": r["name"], "category": r["category"], "active": r["active"]}
+                 for r in rows[:n]]
+        next_cursor = encode_cursor([rows[n - 1]["name"], str(rows[n - 1]["subject_id"])]) if len(rows) > n else None
+        return query({"items": items, "next_cursor": next_cursor}, pos)
+
+
+class AdminSubjectsController(Controller):
+    """Admins curate the catalog."""
+
+    path = "/admin/subjects"
+    tags = ["admin", "catalog"]
+
+    @post("/", status_code=201, sync_to_thread=True)
+    def create(self, request: Request[Any, Any, Any], data: SubjectIn) -> Response[Any]:
+        """Add a subject."""
+        staff(request, "admin")
+        body, position = services(request.app.state).catalog.create_subject(data.name, data.category)
+        return command(request, body, position, 201)
+
+    @patch("/{subject_id:uuid}", sync_to_thread=True)
+    def rename(self, request: Request[Any, Any, Any], subject_id: UUID, data: SubjectRename) -> Response[Any]:
+        """Rename a subject."""
+        staff(request, "admin")
+        body, position = services(request.app.state).catalog.rename_subject(subject_id, data.name)
+        return command(request, body, position)
+
+    @delete("/{subject_id:uuid}", status_code=200, sync_to_thread=True)
+    def retire(self, request: Request[Any, Any, Any], subject_id: UUID) -> Response[Any]:
+        """Retire a subject (kept in history and on past bookings)."""
+        staff(request, "admin")
+        body, position = services(request.app.state).catalog.retire_subject(subject_id)
+        return command(request, body, position)

@@ -1,0 +1,168 @@
+"""The `tutorconnect` command: serve, api, projectors, worker, projections, admin."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Any
+
+
+def _say(msg: str) -> None:
+    print(f"[tutorconnect] {msg}", file=sys.stderr, flush=True)
+
+
+def _env_for_tools() -> dict[str, str]:
+    """Settings for one-shot commands: the environment, else the embedded database of `serve`."""
+    from workers import embedded
+
+    env = dict(os.environ)
+    if not env.get("DATABASE_URL"):
+        box = embedded.ensure(env, _say, need=("db",))
+        env = box.env
+        os.environ.update(env)
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    if not env.get("JWT_SECRET"):
+        env["JWT_SECRET"] = embedded._secret(embedded.data_dir(env), "jwt_secret", lambda: os.urandom(32).hex())
+    return env
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from workers.processes import serve
+
+    return serve(a.host, a.port, _say)
+
+
+def cmd_api(a: argparse.Namespace) -> int:
+    from workers.processes import run_api
+
+    run_api(a.host, a.port, a.workers)
+    return 0
+
+
+def cmd_projectors(_: argparse.Namespace) -> int:
+    from workers.processes import run_projectors
+
+    run_projectors()
+    return 0
+
+
+def cmd_worker(a: argparse.Namespace) -> int:
+    from workers.processes import run_worker
+
+    run_worker(a.threads)
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from application.settings import Settings
+    from projections import runtime
+    from workers.processes import prepare
+
+    settings = Settings.from_env(_env_for_tools())
+    prepare(settings)
+    table = Table(title="projections")
+    for col in ("name", "generation", "version", "state", "position", "head", "lag", "events"):
+        table.add_column(col)
+    for s in runtime.status(settings.database_url):
+        table.add_row(s.name, str(s.generation), str(s.version), s.state, str(s.position), str(s.head), str(s.lag),
+                      str(s.events_processed))
+    Console().print(table)
+    return 0
+
+
+def cmd_rebuild(a: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from application.settings import Settings
+    from projections import by_name, runtime
+    from workers.processes import prepare
+
+    settings = Settings.from_env(_env_for_tools())
+    prepare(settings)
+    try:
+        projection = by_name(a.name)
+    except KeyError:
+        _say(f"no projection named {a.name!r}")
+        return 2
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task(f"rebuilding {a.name}", total=None)
+
+        def progress(position: int, head: int) -> None:
+            bar.update(task, completed=position, total=max(head, position))
+
+        generation = runtime.rebuild(settings.database_url, projection, progress)
+    _say(f"{a.name}: generation {generation} is live")
+    return 0
+
+
+def cmd_admin_create(a: argparse.Namespace) -> int:
+    from application import context
+    from application.identity import Identity
+    from application.settings import Settings
+    from domain.errors import DomainError
+    from workers.processes import prepare
+
+    settings = Settings.from_env(_env_for_tools())
+    prepare(settings)
+    identity = Identity(settings)
+    try:
+        with context.acting(actor_id=None, actor_role="system", correlation_id=f"cli-admin-create-{os.getpid()}"):
+            o = identity.register(a.email, a.password, a.full_name or a.email.split("@")[0], a.role, staff=True)
+    except DomainError as e:
+        _say(f"cannot create {a.email}: {e.detail}")
+        return 1
+    print(f"created {a.role} {o.user['email']} ({o.user['id']})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tutorconnect", description="TutorConnect event-sourced marketplace core")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def host_port(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--host", default="127.0.0.1")
+        sp.add_argument("--port", type=int, default=8000)
+
+    s = sub.add_parser("serve", help="run the API with the projectors and workers it needs (embedded defaults)")
+    host_port(s)
+    s.set_defaults(func=cmd_serve)
+    s = sub.add_parser("api", help="run the HTTP API only")
+    host_port(s)
+    s.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    s.set_defaults(func=cmd_api)
+    s = sub.add_parser("projectors", help="run the projection followers only")
+    s.set_defaults(func=cmd_projectors)
+    s = sub.add_parser("worker", help="run the dramatiq worker and sweeper only")
+    s.add_argument("--threads", type=int, default=4)
+    s.set_defaults(func=cmd_worker)
+    s = sub.add_parser("projections", help="operate the read models (status, rebuild)")
+    psub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ps = psub.add_parser("status", help="each projection's position and lag")
+    ps.set_defaults(func=cmd_status)
+    ps = psub.add_parser("rebuild", help="rebuild a projection beside the live one, then switch")
+    ps.add_argument("name")
+    ps.set_defaults(func=cmd_rebuild)
+    s = sub.add_parser("admin", help="staff accounts")
+    asub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ac = asub.add_parser("create", help="create an admin (or finance) account")
+    ac.add_argument("--email", required=True)
+    ac.add_argument("--password", required=True)
+    ac.add_argument("--role", choices=("admin", "finance"), default="admin")
+    ac.add_argument("--full-name", default="")
+    ac.set_defaults(func=cmd_admin_create)
+    return p
+
+
+def main(argv: list[str] | None = None) -> Any:
+    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

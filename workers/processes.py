@@ -1,0 +1,126 @@
+"""The long-running processes: API server, projectors, dramatiq worker, and the `serve` supervisor."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import migrations
+from application.settings import Settings
+from projections import all_projections, runtime
+from workers import embedded
+
+log = logging.getLogger("tutorconnect")
+
+
+def _on_term(stop: threading.Event) -> None:
+    def handler(signum: int, _: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def prepare(settings: Settings) -> None:
+    """Schema, event table and projection tables: idempotent, safe from several processes."""
+    migrations.apply(settings.database_url)
+    from application.store import EventStoreApp
+
+    EventStoreApp(settings)  # creates the events table on first use
+    runtime.ensure(settings.database_url, all_projections())
+
+
+def run_api(host: str, port: int, workers: int = 1) -> None:
+    """Serve the Litestar app with granian (no access log: 2-4x faster than `litestar run`)."""
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    prepare(Settings.from_env())
+    Granian(
+        "api.app:create_app",
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        log_access=False,
+        backpressure=64,
+    ).serve()
+
+
+def run_projectors() -> None:
+    """Follow the log with every projection until SIGTERM."""
+    settings = Settings.from_env()
+    prepare(settings)
+    stop = threading.Event()
+    _on_term(stop)
+    runtime.follow_all(settings.database_url, all_projections(), stop)
+    log.info("projectors running: %s", ", ".join(p.name for p in all_projections()))
+    stop.wait()
+
+
+def run_worker(threads: int = 4) -> None:
+    """dramatiq worker for the scheduled and background actors, plus the sweeper."""
+    settings = Settings.from_env()
+    prepare(settings)
+    import dramatiq
+
+    from workers import actors
+
+    stop = threading.Event()
+    _on_term(stop)
+    worker = dramatiq.Worker(actors.broker, worker_threads=threads)
+    worker.start()
+    sweeper = threading.Thread(target=actors.sweeper, args=(stop, settings.redis_url), daemon=True)
+    sweeper.start()
+    log.info("worker running")
+    stop.wait()
+    worker.stop(timeout=5000)
+
+
+def serve(host: str, port: int, say: Callable[[str], None]) -> int:
+    """Start what is missing, then run the API, projectors and worker as supervised child processes."""
+    stop = threading.Event()
+    _on_term(stop)
+    box = embedded.ensure(dict(os.environ), say)
+    env = box.env
+    try:
+        settings = Settings.from_env(env)
+        prepare(settings)
+        exe = [sys.executable, "-m", "workers.cli"]
+        specs = {
+            "api": [*exe, "api", "--host", host, "--port", str(port)],
+            "projectors": [*exe, "projectors"],
+            "worker": [*exe, "worker"],
+        }
+        children: dict[str, subprocess.Popen[bytes]] = {}
+        for name, args in specs.items():
+            children[name] = subprocess.Popen(args, env=env)
+        say(f"serving on http://{host}:{port} (API, projectors and worker running)")
+        while not stop.wait(0.5):
+            for name, child in list(children.items()):
+                if child.poll() is not None:
+                    say(f"{name} exited with {child.returncode}; restarting")
+                    time.sleep(1)
+                    children[name] = subprocess.Popen(specs[name], env=env)
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for child in children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        return 0
+    finally:
+        box.stop()
+        say("stopped")
