@@ -36,8 +36,15 @@ class AdminUsersController(Controller):
     tags = ["admin"]
 
     @get("/", sync_to_thread=True)
-    def list_users(self, request: Request[Any, Any, Any], role: str | None = None, is_active: str | None = None,
-                   q: str | None = None, limit: int | None = None, cursor: str | None = None) -> Response[Any]:
+    def list_users(
+        self,
+        request: Request[Any, Any, Any],
+        role: str | None = None,
+        is_active: str | None = None,
+        q: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Response[Any]:
         """Users, newest first; filters role, is_active and q (literal substring of name or email)."""
         account = staff(request, "admin")
         n = limit_of(limit)
@@ -56,17 +63,30 @@ class AdminUsersController(Controller):
         if after is not None:
             where.append("registered_position < %s")
             params.append(int(after))
-        sql = ("SELECT user_id, email, full_name, role, is_active, deleted, timezone, language, currency, avatar_url,"
-               " registered_at, registered_position FROM users_directory WHERE " + " AND ".join(where)
-               + " ORDER BY registered_position DESC LIMIT %s")
+        sql = (
+            "SELECT user_id, email, full_name, role, is_active, deleted, timezone, language, currency, avatar_url,"
+            " registered_at, registered_position FROM users_directory WHERE "
+            + " AND ".join(where)
+            + " ORDER BY registered_position DESC LIMIT %s"
+        )
         with reading(request, ("users_directory",), account) as (conn, pos):
             rows = conn.execute(sql, (*params, n + 1)).fetchall()
-        items = [{
-            "id": str(r["user_id"]), "email": r["email"], "full_name": r["full_name"], "role": r["role"],
-            "is_active": r["is_active"], "deleted": r["deleted"], "timezone": r["timezone"],
-            "language": r["language"], "currency": r["currency"], "avatar_url": r["avatar_url"],
-            "created_at": r["registered_at"],
-        } for r in rows[:n]]
+        items = [
+            {
+                "id": str(r["user_id"]),
+                "email": r["email"],
+                "full_name": r["full_name"],
+                "role": r["role"],
+                "is_active": r["is_active"],
+                "deleted": r["deleted"],
+                "timezone": r["timezone"],
+                "language": r["language"],
+                "currency": r["currency"],
+                "avatar_url": r["avatar_url"],
+                "created_at": r["registered_at"],
+            }
+            for r in rows[:n]
+        ]
         next_cursor = encode_cursor(rows[n - 1]["registered_position"]) if len(rows) > n else None
         return query({"items": items, "next_cursor": next_cursor}, pos)
 

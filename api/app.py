@@ -37,8 +37,13 @@ def storage_check(settings: Settings) -> Any:
     from minio import Minio
 
     u = urlsplit(settings.s3_endpoint_url)
-    client = Minio(u.netloc, access_key=settings.s3_access_key, secret_key=settings.s3_secret_key,
-                   secure=u.scheme == "https", region="us-east-1")
+    client = Minio(
+        u.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=u.scheme == "https",
+        region="us-east-1",
+    )
 
     def check() -> None:
         if not client.bucket_exists(settings.s3_bucket):
@@ -54,8 +59,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     svc.extras["storage_check"] = storage_check(settings)
     v1 = Router(
         path="/api/v1",
-        route_handlers=[IdentityController, AdminUsersController, AuditController, SubjectsController,
-                        AdminSubjectsController, TestClockController],
+        route_handlers=[
+            IdentityController,
+            AdminUsersController,
+            AuditController,
+            SubjectsController,
+            AdminSubjectsController,
+            TestClockController,
+        ],
     )
     assets_dir = Path(swagger_ui_bundle.swagger_ui_path)
     openapi = OpenAPIConfig(
@@ -63,24 +74,31 @@ def create_app(settings: Settings | None = None) -> Litestar:
         version="1.0.0",
         path="/schema",
         servers=[Server(url="/")],
-        components=Components(security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer",
-                                                                           bearer_format="JWT")}),
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+        ),
         security=[{"bearer": []}],
-        render_plugins=[SwaggerRenderPlugin(
-            path=["/", "/swagger"],
-            js_url=f"{ASSETS}/swagger-ui-bundle.js",
-            css_url=f"{ASSETS}/swagger-ui.css",
-            standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
-            favicon=f"<link rel='icon' type='image/png' href='{ASSETS}/favicon-32x32.png'>",
-        )],
+        render_plugins=[
+            SwaggerRenderPlugin(
+                path=["/", "/swagger"],
+                js_url=f"{ASSETS}/swagger-ui-bundle.js",
+                css_url=f"{ASSETS}/swagger-ui.css",
+                standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
+                favicon=f"<link rel='icon' type='image/png' href='{ASSETS}/favicon-32x32.png'>",
+            )
+        ],
     )
 
     def shutdown() -> None:
         svc.close()
 
     return Litestar(
-        route_handlers=[v1, healthz, readyz,
-                        create_static_files_router(path=ASSETS, directories=[assets_dir], include_in_schema=False)],
+        route_handlers=[
+            v1,
+            healthz,
+            readyz,
+            create_static_files_router(path=ASSETS, directories=[assets_dir], include_in_schema=False),
+        ],
         state=State({"services": svc}),
         exception_handlers=problems.HANDLERS,
         middleware=[

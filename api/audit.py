@@ -11,15 +11,23 @@ from litestar import Controller, Request, Response, get
 from api.deps import decode_cursor, encode_cursor, limit_of, query, reading, services, staff
 from domain.errors import NotFound, ValidationFailed
 
-COLUMNS = ("position, aggregate_id, aggregate_version, type, recorded_at, actor_id, actor_role, correlation_id,"
-           " causation_id, data")
+COLUMNS = (
+    "position, aggregate_id, aggregate_version, type, recorded_at, actor_id, actor_role, correlation_id,"
+    " causation_id, data"
+)
 
 
 def _item(r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "position": r["position"], "aggregate_id": str(r["aggregate_id"]), "aggregate_version": r["aggregate_version"],
-        "type": r["type"], "recorded_at": r["recorded_at"], "actor_id": str(r["actor_id"]) if r["actor_id"] else None,
-        "actor_role": r["actor_role"], "correlation_id": r["correlation_id"], "causation_id": r["causation_id"],
+        "position": r["position"],
+        "aggregate_id": str(r["aggregate_id"]),
+        "aggregate_version": r["aggregate_version"],
+        "type": r["type"],
+        "recorded_at": r["recorded_at"],
+        "actor_id": str(r["actor_id"]) if r["actor_id"] else None,
+        "actor_role": r["actor_role"],
+        "correlation_id": r["correlation_id"],
+        "causation_id": r["causation_id"],
         "data": r["data"],
     }
 
@@ -40,16 +48,28 @@ class AuditController(Controller):
     tags = ["admin"]
 
     @get("/events", sync_to_thread=True)
-    def events(self, request: Request[Any, Any, Any], aggregate_id: str | None = None, type: str | None = None,  # noqa: A002
-               actor_id: str | None = None, correlation_id: str | None = None,
-               to: datetime | None = None, after_position: int | None = None,
-               limit: int | None = None, cursor: str | None = None) -> Response[Any]:
+    def events(
+        self,
+        request: Request[Any, Any, Any],
+        aggregate_id: str | None = None,
+        type: str | None = None,  # noqa: A002
+        actor_id: str | None = None,
+        correlation_id: str | None = None,
+        to: datetime | None = None,
+        after_position: int | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Response[Any]:
         """Events in log order, filtered by aggregate, type, actor, correlation, time and position."""
         account = staff(request, "admin")
         n = limit_of(limit)
         where, params = ["true"], []  # type: ignore[var-annotated]
-        for col, value in (("aggregate_id", _uuid("aggregate_id", aggregate_id)), ("type", type),
-                           ("actor_id", _uuid("actor_id", actor_id)), ("correlation_id", correlation_id)):
+        for col, value in (
+            ("aggregate_id", _uuid("aggregate_id", aggregate_id)),
+            ("type", type),
+            ("actor_id", _uuid("actor_id", actor_id)),
+            ("correlation_id", correlation_id),
+        ):
             if value is not None and value != "":
                 where.append(f"{col} = %s")
                 params.append(value)
@@ -85,8 +105,18 @@ class AuditController(Controller):
         with reading(request, ("audit_log",), account) as (conn, pos):
             rows = conn.execute(
                 f"SELECT {COLUMNS} FROM audit_log WHERE aggregate_id = %s AND aggregate_version <= %s"
-                " ORDER BY aggregate_version", (aggregate_id, at)).fetchall()
+                " ORDER BY aggregate_version",
+                (aggregate_id, at),
+            ).fetchall()
         if not rows:
             raise NotFound("no such aggregate")
-        return query({"aggregate_id": str(aggregate_id), "aggregate_type": kind, "version": at,
-                      "events": [_item(r) for r in rows], "state": state}, pos)
+        return query(
+            {
+                "aggregate_id": str(aggregate_id),
+                "aggregate_type": kind,
+                "version": at,
+                "events": [_item(r) for r in rows],
+                "state": state,
+            },
+            pos,
+        )

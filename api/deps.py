@@ -58,7 +58,9 @@ def min_position(request: Request[Any, Any, Any], account: Account | None) -> in
 
 
 @contextlib.contextmanager
-def reading(request: Request[Any, Any, Any], names: tuple[str, ...], account: Account | None = None) -> Iterator[tuple[Any, int]]:
+def reading(
+    request: Request[Any, Any, Any], names: tuple[str, ...], account: Account | None = None
+) -> Iterator[tuple[Any, int]]:
     """A read-model connection once `names` have reached the wanted position (else 503 projection-lagging)."""
     svc = services(request.app.state)
     wanted = min_position(request, account)
@@ -74,8 +76,9 @@ def query(body: Any, position: int, status: int = 200) -> Response[Any]:
     return Response(body, status_code=status, headers={"X-Projection-Position": str(position)})
 
 
-def command(request: Request[Any, Any, Any], body: Any, position: int, status: int = 200,
-            user_id: str | None = None) -> Response[Any]:
+def command(
+    request: Request[Any, Any, Any], body: Any, position: int, status: int = 200, user_id: str | None = None
+) -> Response[Any]:
     """A command response with X-Event-Position; the actor's later queries wait for it."""
     who = user_id or context.current().actor_id
     if who:

@@ -73,13 +73,17 @@ class MeUpdate(msgspec.Struct):
     timezone: str | msgspec.UnsetType = msgspec.UNSET
     language: str | msgspec.UnsetType = msgspec.UNSET
     currency: str | msgspec.UnsetType = msgspec.UNSET
-    avatar_url: str | None | msgspec.UnsetType = msgspec.UNSET
+    avatar_url: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def _tokens(o: Outcome) -> dict[str, Any]:
     assert o.tokens is not None
-    return {"access_token": o.tokens.access_token, "refresh_token": o.tokens.refresh_token,
-            "token_type": "bearer", "expires_in": o.tokens.expires_in}
+    return {
+        "access_token": o.tokens.access_token,
+        "refresh_token": o.tokens.refresh_token,
+        "token_type": "bearer",
+        "expires_in": o.tokens.expires_in,
+    }
 
 
 class IdentityController(Controller):

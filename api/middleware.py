@@ -36,15 +36,20 @@ def _client_ip(scope: Scope) -> str:
 
 
 def _problem(status: int, slug: str, title: str, detail: str, extra_headers: Headers = ()) -> tuple[Headers, bytes]:
-    body = json.dumps({"type": f"https://tutorconnect.dev/problems/{slug}", "title": title, "status": status,
-                       "detail": detail}).encode()
-    headers = [(b"content-type", b"application/problem+json"), (b"content-length", str(len(body)).encode()),
-               *extra_headers]
+    body = json.dumps(
+        {"type": f"https://tutorconnect.dev/problems/{slug}", "title": title, "status": status, "detail": detail}
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
     return headers, body
 
 
-async def _send_problem(scope: Scope, send: Send, status: int, slug: str, title: str, detail: str,
-                        extra: Headers = ()) -> None:
+async def _send_problem(
+    scope: Scope, send: Send, status: int, slug: str, title: str, detail: str, extra: Headers = ()
+) -> None:
     headers, body = _problem(status, slug, title, detail, extra)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -121,8 +126,15 @@ class RateLimit:
             count, _ = await pipe.execute()
         if count > limit.count:
             retry = max(1, int((window + 1) * limit.seconds - now + 0.999))
-            await _send_problem(scope, send, 429, "rate-limited", "Too many requests",
-                                f"limit {limit.count} per {limit.seconds}s for {rule}", [(b"retry-after", str(retry).encode())])
+            await _send_problem(
+                scope,
+                send,
+                429,
+                "rate-limited",
+                "Too many requests",
+                f"limit {limit.count} per {limit.seconds}s for {rule}",
+                [(b"retry-after", str(retry).encode())],
+            )
             return
         await self.app(scope, receive, send)
 
@@ -139,8 +151,9 @@ class Idempotency:
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
         if self.pool is None:
-            self.pool = AsyncConnectionPool(self.settings.database_url, min_size=1, max_size=4,
-                                            kwargs={"autocommit": True}, open=False)
+            self.pool = AsyncConnectionPool(
+                self.settings.database_url, min_size=1, max_size=4, kwargs={"autocommit": True}, open=False
+            )
             await self.pool.open()
         return self.pool
 
@@ -150,8 +163,9 @@ class Idempotency:
             await self.app(scope, receive, send)
             return
         if len(key) > 200:
-            await _send_problem(scope, send, 422, "validation-failed", "Validation failed",
-                                "Idempotency-Key is at most 200 characters")
+            await _send_problem(
+                scope, send, 422, "validation-failed", "Validation failed", "Idempotency-Key is at most 200 characters"
+            )
             return
         # Read the whole body (bounded by the 1 MB limit below us) to hash it, then replay it to the app.
         chunks: list[bytes] = []
@@ -172,23 +186,43 @@ class Idempotency:
         ).digest()
         pool = await self._pool()
         async with pool.connection() as conn:
-            claimed = await (await conn.execute(
-                "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES (%s, %s, %s)"
-                " ON CONFLICT (scope, key) DO NOTHING RETURNING 1", (scope_id, key, digest))).fetchone()
+            claimed = await (
+                await conn.execute(
+                    "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES (%s, %s, %s)"
+                    " ON CONFLICT (scope, key) DO NOTHING RETURNING 1",
+                    (scope_id, key, digest),
+                )
+            ).fetchone()
             if not claimed:
-                row = await (await conn.execute(
-                    "SELECT request_hash, status, headers, body FROM idempotency_keys WHERE scope = %s AND key = %s",
-                    (scope_id, key))).fetchone()
+                row = await (
+                    await conn.execute(
+                        "SELECT request_hash, status, headers, body FROM idempotency_keys WHERE scope = %s AND key = %s",
+                        (scope_id, key),
+                    )
+                ).fetchone()
                 if row is None:  # expired between the two statements: run as new
                     await self.app(scope, _replay(body), send)
                     return
                 if bytes(row[0]) != digest:
-                    await _send_problem(scope, send, 422, "idempotency-key-reused", "Idempotency key reused",
-                                        "this Idempotency-Key was used with a different request")
+                    await _send_problem(
+                        scope,
+                        send,
+                        422,
+                        "idempotency-key-reused",
+                        "Idempotency key reused",
+                        "this Idempotency-Key was used with a different request",
+                    )
                     return
                 if row[1] is None:
-                    await _send_problem(scope, send, 409, "idempotency-key-in-flight", "Request in progress",
-                                        "a request with this Idempotency-Key is still running", [(b"retry-after", b"1")])
+                    await _send_problem(
+                        scope,
+                        send,
+                        409,
+                        "idempotency-key-in-flight",
+                        "Request in progress",
+                        "a request with this Idempotency-Key is still running",
+                        [(b"retry-after", b"1")],
+                    )
                     return
                 headers = [(k.encode(), v.encode()) for k, v in (row[2] or {}).items()]
                 headers.append((b"idempotent-replayed", b"true"))
@@ -201,8 +235,11 @@ class Idempotency:
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
                 captured["status"] = message["status"]
-                captured["headers"] = {k.decode().lower(): v.decode() for k, v in message.get("headers", [])
-                                       if k.decode().lower() in self.KEEP}
+                captured["headers"] = {
+                    k.decode().lower(): v.decode()
+                    for k, v in message.get("headers", [])
+                    if k.decode().lower() in self.KEEP
+                }
             elif message["type"] == "http.response.body":
                 captured["body"].append(message.get("body", b""))
             await send(message)
@@ -215,7 +252,14 @@ class Idempotency:
                 if status is not None and status < 500:
                     await conn.execute(
                         "UPDATE idempotency_keys SET status = %s, headers = %s, body = %s WHERE scope = %s AND key = %s",
-                        (status, psycopg.types.json.Jsonb(captured["headers"]), b"".join(captured["body"]), scope_id, key))
+                        (
+                            status,
+                            psycopg.types.json.Jsonb(captured["headers"]),
+                            b"".join(captured["body"]),
+                            scope_id,
+                            key,
+                        ),
+                    )
                 else:  # a failure that recorded nothing: let the client retry with the same key
                     await conn.execute("DELETE FROM idempotency_keys WHERE scope = %s AND key = %s", (scope_id, key))
 

@@ -89,7 +89,7 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
         return problem(404, "not-found", "Not found", exc.detail)
     slugs = {405: "method-not-allowed", 413: "payload-too-large", 415: "unsupported-media-type", 429: "rate-limited"}
     slug = slugs.get(status, "http-error" if status < 500 else "server-error")
-    headers = {k: v for k, v in (exc.headers or {}).items()} if exc.headers else None
+    headers = dict((exc.headers or {}).items()) if exc.headers else None
     return problem(status, slug, slug.replace("-", " ").capitalize(), exc.detail, headers)
 
 

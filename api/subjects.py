@@ -31,8 +31,13 @@ class SubjectsController(Controller):
     tags = ["catalog"]
 
     @get("/", sync_to_thread=True)
-    def list_subjects(self, request: Request[Any, Any, Any], category: str | None = None,
-                      limit: int | None = None, cursor: str | None = None) -> Response[Any]:
+    def list_subjects(
+        self,
+        request: Request[Any, Any, Any],
+        category: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Response[Any]:
         """Active subjects by name."""
         n = limit_of(limit)
         where, params = ["active"], []  # type: ignore[var-annotated]
@@ -43,12 +48,16 @@ class SubjectsController(Controller):
         if after is not None:
             where.append("(name, subject_id) > (%s, %s::uuid)")
             params.extend(after)
-        sql = (f"SELECT subject_id, name, category, active FROM subjects WHERE {' AND '.join(where)}"
-               " ORDER BY name, subject_id LIMIT %s")
+        sql = (
+            f"SELECT subject_id, name, category, active FROM subjects WHERE {' AND '.join(where)}"
+            " ORDER BY name, subject_id LIMIT %s"
+        )
         with reading(request, ("subjects",)) as (conn, pos):
             rows = conn.execute(sql, (*params, n + 1)).fetchall()
-        items = [{"id": str(r["subject_id"]), "name": r["name"], "category": r["category"], "active": r["active"]}
-                 for r in rows[:n]]
+        items = [
+            {"id": str(r["subject_id"]), "name": r["name"], "category": r["category"], "active": r["active"]}
+            for r in rows[:n]
+        ]
         next_cursor = encode_cursor([rows[n - 1]["name"], str(rows[n - 1]["subject_id"])]) if len(rows) > n else None
         return query({"items": items, "next_cursor": next_cursor}, pos)
 

@@ -47,7 +47,7 @@ class Catalog(EventStoreApp):
 
     def _subject(self, subject_id: UUID) -> Subject:
         try:
-            s = self.repository.get(subject_id)
+            s: Any = self.repository.get(subject_id)
         except AggregateNotFoundError:
             raise NotFound("no such subject") from None
         if not isinstance(s, Subject):

@@ -20,7 +20,8 @@ class Context:
     causation_id: str | None = None
 
 
-_current: ContextVar[Context] = ContextVar("tutorconnect_context", default=Context())
+_EMPTY = Context()
+_current: ContextVar[Context] = ContextVar("tutorconnect_context", default=_EMPTY)
 
 
 def current() -> Context:

@@ -145,7 +145,8 @@ class Identity(EventStoreApp):
                 if row["expired"] or not row["is_active"] or row["deleted"]:
                     raise Unauthenticated("invalid refresh token")
                 conn.execute(
-                    "UPDATE identity_refresh_tokens SET spent_at = now() WHERE token_hash = %s", (digest(refresh_token),)
+                    "UPDATE identity_refresh_tokens SET spent_at = now() WHERE token_hash = %s",
+                    (digest(refresh_token),),
                 )
                 token, token_hash = new_refresh_token(row["family_id"])
                 conn.execute(
@@ -156,7 +157,9 @@ class Identity(EventStoreApp):
         if reused is not None:
             self._record_revocation(reused["user_id"], reused["family_id"], "refresh token reuse detected")
             raise Unauthenticated("refresh token already used; the session has been revoked")
-        access = issue_access(self.settings.jwt_secret, str(row["user_id"]), row["role"], self.settings.access_token_seconds)
+        access = issue_access(
+            self.settings.jwt_secret, str(row["user_id"]), row["role"], self.settings.access_token_seconds
+        )
         tokens = Tokens(access, token, self.settings.access_token_seconds)
         return Outcome({"id": str(row["user_id"])}, self.head(), tokens)
 
@@ -250,7 +253,7 @@ class Identity(EventStoreApp):
 
     def _user(self, user_id: UUID) -> User:
         try:
-            user = self.repository.get(user_id)
+            user: Any = self.repository.get(user_id)
         except AggregateNotFoundError:
             raise NotFound("no such user") from None
         if not isinstance(user, User):

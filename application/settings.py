@@ -21,10 +21,7 @@ class RateLimit(msgspec.Struct, frozen=True):
 
 def parse_rate_limits(text: str) -> dict[str, RateLimit]:
     """Parse `register=5/minute,login=10/minute,default=20/minute` (a missing rule keeps its default)."""
-    rules = {
-        k: v
-        for k, v in _parse(DEFAULT_RATE_LIMITS).items()
-    }
+    rules = dict(_parse(DEFAULT_RATE_LIMITS).items())
     rules.update(_parse(text))
     return rules
 

@@ -54,7 +54,7 @@ class MsgspecTranscoder(Transcoder):
 _PLAIN = (str, int, bool, float, Any, type(None))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _typed_fields(cls: type) -> tuple[tuple[str, Any], ...]:
     """Fields of an event class whose JSON form needs converting back (UUID, datetime, dataclass values...)."""
     try:
@@ -105,7 +105,9 @@ class MetaMapper(Mapper[UUID]):
         try:
             state: dict[str, Any] = self.transcoder.decode(stored_event.state)
         except msgspec.DecodeError as e:
-            raise MapperDeserialisationError(f"event {stored_event.originator_id}@{stored_event.originator_version}: {e}") from e
+            raise MapperDeserialisationError(
+                f"event {stored_event.originator_id}@{stored_event.originator_version}: {e}"
+            ) from e
         state.pop(META, None)
         class_version = getattr(cls, "class_version", 1)
         from_version = state.pop("class_version", 1)
@@ -175,7 +177,7 @@ class EventStoreApp(Application[UUID]):
 
     def connection(self) -> Any:
         """A pooled psycopg connection (dict rows) of the event store's database."""
-        return self.recorder.datastore.get_connection()
+        return self.recorder.datastore.get_connection()  # type: ignore[attr-defined]
 
     def record(self, *aggregates: Any, side_writes: Iterable[SideWrite] = ()) -> int:
         """Save aggregates (and side writes) in one transaction; return the last event's global position."""

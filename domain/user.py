@@ -58,7 +58,9 @@ def check_profile(changes: dict[str, Any]) -> None:
             errors.append((key, "1 to 200 characters"))
         elif key == "timezone" and (not isinstance(value, str) or not valid_timezone(value)):
             errors.append((key, "not an IANA time zone"))
-        elif key == "language" and (not isinstance(value, str) or not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z]{2,4})?", value)):
+        elif key == "language" and (
+            not isinstance(value, str) or not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z]{2,4})?", value)
+        ):
             errors.append((key, "an ISO 639 language code such as 'en' or 'pt-BR'"))
         elif key == "currency" and (not isinstance(value, str) or not re.fullmatch(r"[A-Z]{3}", value)):
             errors.append((key, "an ISO 4217 currency code such as 'USD'"))

@@ -21,13 +21,24 @@ class AuditLog(Projection):
     tables = ("audit_log",)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        cols = ("position, aggregate_id, aggregate_version, type, recorded_at, actor_id, actor_role,"
-                " correlation_id, causation_id, data")
+        cols = (
+            "position, aggregate_id, aggregate_version, type, recorded_at, actor_id, actor_role,"
+            " correlation_id, causation_id, data"
+        )
         with cur.copy(f"COPY {t['audit_log']} ({cols}) FROM STDIN") as copy:
             for e in events:
                 m = e.meta
-                copy.write_row((
-                    e.position, e.aggregate_id, e.version, e.type, m.get("recorded_at"), m.get("actor_id"),
-                    m.get("actor_role"), m.get("correlation_id"), m.get("causation_id"),
-                    _encode(e.data).decode(),
-                ))
+                copy.write_row(
+                    (
+                        e.position,
+                        e.aggregate_id,
+                        e.version,
+                        e.type,
+                        m.get("recorded_at"),
+                        m.get("actor_id"),
+                        m.get("actor_role"),
+                        m.get("correlation_id"),
+                        m.get("causation_id"),
+                        _encode(e.data).decode(),
+                    )
+                )

@@ -257,17 +257,14 @@ def rebuild(
     dsn: str, projection: Projection, progress: Callable[[int, int], None] | None = None, batch_size: int = 5000
 ) -> int:
     """Build a new generation beside the live one, then switch the views to it once it has caught up."""
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("registry"),))
-            row = conn.execute(
-                "SELECT coalesce(max(generation), 0) + 1 FROM projection_tracking WHERE name = %s", (projection.name,)
-            ).fetchone()
-            generation = int(row[0]) if row else 1
-            conn.execute(
-                "DELETE FROM projection_tracking WHERE name = %s AND state = 'building'", (projection.name,)
-            )
-            _create_generation(conn, projection, generation, "building")
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key("registry"),))
+        row = conn.execute(
+            "SELECT coalesce(max(generation), 0) + 1 FROM projection_tracking WHERE name = %s", (projection.name,)
+        ).fetchone()
+        generation = int(row[0]) if row else 1
+        conn.execute("DELETE FROM projection_tracking WHERE name = %s AND state = 'building'", (projection.name,))
+        _create_generation(conn, projection, generation, "building")
     runner = Runner(dsn, projection, generation, batch_size=batch_size)
     try:
         head = _head(dsn)
@@ -373,8 +370,12 @@ class Follower:
                 gen = active_generation(listen, self.projection.name)
                 assert gen is not None
             if gen[1] != self.projection.version:
-                log.info("projection %s: code version %s != stored %s; rebuilding", self.projection.name,
-                         self.projection.version, gen[1])
+                log.info(
+                    "projection %s: code version %s != stored %s; rebuilding",
+                    self.projection.name,
+                    self.projection.version,
+                    gen[1],
+                )
                 rebuild(self.dsn, self.projection, batch_size=self.batch_size)
                 gen = active_generation(listen, self.projection.name)
                 assert gen is not None

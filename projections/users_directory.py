@@ -19,7 +19,14 @@ class UsersDirectory(Projection):
     tables = ("users_directory",)
     topics = tuple(
         topic_of(c)
-        for c in (User.Registered, User.ProfileUpdated, User.RoleChanged, User.Deactivated, User.Reactivated, User.Deleted)
+        for c in (
+            User.Registered,
+            User.ProfileUpdated,
+            User.RoleChanged,
+            User.Deactivated,
+            User.Reactivated,
+            User.Deleted,
+        )
     )
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
@@ -31,12 +38,24 @@ class UsersDirectory(Projection):
                     f"INSERT INTO {table} (user_id, email, full_name, role, is_active, registered_at,"
                     " registered_position, updated_position, search) VALUES (%s, %s, %s, %s, true, %s, %s, %s,"
                     " lower(%s || ' ' || %s))",
-                    (e.aggregate_id, d["email"], d["full_name"], d["role"], d["registered_at"], e.position, e.position,
-                     d["full_name"], d["email"]),
+                    (
+                        e.aggregate_id,
+                        d["email"],
+                        d["full_name"],
+                        d["role"],
+                        d["registered_at"],
+                        e.position,
+                        e.position,
+                        d["full_name"],
+                        d["email"],
+                    ),
                 )
             elif e.type == "User.ProfileUpdated":
-                changes = {k: v for k, v in d["changes"].items()
-                           if k in ("full_name", "timezone", "language", "currency", "avatar_url")}
+                changes = {
+                    k: v
+                    for k, v in d["changes"].items()
+                    if k in ("full_name", "timezone", "language", "currency", "avatar_url")
+                }
                 if not changes:
                     continue
                 sets = ", ".join(f"{k} = %s" for k in changes)
@@ -45,14 +64,20 @@ class UsersDirectory(Projection):
                     (*changes.values(), e.position, e.aggregate_id),
                 )
                 if "full_name" in changes:
-                    cur.execute(f"UPDATE {table} SET search = lower(full_name || ' ' || email) WHERE user_id = %s",
-                                (e.aggregate_id,))
+                    cur.execute(
+                        f"UPDATE {table} SET search = lower(full_name || ' ' || email) WHERE user_id = %s",
+                        (e.aggregate_id,),
+                    )
             elif e.type == "User.RoleChanged":
-                cur.execute(f"UPDATE {table} SET role = %s, updated_position = %s WHERE user_id = %s",
-                            (d["role"], e.position, e.aggregate_id))
+                cur.execute(
+                    f"UPDATE {table} SET role = %s, updated_position = %s WHERE user_id = %s",
+                    (d["role"], e.position, e.aggregate_id),
+                )
             elif e.type in ("User.Deactivated", "User.Reactivated"):
-                cur.execute(f"UPDATE {table} SET is_active = %s, updated_position = %s WHERE user_id = %s",
-                            (e.type == "User.Reactivated", e.position, e.aggregate_id))
+                cur.execute(
+                    f"UPDATE {table} SET is_active = %s, updated_position = %s WHERE user_id = %s",
+                    (e.type == "User.Reactivated", e.position, e.aggregate_id),
+                )
             elif e.type == "User.Deleted":
                 cur.execute(
                     f"UPDATE {table} SET deleted = true, is_active = false, updated_position = %s WHERE user_id = %s",

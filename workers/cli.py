@@ -69,8 +69,16 @@ def cmd_status(_: argparse.Namespace) -> int:
     for col in ("name", "generation", "version", "state", "position", "head", "lag", "events"):
         table.add_column(col)
     for s in runtime.status(settings.database_url):
-        table.add_row(s.name, str(s.generation), str(s.version), s.state, str(s.position), str(s.head), str(s.lag),
-                      str(s.events_processed))
+        table.add_row(
+            s.name,
+            str(s.generation),
+            str(s.version),
+            s.state,
+            str(s.position),
+            str(s.head),
+            str(s.lag),
+            str(s.events_processed),
+        )
     Console().print(table)
     return 0
 
@@ -159,7 +167,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    logging.basicConfig(level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     args = parser().parse_args(argv)
     return args.func(args)
 

