@@ -34,6 +34,7 @@ class AdminUsersController(Controller):
 
     path = "/admin/users"
     tags = ["admin"]
+    security = [{"bearer": []}]
 
     @get("/", sync_to_thread=True)
     def list_users(

@@ -7,7 +7,6 @@ from typing import Any
 
 import swagger_ui_bundle
 from litestar import Litestar, Router
-from litestar.config.app import ExperimentalFeatures  # noqa: F401  (kept importable for config tweaks)
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -19,6 +18,7 @@ from api import middleware, problems
 from api.admin_users import AdminUsersController
 from api.audit import AuditController
 from api.identity import IdentityController
+from api.openapi import document_problems
 from api.services import Services
 from api.subjects import AdminSubjectsController, SubjectsController
 from api.system import TestClockController, healthz, readyz
@@ -77,7 +77,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
         ),
-        security=[{"bearer": []}],
         render_plugins=[
             SwaggerRenderPlugin(
                 path=["/", "/swagger"],
@@ -108,6 +107,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY,
+        on_startup=[document_problems],
         on_shutdown=[shutdown],
         debug=False,
     )

@@ -46,6 +46,7 @@ class AuditController(Controller):
 
     path = "/admin"
     tags = ["admin"]
+    security = [{"bearer": []}]
 
     @get("/events", sync_to_thread=True)
     def events(

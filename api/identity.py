@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
@@ -10,21 +10,31 @@ from litestar import Controller, Request, Response, get, patch, post
 from api.deps import caller, command, services
 from application.identity import Outcome
 
+BEARER = [{"bearer": []}]
+Email = Annotated[str, msgspec.Meta(max_length=300, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")]
+Password = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=8, max_length=1024, pattern=r"^(?=.*[A-Za-z])(?=.*\d)", description="8+ chars, a letter and a digit"
+    ),
+]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]
 
-class RegisterRequest(msgspec.Struct, forbid_unknown_fields=False):
+
+class RegisterRequest(msgspec.Struct):
     """POST /auth/register."""
 
-    email: str
-    password: str
-    full_name: str
+    email: Email
+    password: Password
+    full_name: Name
     role: Literal["student", "tutor"]
 
 
 class LoginRequest(msgspec.Struct):
     """POST /auth/login."""
 
-    email: str
-    password: str
+    email: Annotated[str, msgspec.Meta(max_length=300)]
+    password: Annotated[str, msgspec.Meta(max_length=1024)]
 
 
 class RefreshRequest(msgspec.Struct):
@@ -69,7 +79,7 @@ class RegisterOut(msgspec.Struct):
 class MeUpdate(msgspec.Struct):
     """PATCH /me: any subset."""
 
-    full_name: str | msgspec.UnsetType = msgspec.UNSET
+    full_name: Name | msgspec.UnsetType = msgspec.UNSET
     timezone: str | msgspec.UnsetType = msgspec.UNSET
     language: str | msgspec.UnsetType = msgspec.UNSET
     currency: str | msgspec.UnsetType = msgspec.UNSET
@@ -92,7 +102,7 @@ class IdentityController(Controller):
     path = "/"
     tags = ["identity"]
 
-    @post("/auth/register", status_code=201, sync_to_thread=True, security=[])
+    @post("/auth/register", status_code=201, sync_to_thread=True)
     def register(self, request: Request[Any, Any, Any], data: RegisterRequest) -> Response[RegisterOut]:
         """Open a student or tutor account; one account per normalised email."""
         o = services(request.app.state).identity.register(data.email, data.password, data.full_name, data.role)
@@ -110,20 +120,20 @@ class IdentityController(Controller):
         o = services(request.app.state).identity.refresh(data.refresh_token)
         return command(request, _tokens(o), o.position, 200, user_id=o.user["id"])
 
-    @post("/auth/logout", status_code=204, sync_to_thread=True)
+    @post("/auth/logout", status_code=204, sync_to_thread=True, security=BEARER)
     def logout(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[None]:
         """Revoke the session (refresh family) of the given refresh token."""
         account = caller(request)
         position = services(request.app.state).identity.logout(account, data.refresh_token)
         return command(request, None, position, 204)
 
-    @get("/me", sync_to_thread=True)
+    @get("/me", sync_to_thread=True, security=BEARER)
     def me(self, request: Request[Any, Any, Any]) -> UserOut:
         """The caller's account."""
         account = caller(request)
         return msgspec.convert(services(request.app.state).identity.me(account), UserOut)
 
-    @patch("/me", sync_to_thread=True)
+    @patch("/me", sync_to_thread=True, security=BEARER)
     def update_me(self, request: Request[Any, Any, Any], data: MeUpdate) -> Response[UserOut]:
         """Change the caller's name, time zone, language, currency or avatar."""
         account = caller(request)

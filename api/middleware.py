@@ -80,7 +80,7 @@ class RequestContext:
         rid = _header(scope, b"x-request-id") or ""
         if not rid or len(rid) > 200 or not rid.isprintable():
             rid = str(uuid.uuid4())
-        token = context.begin(correlation_id=rid)
+        token = context.begin(correlation_id=rid, causation_id=rid)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -80,13 +80,15 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
                 errors.append({"field": field, "message": str(item.get("message", "invalid"))})
         if not errors:
             errors = [{"field": "body", "message": exc.detail}]
-        return problem(400, "malformed-request", "Malformed request", exc.detail, errors=errors)
+        return problem(422, "validation-failed", "Validation failed", exc.detail, errors=errors)
     if isinstance(exc, NotAuthorizedException):
         return problem(401, "unauthorized", "Authentication required", exc.detail, {"WWW-Authenticate": "Bearer"})
     if isinstance(exc, PermissionDeniedException):
         return problem(403, "forbidden", "Forbidden", exc.detail)
     if isinstance(exc, NotFoundException):
         return problem(404, "not-found", "Not found", exc.detail)
+    if status == 400:  # the body is not JSON at all (schema violations are ValidationException above)
+        return problem(400, "malformed-request", "Malformed request", exc.detail)
     slugs = {405: "method-not-allowed", 413: "payload-too-large", 415: "unsupported-media-type", 429: "rate-limited"}
     slug = slugs.get(status, "http-error" if status < 500 else "server-error")
     headers = dict((exc.headers or {}).items()) if exc.headers else None

@@ -42,8 +42,8 @@ class Services:
         clock = Clock(settings.redis_url, settings.test_clock)
         reads: ConnectionPool[Any] = ConnectionPool(
             settings.database_url,
-            min_size=2,
-            max_size=settings.pool_size,
+            min_size=1,
+            max_size=settings.pool_size * 3,
             kwargs={"autocommit": True, "row_factory": dict_row},
             open=True,
         )

@@ -67,6 +67,7 @@ class AdminSubjectsController(Controller):
 
     path = "/admin/subjects"
     tags = ["admin", "catalog"]
+    security = [{"bearer": []}]
 
     @post("/", status_code=201, sync_to_thread=True)
     def create(self, request: Request[Any, Any, Any], data: SubjectIn) -> Response[Any]:

@@ -63,6 +63,7 @@ class TestClockController(Controller):
 
     path = "/admin/test-clock"
     tags = ["admin"]
+    security = [{"bearer": []}]
 
     @put("/", sync_to_thread=True)
     def set_clock(self, request: Request[Any, Any, Any], data: ClockIn) -> dict[str, Any]:

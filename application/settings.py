@@ -57,7 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     argon2_parallelism: int = 4
     access_token_seconds: int = 1800
     refresh_token_days: int = 30
-    pool_size: int = 10
+    pool_size: int = 4
     lock_timeout_s: int = 5
 
     @classmethod
@@ -83,7 +83,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             argon2_time_cost=int(e.get("ARGON2_TIME_COST", 3)),
             argon2_memory_kib=int(e.get("ARGON2_MEMORY_KIB", 65536)),
             argon2_parallelism=int(e.get("ARGON2_PARALLELISM", 4)),
-            pool_size=int(e.get("DB_POOL_SIZE", 10)),
+            pool_size=int(e.get("DB_POOL_SIZE", 4)),
             lock_timeout_s=int(e.get("POSTGRES_LOCK_TIMEOUT", 5)),
         )
 
@@ -102,7 +102,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "POSTGRES_PASSWORD": unquote(u.password or ""),
             "POSTGRES_LOCK_TIMEOUT": str(self.lock_timeout_s),
             "POSTGRES_POOL_SIZE": str(self.pool_size),
-            "POSTGRES_MAX_OVERFLOW": str(self.pool_size),
+            "POSTGRES_MAX_OVERFLOW": str(self.pool_size * 3),
             "POSTGRES_PRE_PING": "y",
             # Left off deliberately: with DB functions on, events were skipped under load (see ADR 0002).
             "POSTGRES_ENABLE_DB_FUNCTIONS": "n",

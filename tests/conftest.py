@@ -137,7 +137,7 @@ def make_settings(database: str, redis_url: str, **overrides: Any) -> Settings:
         "argon2_time_cost": 1,
         "argon2_memory_kib": 1024,
         "argon2_parallelism": 1,
-        "pool_size": 20,
+        "pool_size": 6,
     }
     base.update(overrides)
     return Settings(**base)

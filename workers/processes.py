@@ -31,9 +31,10 @@ def _on_term(stop: threading.Event) -> None:
 def prepare(settings: Settings) -> None:
     """Schema, event table and projection tables: idempotent, safe from several processes."""
     migrations.apply(settings.database_url)
-    from application.store import EventStoreApp
+    from application.store import EventStoreApp, close_all
 
     EventStoreApp(settings)  # creates the events table on first use
+    close_all()  # this process may never write events: do not keep its pool open
     runtime.ensure(settings.database_url, all_projections())
 
 
