@@ -1,0 +1,183 @@
+"""Availability in the tutor's IANA zone, slots in UTC.
+
+Weekly rules are wall-clock windows ("17:00"-"20:00" on weekday 0 = Monday) in the tutor's zone. A rule covers
+exactly the instants whose local date is that weekday and whose local wall time lies in [start, end). So across
+DST changes the UTC times move (17:00 Europe/Berlin is 16:00 UTC in January, 15:00 UTC in July), and:
+
+- spring forward: wall times in the gap do not exist, so a window starting or ending inside the gap starts or
+  ends at the transition instant (a 02:00-03:00 Berlin window is empty on that day; 01:00-04:00 lasts 2 hours);
+- fall back: repeated wall times exist twice and both count (a 02:00-03:00 window lasts 2 hours on that day).
+
+Openings add UTC intervals, blocks remove them; slots start on the UTC :00/:30 grid and lie wholly inside.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from domain.errors import ValidationFailed
+
+GRID = timedelta(minutes=30)
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$|^24:00$")
+Interval = tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class WeeklyRule:
+    """A weekly wall-clock window; minutes since local midnight, end exclusive (1440 = midnight)."""
+
+    weekday: int
+    start: int
+    end: int
+
+
+def parse_hhmm(field: str, value: str) -> int:
+    """'17:30' -> 1050 minutes; '24:00' is the end of the day."""
+    if not isinstance(value, str) or not _HHMM.match(value):
+        raise ValidationFailed([(field, "a local time HH:MM")])
+    h, m = value.split(":")
+    return int(h) * 60 + int(m)
+
+
+def format_hhmm(minutes: int) -> str:
+    """1050 -> '17:30'."""
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def parse_rules(raw: Sequence[dict[str, object]]) -> tuple[WeeklyRule, ...]:
+    """Validate `[{weekday, start, end}]` into rules (weekday 0-6, start < end)."""
+    rules = []
+    for i, r in enumerate(raw):
+        wd = r.get("weekday")
+        if not isinstance(wd, int) or isinstance(wd, bool) or not 0 <= wd <= 6:
+            raise ValidationFailed([(f"availability.weekly[{i}].weekday", "0 (Monday) to 6 (Sunday)")])
+        start = parse_hhmm(f"availability.weekly[{i}].start", str(r.get("start")))
+        end = parse_hhmm(f"availability.weekly[{i}].end", str(r.get("end")))
+        if end <= start:
+            raise ValidationFailed([(f"availability.weekly[{i}]", "end must be after start")])
+        rules.append(WeeklyRule(wd, start, end))
+    return tuple(rules)
+
+
+def _transition(tz: ZoneInfo, lo: datetime, hi: datetime) -> datetime:
+    """The UTC instant in (lo, hi] where the zone's offset changes (minute precision; transitions are on minutes)."""
+    off = tz.utcoffset(lo.astimezone(tz).replace(tzinfo=None))
+    a, b = lo, hi
+    while b - a > timedelta(minutes=1):
+        mid = a + (b - a) / 2
+        mid = mid.replace(second=0, microsecond=0)
+        if mid <= a:
+            mid = a + timedelta(minutes=1)
+        if mid.astimezone(tz).utcoffset() == off:
+            a = mid
+        else:
+            b = mid
+    return b
+
+
+def wall_to_utc(day: date, minutes: int, tz: ZoneInfo, *, last: bool) -> datetime:
+    """The instant of wall time `minutes` on local `day`: the first occurrence (or, with last=True, the second
+    one of a repeated time); for a time inside a spring-forward gap, the transition instant."""
+    naive = datetime.combine(day, time()) + timedelta(minutes=minutes)
+    early = naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    late = naive.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if early.astimezone(tz).replace(tzinfo=None) != naive:  # in a gap: fold=0 lands after it, fold=1 before
+        return _transition(tz, min(early, late), max(early, late))
+    return max(early, late) if last else min(early, late)
+
+
+def rule_intervals(rules: Iterable[WeeklyRule], zone: str, frm: datetime, to: datetime) -> list[Interval]:
+    """UTC intervals covered by the weekly rules between frm and to."""
+    tz = ZoneInfo(zone)
+    rules = tuple(rules)
+    out: list[Interval] = []
+    day = frm.astimezone(tz).date() - timedelta(days=1)
+    last_day = to.astimezone(tz).date() + timedelta(days=1)
+    while day <= last_day:
+        for r in rules:
+            if r.weekday == day.weekday():
+                a = wall_to_utc(day, r.start, tz, last=False)
+                b = wall_to_utc(day, r.end, tz, last=r.end < 1440)
+                if b > a and b > frm and a < to:
+                    out.append((max(a, frm), min(b, to)))
+        day += timedelta(days=1)
+    return out
+
+
+def merge(intervals: Iterable[Interval]) -> list[Interval]:
+    """Union of intervals, sorted, touching ones joined."""
+    out: list[Interval] = []
+    for a, b in sorted(intervals):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def subtract(base: list[Interval], holes: Iterable[Interval]) -> list[Interval]:
+    """`base` (merged) minus every hole."""
+    result = base
+    for ha, hb in merge(holes):
+        nxt: list[Interval] = []
+        for a, b in result:
+            if hb <= a or ha >= b:
+                nxt.append((a, b))
+                continue
+            if a < ha:
+                nxt.append((a, ha))
+            if hb < b:
+                nxt.append((hb, b))
+        result = nxt
+    return result
+
+
+def available(
+    rules: Iterable[WeeklyRule],
+    zone: str,
+    openings: Iterable[Interval],
+    blocks: Iterable[Interval],
+    frm: datetime,
+    to: datetime,
+) -> list[Interval]:
+    """Weekly rules plus openings, minus blocks, clipped to [frm, to)."""
+    opened = [(max(a, frm), min(b, to)) for a, b in openings if b > frm and a < to]
+    return subtract(merge([*rule_intervals(rules, zone, frm, to), *opened]), blocks)
+
+
+def on_grid(t: datetime) -> bool:
+    """Starts on :00 or :30 (UTC) exactly."""
+    return t.second == 0 and t.microsecond == 0 and t.minute in (0, 30)
+
+
+def _ceil_grid(t: datetime) -> datetime:
+    base = t.replace(minute=0, second=0, microsecond=0)
+    while base < t:
+        base += GRID
+    return base
+
+
+def slots(
+    free: Sequence[Interval], duration: timedelta, frm: datetime, to: datetime, taken: Iterable[Interval] = ()
+) -> list[Interval]:
+    """Grid-aligned [start, start + duration) wholly inside `free`, starting in [frm, to), not overlapping `taken`."""
+    busy = merge(taken)
+    out: list[Interval] = []
+    for a, b in free:
+        s = _ceil_grid(max(a, frm))
+        while s + duration <= b and s < to:
+            e = s + duration
+            if not any(x < e and s < y for x, y in busy):
+                out.append((s, e))
+            s += GRID
+    return out
+
+
+def covers(free: Sequence[Interval], start: datetime, end: datetime) -> bool:
+    """True when [start, end) lies wholly inside one free interval."""
+    return any(a <= start and end <= b for a, b in free)

@@ -1,0 +1,318 @@
+"""Tutoring context: the TutorProfile aggregate (draft -> pending_approval -> approved / rejected -> suspended).
+
+Its id is the tutor's user id. The five builder steps each record their own event; completeness counts 20 %
+per step whose required fields are set."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.availability import parse_rules
+from domain.errors import DomainError, ValidationFailed, WrongStatus
+from domain.money import Money
+from domain.user import valid_timezone
+
+STATUSES = ("draft", "pending_approval", "approved", "rejected", "suspended")
+DOCUMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
+MAX_DOCUMENT_BYTES = 10 * 1_048_576
+_LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
+
+
+class ProfileIncomplete(DomainError):
+    """The profile is not complete enough to submit."""
+
+
+class TutorNotBookable(DomainError):
+    """The tutor is not approved (or is suspended)."""
+
+
+class UnsupportedFile(DomainError):
+    """This file type is not accepted here."""
+
+
+class FileTooLarge(DomainError):
+    """The file is larger than allowed."""
+
+
+def _text(field: str, value: Any, max_len: int, required: bool = False) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or len(value) > max_len or (required and not value.strip()):
+        raise ValidationFailed([(field, f"text of at most {max_len} characters")])
+    return value.strip()
+
+
+def _interval_list(field: str, raw: Any) -> list[dict[str, str]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise ValidationFailed([(field, "a list of {start, end}")])
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            a = datetime.fromisoformat(str(item["start"]).replace("Z", "+00:00"))
+            b = datetime.fromisoformat(str(item["end"]).replace("Z", "+00:00"))
+        except (KeyError, TypeError, ValueError):
+            raise ValidationFailed([(f"{field}[{i}]", "{start, end} RFC 3339 instants")]) from None
+        if a.tzinfo is None or b.tzinfo is None:
+            raise ValidationFailed([(f"{field}[{i}]", "instants need an offset")])
+        if b <= a:
+            raise ValidationFailed([(f"{field}[{i}]", "end must be after start")])
+        out.append({"start": a.astimezone(UTC).isoformat(), "end": b.astimezone(UTC).isoformat()})
+    return out
+
+
+class TutorProfile(Aggregate):
+    """A tutor's public profile and its approval lifecycle."""
+
+    @event("Created")
+    def __init__(self, tutor_id: UUID) -> None:
+        self.status = "draft"
+        self.feedback: str | None = None
+        self.personal: dict[str, Any] = {"bio": "", "location": "", "languages": []}
+        self.experience: dict[str, Any] = {"years": None, "education": "", "certifications": []}
+        self.subjects: list[str] = []
+        self.hourly_rate: dict[str, Any] | None = None
+        self.availability: dict[str, Any] = {"timezone": None, "weekly": [], "blocks": [], "openings": []}
+        self.documents: dict[str, dict[str, Any]] = {}
+        self.auto_confirm = False
+        self.min_notice_minutes = 0
+        self.submitted_at: datetime | None = None
+        self.rounds = 0
+
+    @staticmethod
+    def create_id(tutor_id: UUID) -> UUID:
+        """The profile's id is the tutor's user id."""
+        return tutor_id
+
+    # ----------------------------------------------------------------------------------------- builder steps
+
+    def set_personal(self, raw: dict[str, Any]) -> None:
+        """Step 1: bio (required for completeness), location, languages."""
+        bio = _text("personal.bio", raw.get("bio", self.personal["bio"]), 5000)
+        location = _text("personal.location", raw.get("location", self.personal["location"]), 200)
+        langs = raw.get("languages", self.personal["languages"])
+        if not isinstance(langs, list) or not all(isinstance(x, str) and _LANG.match(x) for x in langs):
+            raise ValidationFailed([("personal.languages", "language codes such as 'en' or 'pt-BR'")])
+        value = {"bio": bio, "location": location, "languages": list(dict.fromkeys(langs))}
+        if value != self.personal:
+            self._personal_set(personal=value)
+
+    @event("PersonalSet")
+    def _personal_set(self, personal: dict[str, Any]) -> None:
+        self.personal = personal
+
+    def set_experience(self, raw: dict[str, Any]) -> None:
+        """Step 2: years (required), education, certifications."""
+        years = raw.get("years", self.experience["years"])
+        if years is not None and (not isinstance(years, int) or isinstance(years, bool) or not 0 <= years <= 80):
+            raise ValidationFailed([("experience.years", "a whole number of years, 0 to 80")])
+        education = _text("experience.education", raw.get("education", self.experience["education"]), 1000)
+        certs = raw.get("certifications", self.experience["certifications"])
+        if not isinstance(certs, list) or not all(isinstance(c, str) and 0 < len(c) <= 200 for c in certs):
+            raise ValidationFailed([("experience.certifications", "a list of names")])
+        value = {"years": years, "education": education, "certifications": certs}
+        if value != self.experience:
+            self._experience_set(experience=value)
+
+    @event("ExperienceSet")
+    def _experience_set(self, experience: dict[str, Any]) -> None:
+        self.experience = experience
+
+    def set_teaching(self, subjects: list[str] | None, hourly_rate: Money | None, active: set[str]) -> None:
+        """Step 3: subjects (each active in the catalog) and the hourly rate (> 0)."""
+        new_subjects = self.subjects if subjects is None else list(dict.fromkeys(subjects))
+        for i, s in enumerate(new_subjects):
+            if s not in self.subjects and s not in active:
+                raise ValidationFailed([(f"subjects[{i}]", "not an active subject")])
+        rate = (
+            self.hourly_rate
+            if hourly_rate is None
+            else {"amount": hourly_rate.amount, "currency": hourly_rate.currency}
+        )
+        if rate is not None and rate["amount"] <= 0:
+            raise ValidationFailed([("hourly_rate.amount", "must be more than 0")])
+        if new_subjects != self.subjects or rate != self.hourly_rate:
+            self._teaching_set(subjects=new_subjects, hourly_rate=rate)
+
+    @event("TeachingSet")
+    def _teaching_set(self, subjects: list[str], hourly_rate: dict[str, Any] | None) -> None:
+        self.subjects = subjects
+        self.hourly_rate = hourly_rate
+
+    def set_availability(self, raw: dict[str, Any]) -> None:
+        """Step 4: IANA time zone, weekly rules, one-off blocks and openings."""
+        tz = raw.get("timezone", self.availability["timezone"])
+        if tz is not None and (not isinstance(tz, str) or not valid_timezone(tz)):
+            raise ValidationFailed([("availability.timezone", "an IANA time zone such as 'Europe/Berlin'")])
+        weekly_raw = raw.get("weekly", self.availability["weekly"])
+        if not isinstance(weekly_raw, list):
+            raise ValidationFailed([("availability.weekly", "a list of {weekday, start, end}")])
+        rules = parse_rules(weekly_raw)
+        weekly = [
+            {
+                "weekday": r.weekday,
+                "start": f"{r.start // 60:02d}:{r.start % 60:02d}",
+                "end": f"{r.end // 60:02d}:{r.end % 60:02d}",
+            }
+            for r in rules
+        ]
+        value = {
+            "timezone": tz,
+            "weekly": weekly,
+            "blocks": _interval_list("availability.blocks", raw.get("blocks", self.availability["blocks"])),
+            "openings": _interval_list("availability.openings", raw.get("openings", self.availability["openings"])),
+        }
+        if value != self.availability:
+            self._availability_set(availability=value)
+
+    @event("AvailabilitySet")
+    def _availability_set(self, availability: dict[str, Any]) -> None:
+        self.availability = availability
+
+    def set_preferences(self, auto_confirm: bool | None, min_notice_minutes: int | None) -> None:
+        """Booking preferences: auto-confirm and minimum notice."""
+        ac = self.auto_confirm if auto_confirm is None else auto_confirm
+        mn = self.min_notice_minutes if min_notice_minutes is None else min_notice_minutes
+        if not isinstance(mn, int) or isinstance(mn, bool) or not 0 <= mn <= 60 * 24 * 30:
+            raise ValidationFailed([("min_notice_minutes", "0 to 43200 minutes")])
+        if (ac, mn) != (self.auto_confirm, self.min_notice_minutes):
+            self._preferences_set(auto_confirm=bool(ac), min_notice_minutes=mn)
+
+    @event("PreferencesSet")
+    def _preferences_set(self, auto_confirm: bool, min_notice_minutes: int) -> None:
+        self.auto_confirm = auto_confirm
+        self.min_notice_minutes = min_notice_minutes
+
+    # --------------------------------------------------------------------------------------------- documents
+
+    def request_document(
+        self, document_id: UUID, filename: str, content_type: str, size: int, key: str, now: datetime
+    ) -> None:
+        """Step 5 (first half): announce an upload; type and size are checked here."""
+        if content_type not in DOCUMENT_TYPES:
+            raise UnsupportedFile(f"documents must be one of {', '.join(DOCUMENT_TYPES)}")
+        if not isinstance(size, int) or size <= 0:
+            raise ValidationFailed([("size", "a positive number of bytes")])
+        if size > MAX_DOCUMENT_BYTES:
+            raise FileTooLarge("documents are at most 10 MB")
+        name = _text("filename", filename, 255, required=True)
+        self._document_requested(
+            document_id=str(document_id), filename=name, content_type=content_type, size=size, key=key, requested_at=now
+        )
+
+    @event("DocumentRequested")
+    def _document_requested(
+        self, document_id: str, filename: str, content_type: str, size: int, key: str, requested_at: datetime
+    ) -> None:
+        self.documents[document_id] = {
+            "id": document_id,
+            "filename": filename,
+            "content_type": content_type,
+            "size": size,
+            "key": key,
+            "status": "pending",
+            "uploaded_at": None,
+        }
+
+    def complete_document(self, document_id: str, stored_size: int, stored_type: str, now: datetime) -> None:
+        """Step 5 (second half): the stored object was checked; the document counts from now on."""
+        doc = self.documents.get(document_id)
+        if doc is None:
+            raise ValidationFailed([("document_id", "no such document")])
+        if doc["status"] == "uploaded":
+            return
+        if stored_type.split(";")[0].strip() not in DOCUMENT_TYPES:
+            raise UnsupportedFile("the uploaded object is not a pdf, jpeg or png")
+        if stored_size > MAX_DOCUMENT_BYTES:
+            raise FileTooLarge("the uploaded object is larger than 10 MB")
+        self._document_uploaded(document_id=document_id, size=stored_size, uploaded_at=now)
+
+    @event("DocumentUploaded")
+    def _document_uploaded(self, document_id: str, size: int, uploaded_at: datetime) -> None:
+        self.documents[document_id] = {
+            **self.documents[document_id],
+            "size": size,
+            "status": "uploaded",
+            "uploaded_at": uploaded_at.isoformat(),
+        }
+
+    # ------------------------------------------------------------------------------------------- lifecycle
+
+    @property
+    def completeness(self) -> int:
+        """0-100: 20 per step with its required fields set."""
+        steps = [
+            bool(self.personal["bio"]),
+            self.experience["years"] is not None,
+            bool(self.subjects) and bool(self.hourly_rate) and self.hourly_rate["amount"] > 0,
+            bool(self.availability["timezone"]) and bool(self.availability["weekly"]),
+            any(d["status"] == "uploaded" for d in self.documents.values()),
+        ]
+        return 20 * sum(steps)
+
+    def submit(self, now: datetime) -> None:
+        """Send a draft or rejected profile for approval (>= 80 % complete with a subject and a rate)."""
+        if self.status not in ("draft", "rejected"):
+            raise WrongStatus(f"a {self.status} profile cannot be submitted")
+        if self.completeness < 80 or not self.subjects or not self.hourly_rate:
+            raise ProfileIncomplete(f"profile is {self.completeness}% complete; 80% with a subject and a rate needed")
+        self._submitted(submitted_at=now, completeness=self.completeness)
+
+    @event("Submitted")
+    def _submitted(self, submitted_at: datetime, completeness: int) -> None:
+        self.status = "pending_approval"
+        self.submitted_at = submitted_at
+        self.rounds += 1
+
+    def approve(self) -> None:
+        """An admin approves a pending profile: the tutor becomes searchable and bookable."""
+        if self.status != "pending_approval":
+            raise WrongStatus(f"a {self.status} profile cannot be approved")
+        self._approved()
+
+    @event("Approved")
+    def _approved(self) -> None:
+        self.status = "approved"
+        self.feedback = None
+
+    def reject(self, feedback: str) -> None:
+        """An admin rejects a pending profile with feedback; the tutor may edit and resubmit."""
+        if self.status != "pending_approval":
+            raise WrongStatus(f"a {self.status} profile cannot be rejected")
+        self._rejected(feedback=_text("feedback", feedback, 5000, required=True))
+
+    @event("Rejected")
+    def _rejected(self, feedback: str) -> None:
+        self.status = "rejected"
+        self.feedback = feedback
+
+    def suspend(self, reason: str) -> None:
+        """Hide an approved tutor from search and booking."""
+        if self.status != "approved":
+            raise WrongStatus(f"a {self.status} profile cannot be suspended")
+        self._suspended(reason=_text("reason", reason, 5000))
+
+    @event("Suspended")
+    def _suspended(self, reason: str) -> None:
+        self.status = "suspended"
+
+    def reinstate(self) -> None:
+        """Undo a suspension."""
+        if self.status != "suspended":
+            raise WrongStatus(f"a {self.status} profile cannot be reinstated")
+        self._reinstated()
+
+    @event("Reinstated")
+    def _reinstated(self) -> None:
+        self.status = "approved"
+
+    def check_bookable(self) -> None:
+        """Only approved tutors can be booked or sold packages."""
+        if self.status != "approved":
+            raise TutorNotBookable("this tutor cannot be booked")
