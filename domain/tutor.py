@@ -130,7 +130,7 @@ class TutorProfile(Aggregate):
         for i, s in enumerate(new_subjects):
             if s not in self.subjects and s not in active:
                 raise ValidationFailed([(f"subjects[{i}]", "not an active subject")])
-        rate = (
+        rate: dict[str, Any] | None = (
             self.hourly_rate
             if hourly_rate is None
             else {"amount": hourly_rate.amount, "currency": hourly_rate.currency}
@@ -247,14 +247,15 @@ class TutorProfile(Aggregate):
     @property
     def completeness(self) -> int:
         """0-100: 20 per step with its required fields set."""
-        steps = [
+        rate = self.hourly_rate
+        steps: list[bool] = [
             bool(self.personal["bio"]),
             self.experience["years"] is not None,
-            bool(self.subjects) and bool(self.hourly_rate) and self.hourly_rate["amount"] > 0,
+            bool(self.subjects) and rate is not None and int(rate["amount"]) > 0,
             bool(self.availability["timezone"]) and bool(self.availability["weekly"]),
             any(d["status"] == "uploaded" for d in self.documents.values()),
         ]
-        return 20 * sum(steps)
+        return 20 * sum(1 for s in steps if s)
 
     def submit(self, now: datetime) -> None:
         """Send a draft or rejected profile for approval (>= 80 % complete with a subject and a rate)."""
