@@ -20,8 +20,11 @@ from api.audit import AuditController
 from api.identity import IdentityController
 from api.openapi import document_problems
 from api.services import Services
+from api.students import StudentController
 from api.subjects import AdminSubjectsController, SubjectsController
 from api.system import TestClockController, healthz, readyz
+from api.tutor_profile import TutorProfileController
+from api.tutors import AdminTutorsController, PublicTutorsController
 from application.settings import Settings
 
 ASSETS = "/schema/assets"
@@ -66,6 +69,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
             SubjectsController,
             AdminSubjectsController,
             TestClockController,
+            TutorProfileController,
+            PublicTutorsController,
+            AdminTutorsController,
+            StudentController,
         ],
     )
     assets_dir = Path(swagger_ui_bundle.swagger_ui_path)

@@ -14,7 +14,9 @@ from litestar.exceptions import (
     ValidationException,
 )
 
+from application import storage, tutoring
 from domain import errors as e
+from domain import tutor
 
 BASE = "https://tutorconnect.dev/problems/"
 log = logging.getLogger("tutorconnect.api")
@@ -44,6 +46,12 @@ TABLE: list[tuple[type[Exception], int, str, str]] = [
     (e.IdempotencyKeyInFlight, 409, "idempotency-key-in-flight", "Request in progress"),
     (e.IdempotencyKeyReused, 422, "idempotency-key-reused", "Idempotency key reused"),
     (e.ValidationFailed, 422, "validation-failed", "Validation failed"),
+    (tutor.ProfileIncomplete, 422, "profile-incomplete", "Profile incomplete"),
+    (tutor.TutorNotBookable, 422, "tutor-not-bookable", "Tutor not bookable"),
+    (tutor.UnsupportedFile, 422, "unsupported-file", "Unsupported file"),
+    (tutor.FileTooLarge, 422, "file-too-large", "File too large"),
+    (tutoring.UploadMissing, 422, "upload-missing", "Upload missing"),
+    (storage.StorageUnavailable, 503, "storage-unavailable", "Storage unavailable"),
     (e.DomainError, 422, "rule-violated", "Request refused"),
 ]
 

@@ -15,6 +15,7 @@ from application.catalog import Catalog
 from application.clock import Clock
 from application.identity import Identity
 from application.settings import Settings
+from application.tutoring import Tutoring
 
 _SESSION_MAX = """
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -32,6 +33,7 @@ class Services:
     identity: Identity
     catalog: Catalog
     audit: Audit
+    tutoring: Tutoring
     reads: ConnectionPool[Any]
     redis: redis.Redis
     extras: dict[str, Any] = field(default_factory=dict)
@@ -53,6 +55,7 @@ class Services:
             identity=Identity(settings, clock),
             catalog=Catalog(settings, clock),
             audit=Audit(settings, clock),
+            tutoring=Tutoring(settings, clock),
             reads=reads,
             redis=redis.Redis.from_url(settings.redis_url),
         )

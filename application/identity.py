@@ -16,6 +16,7 @@ from application.store import EventStoreApp, SideWrite, is_unique_violation, ret
 from application.tokens import digest, issue_access, new_refresh_token, verify_access
 from domain.errors import EmailTaken, Forbidden, InvalidCredentials, NotFound, Unauthenticated
 from domain.ids import normalise_email
+from domain.tutor import TutorProfile
 from domain.user import EmailClaim, User, check_password
 
 
@@ -94,10 +95,12 @@ class Identity(EventStoreApp):
             )
         ]
         tokens = self._open_session(user, writes)
+        # A tutor's profile starts as a draft with the account (same transaction).
+        profile = TutorProfile(tutor_id=user.id) if user.role == "tutor" else None
         try:
-            position = self.record(user, claim, side_writes=writes)
+            position = self.record(user, claim, profile, side_writes=writes)
         except Exception as e:
-            if is_unique_violation(e):
+            if is_unique_violation(e) and self._account_by_email(user.email) is not None:
                 raise EmailTaken(f"an account with {user.email} already exists") from None
             raise
         return Outcome(user_view(user), position, tokens)

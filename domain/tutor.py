@@ -14,6 +14,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.availability import parse_rules
 from domain.errors import DomainError, ValidationFailed, WrongStatus
+from domain.ids import derived_id
 from domain.money import Money
 from domain.user import valid_timezone
 
@@ -67,11 +68,31 @@ def _interval_list(field: str, raw: Any) -> list[dict[str, str]]:
     return out
 
 
+def completeness_of(
+    personal: dict[str, Any],
+    experience: dict[str, Any],
+    subjects: list[str],
+    hourly_rate: dict[str, Any] | None,
+    availability: dict[str, Any],
+    documents: list[dict[str, Any]],
+) -> int:
+    """0-100: 20 for each builder step whose required fields are set (one rule for aggregate and read models)."""
+    steps: list[bool] = [
+        bool(personal.get("bio")),
+        experience.get("years") is not None,
+        bool(subjects) and hourly_rate is not None and int(hourly_rate["amount"]) > 0,
+        bool(availability.get("timezone")) and bool(availability.get("weekly")),
+        any(d.get("status") == "uploaded" for d in documents),
+    ]
+    return 20 * sum(1 for s in steps if s)
+
+
 class TutorProfile(Aggregate):
     """A tutor's public profile and its approval lifecycle."""
 
     @event("Created")
     def __init__(self, tutor_id: UUID) -> None:
+        self.tutor_id = tutor_id
         self.status = "draft"
         self.feedback: str | None = None
         self.personal: dict[str, Any] = {"bio": "", "location": "", "languages": []}
@@ -87,8 +108,8 @@ class TutorProfile(Aggregate):
 
     @staticmethod
     def create_id(tutor_id: UUID) -> UUID:
-        """The profile's id is the tutor's user id."""
-        return tutor_id
+        """One profile per tutor: its stream id is derived from the tutor's user id (clients only see the latter)."""
+        return derived_id("tutor-profile", str(tutor_id))
 
     # ----------------------------------------------------------------------------------------- builder steps
 
@@ -247,15 +268,14 @@ class TutorProfile(Aggregate):
     @property
     def completeness(self) -> int:
         """0-100: 20 per step with its required fields set."""
-        rate = self.hourly_rate
-        steps: list[bool] = [
-            bool(self.personal["bio"]),
-            self.experience["years"] is not None,
-            bool(self.subjects) and rate is not None and int(rate["amount"]) > 0,
-            bool(self.availability["timezone"]) and bool(self.availability["weekly"]),
-            any(d["status"] == "uploaded" for d in self.documents.values()),
-        ]
-        return 20 * sum(1 for s in steps if s)
+        return completeness_of(
+            self.personal,
+            self.experience,
+            self.subjects,
+            self.hourly_rate,
+            self.availability,
+            list(self.documents.values()),
+        )
 
     def submit(self, now: datetime) -> None:
         """Send a draft or rejected profile for approval (>= 80 % complete with a subject and a rate)."""

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from projections.audit_log import AuditLog
 from projections.runtime import Projection
+from projections.student_favorites import StudentFavorites
 from projections.subjects import Subjects
+from projections.tutors import Tutors
 from projections.users_directory import UsersDirectory
 
 
 def all_projections() -> list[Projection]:
     """Every projection the system runs."""
-    return [UsersDirectory(), AuditLog(), Subjects()]
+    return [UsersDirectory(), AuditLog(), Subjects(), Tutors(), StudentFavorites()]
 
 
 def by_name(name: str) -> Projection:

@@ -172,7 +172,7 @@ class Runner:
             # A full batch stops at its last row; a short one has seen everything up to the head.
             new_position = rows[-1][0] if len(rows) == self.batch_size else head
             if events:
-                with conn.cursor() as cur:
+                with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
                     p.apply(cur, events, self.names)
             updated = conn.execute(
                 "UPDATE projection_tracking SET position = %s, events_processed = events_processed + %s,"

@@ -1,0 +1,75 @@
+"""A student's own profile and favorite tutors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+
+from api.deps import command, query, reading, services, staff
+from api.tutors import PUBLIC_COLS, _subjects, public_tutor
+
+Text = Annotated[str, msgspec.Meta(max_length=5000)]
+
+
+class StudentProfilePatch(msgspec.Struct, forbid_unknown_fields=True):
+    """PATCH /student/profile: any subset."""
+
+    bio: Text | msgspec.UnsetType = msgspec.UNSET
+    goals: Text | msgspec.UnsetType = msgspec.UNSET
+    learning_style: Annotated[str, msgspec.Meta(max_length=200)] | msgspec.UnsetType = msgspec.UNSET
+    timezone: str | msgspec.UnsetType = msgspec.UNSET
+    currency: str | msgspec.UnsetType = msgspec.UNSET
+    language: str | msgspec.UnsetType = msgspec.UNSET
+
+
+class StudentController(Controller):
+    """Only students; each sees only their own profile and favorites."""
+
+    path = "/student"
+    tags = ["students"]
+    security = [{"bearer": []}]
+
+    @get("/profile", sync_to_thread=True)
+    def get_profile(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        """The caller's learning profile."""
+        actor = staff(request, "student")
+        return services(request.app.state).tutoring.student_view(actor.user_id)
+
+    @patch("/profile", sync_to_thread=True)
+    def update_profile(self, request: Request[Any, Any, Any], data: StudentProfilePatch) -> Response[Any]:
+        """Change bio, goals, learning style, timezone, currency or language."""
+        actor = staff(request, "student")
+        body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        view, position = services(request.app.state).tutoring.update_student(actor, body)
+        return command(request, view, position)
+
+    @post("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
+    def add_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+        """Favorite an approved tutor (again: no change)."""
+        actor = staff(request, "student")
+        position = services(request.app.state).tutoring.favorite(actor, tutor_id, True)
+        return command(request, {"tutor_id": str(tutor_id), "favorite": True}, position)
+
+    @delete("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
+    def remove_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+        """Unfavorite a tutor (not a favorite: no change)."""
+        actor = staff(request, "student")
+        position = services(request.app.state).tutoring.favorite(actor, tutor_id, False)
+        return command(request, {"tutor_id": str(tutor_id), "favorite": False}, position)
+
+    @get("/favorites", sync_to_thread=True)
+    def favorites(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The caller's favorite tutors that are currently approved, as public tutors."""
+        actor = staff(request, "student")
+        now = services(request.app.state).clock.now()
+        with reading(request, ("tutors", "student_favorites"), actor) as (conn, pos):
+            rows = conn.execute(
+                f"SELECT {PUBLIC_COLS} FROM student_favorites f JOIN tutors t ON t.tutor_id = f.tutor_id"
+                " WHERE f.student_id = %s AND t.status = 'approved' ORDER BY f.added_position DESC",
+                (actor.user_id,),
+            ).fetchall()
+            names = _subjects(conn, list({s for r in rows for s in r["subject_ids"]}))
+        return query({"items": [public_tutor(r, names, now) for r in rows], "next_cursor": None}, pos)

@@ -1,0 +1,301 @@
+"""Tutors as everyone sees them (search, profile, slots) and the admin approval queue."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services, staff
+from api.tutor_profile import documents_out
+from domain.errors import NotFound, ValidationFailed
+from projections.tutors import next_slots, slots_for
+
+PUBLIC_COLS = (
+    "t.tutor_id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency, t.rating_avg,"
+    " t.rating_count, t.availability, t.min_notice_minutes, t.experience"
+)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _subjects(conn: Any, ids: list[Any]) -> dict[str, dict[str, Any]]:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT subject_id, name, category FROM tutors_subject_names WHERE subject_id = ANY(%s)", (list(ids),)
+    ).fetchall()
+    return {
+        str(r["subject_id"]): {"id": str(r["subject_id"]), "name": r["name"], "category": r["category"]} for r in rows
+    }
+
+
+def public_tutor(row: dict[str, Any], names: dict[str, dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """The contract's public tutor shape (search item)."""
+    nxt = next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 1)
+    return {
+        "id": str(row["tutor_id"]),
+        "full_name": row["full_name"],
+        "bio": row["bio"],
+        "languages": row["languages"],
+        "subjects": [names[str(s)] for s in row["subject_ids"] if str(s) in names],
+        "hourly_rate": {"amount": row["hourly_amount"], "currency": row["currency"]},
+        "rating_average": round(row["rating_avg"], 2) if row["rating_avg"] is not None else None,
+        "rating_count": row["rating_count"],
+        "next_slot": {"start": _iso(nxt[0][0]), "end": _iso(nxt[0][1])} if nxt else None,
+    }
+
+
+def _instant(name: str, raw: str | None) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValidationFailed([(name, "an RFC 3339 instant")]) from None
+    if t.tzinfo is None:
+        raise ValidationFailed([(name, "an instant with an offset")])
+    return t.astimezone(UTC)
+
+
+class PublicTutorsController(Controller):
+    """Anyone finds approved tutors."""
+
+    path = "/tutors"
+    tags = ["tutors"]
+
+    @get("/", sync_to_thread=True)
+    def search(
+        self,
+        request: Request[Any, Any, Any],
+        subject: UUID | None = None,
+        min_price: int | None = None,
+        max_price: int | None = None,
+        min_rating: float | None = None,
+        q: str | None = None,
+        sort: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Response[Any]:
+        """Approved tutors; filters subject, price, rating, availability window, full-text q; sorts rating,
+        price, relevance; keyset pages."""
+        n = limit_of(limit)
+        sort = sort or ("relevance" if q else "rating")
+        if sort not in ("rating", "price", "relevance"):
+            raise ValidationFailed([("sort", "rating, price or relevance")])
+        if sort == "relevance" and not q:
+            raise ValidationFailed([("sort", "relevance needs q")])
+        frm = _instant("available_from", request.query_params.get("available_from"))
+        to = _instant("available_to", request.query_params.get("available_to"))
+        if (frm is None) != (to is None) or (frm and to and (to <= frm or to - frm > timedelta(days=31))):
+            raise ValidationFailed([("available_to", "give both bounds, at most 31 days apart")])
+        where, params = ["status = 'approved'"], []  # type: ignore[var-annotated]
+        if subject:
+            where.append("%s = ANY(subject_ids)")
+            params.append(subject)
+        if min_price is not None:
+            where.append("hourly_amount >= %s")
+            params.append(min_price)
+        if max_price is not None:
+            where.append("hourly_amount <= %s")
+            params.append(max_price)
+        if min_rating is not None:
+            where.append("rating_avg >= %s")
+            params.append(min_rating)
+        key, key_params = {
+            "rating": ("coalesce(rating_avg, -1)", []),
+            "price": ("hourly_amount", []),
+            "relevance": ("ts_rank(search, websearch_to_tsquery('simple', %s))", [q]),
+        }[sort]
+        if q:
+            where.append("search @@ websearch_to_tsquery('simple', %s)")
+            params.append(q)
+        asc = sort == "price"
+
+        def page(after: list[Any] | None, size: int) -> list[dict[str, Any]]:
+            w, p = list(where), list(params)
+            if after is not None:
+                w.append(f"({key}, tutor_id) {'>' if asc else '<'} (%s, %s::uuid)")
+                p.extend([*key_params, *after])
+            order = "ASC" if asc else "DESC"
+            sql = (
+                f"SELECT {PUBLIC_COLS}, {key} AS sort_key FROM tutors t WHERE {' AND '.join(w)}"
+                f" ORDER BY sort_key {order}, tutor_id {order} LIMIT %s"
+            )
+            return list(conn.execute(sql, (*key_params, *p, size)).fetchall())
+
+        now = services(request.app.state).clock.now()
+        items: list[dict[str, Any]] = []
+        last: list[Any] | None = decode_cursor(cursor)
+        more = False
+        with reading(request, ("tutors",)) as (conn, pos):
+            size = n + 1 if frm is None else max(50, n * 3)
+            scanned = 0
+            while not more:
+                rows = page(last, size)
+                names = _subjects(conn, list({s for r in rows for s in r["subject_ids"]}))
+                for r in rows:
+                    if len(items) == n:
+                        more = True
+                        break
+                    scanned += 1
+                    last = [r["sort_key"], str(r["tutor_id"])]
+                    if (
+                        frm is not None
+                        and to is not None
+                        and not slots_for(
+                            r["availability"] or {}, r["min_notice_minutes"], frm, to, timedelta(minutes=60), now
+                        )
+                    ):
+                        continue
+                    items.append(public_tutor(r, names, now))
+                if len(rows) < size:
+                    break
+                if scanned >= 2000:  # bound the work of one page under a narrow availability filter
+                    more = True
+                    break
+        next_cursor = encode_cursor(last) if more and last else None
+        return query({"items": items, "next_cursor": next_cursor}, pos)
+
+    @get("/{tutor_id:uuid}", sync_to_thread=True)
+    def detail(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+        """An approved tutor's public profile with experience and next free slots."""
+        now = services(request.app.state).clock.now()
+        with reading(request, ("tutors",)) as (conn, pos):
+            row = conn.execute(
+                f"SELECT {PUBLIC_COLS} FROM tutors t WHERE tutor_id = %s AND status = 'approved'", (tutor_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound("no such tutor")
+            names = _subjects(conn, row["subject_ids"])
+        body = public_tutor(row, names, now)
+        exp = row["experience"] or {}
+        body["experience"] = {
+            "years": exp.get("years"),
+            "education": exp.get("education", ""),
+            "certifications": exp.get("certifications", []),
+        }
+        body["reviews"] = []
+        body["next_slots"] = [
+            {"start": _iso(a), "end": _iso(b)}
+            for a, b in next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 10)
+        ]
+        return query(body, pos)
+
+    @get("/{tutor_id:uuid}/slots", sync_to_thread=True)
+    def slots(self, request: Request[Any, Any, Any], tutor_id: UUID, duration_minutes: int = 60) -> Response[Any]:
+        """Bookable start times in [from, to) (at most 31 days) for a 30/60/90/120-minute lesson."""
+        if duration_minutes not in (30, 60, 90, 120):
+            raise ValidationFailed([("duration_minutes", "30, 60, 90 or 120")])
+        frm = _instant("from", request.query_params.get("from"))
+        to = _instant("to", request.query_params.get("to"))
+        if frm is None or to is None:
+            raise ValidationFailed([("from", "from and to are required")])
+        if to <= frm or to - frm > timedelta(days=31):
+            raise ValidationFailed([("to", "after from, at most 31 days later")])
+        now = services(request.app.state).clock.now()
+        with reading(request, ("tutors",)) as (conn, pos):
+            row = conn.execute(
+                "SELECT availability, min_notice_minutes FROM tutors WHERE tutor_id = %s AND status = 'approved'",
+                (tutor_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFound("no such tutor")
+        found = slots_for(
+            row["availability"] or {}, row["min_notice_minutes"], frm, to, timedelta(minutes=duration_minutes), now
+        )
+        return query({"items": [{"start": _iso(a), "end": _iso(b)} for a, b in found]}, pos)
+
+
+class Decision(msgspec.Struct):
+    """Feedback or reason for a decision."""
+
+    feedback: str = ""
+    reason: str = ""
+
+
+class AdminTutorsController(Controller):
+    """Admins work the approval queue."""
+
+    path = "/admin/tutors"
+    tags = ["admin", "tutoring"]
+    security = [{"bearer": []}]
+
+    @get("/", sync_to_thread=True)
+    def queue(
+        self,
+        request: Request[Any, Any, Any],
+        status: str = "pending_approval",
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Response[Any]:
+        """Tutors by status (default: the approval queue, oldest submission first), with their documents."""
+        actor = staff(request, "admin")
+        if status not in ("draft", "pending_approval", "approved", "rejected", "suspended"):
+            raise ValidationFailed([("status", "a tutor profile status")])
+        n = limit_of(limit)
+        where, params = ["status = %s"], [status]  # type: ignore[var-annotated]
+        after = decode_cursor(cursor)
+        if after is not None:
+            where.append("(coalesce(submitted_at, 'epoch'::timestamptz), tutor_id) > (%s::timestamptz, %s::uuid)")
+            params.extend(after)
+        with reading(request, ("tutors",), actor) as (conn, pos):
+            rows = conn.execute(
+                "SELECT tutor_id, full_name, email, submitted_at, completeness, documents, status, feedback"
+                f" FROM tutors WHERE {' AND '.join(where)}"
+                " ORDER BY coalesce(submitted_at, 'epoch'::timestamptz), tutor_id LIMIT %s",
+                (*params, n + 1),
+            ).fetchall()
+        svc = services(request.app.state)
+        items = [
+            {
+                "id": str(r["tutor_id"]),
+                "full_name": r["full_name"],
+                "email": r["email"],
+                "submitted_at": r["submitted_at"],
+                "completeness": r["completeness"],
+                "status": r["status"],
+                "feedback": r["feedback"],
+                "documents": documents_out(svc, r["documents"]),
+            }
+            for r in rows[:n]
+        ]
+        last = rows[n - 1] if len(rows) > n else None
+        next_cursor = (
+            encode_cursor(
+                [(last["submitted_at"] or datetime(1970, 1, 1, tzinfo=UTC)).isoformat(), str(last["tutor_id"])]
+            )
+            if last
+            else None
+        )
+        return query({"items": items, "next_cursor": next_cursor}, pos)
+
+    def _decide(self, request: Request[Any, Any, Any], tutor_id: UUID, action: str, text: str = "") -> Response[Any]:
+        staff(request, "admin")
+        view, position = services(request.app.state).tutoring.decide(tutor_id, action, text)
+        return command(request, view, position)
+
+    @post("/{tutor_id:uuid}/approve", status_code=200, sync_to_thread=True)
+    def approve(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+        """Approve a pending profile."""
+        return self._decide(request, tutor_id, "approve")
+
+    @post("/{tutor_id:uuid}/reject", status_code=200, sync_to_thread=True)
+    def reject(self, request: Request[Any, Any, Any], tutor_id: UUID, data: Decision) -> Response[Any]:
+        """Reject a pending profile with feedback."""
+        return self._decide(request, tutor_id, "reject", data.feedback)
+
+    @post("/{tutor_id:uuid}/suspend", status_code=200, sync_to_thread=True)
+    def suspend(self, request: Request[Any, Any, Any], tutor_id: UUID, data: Decision) -> Response[Any]:
+        """Hide an approved tutor from search and booking."""
+        return self._decide(request, tutor_id, "suspend", data.reason)
+
+    @post("/{tutor_id:uuid}/reinstate", status_code=200, sync_to_thread=True)
+    def reinstate(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+        """Undo a suspension."""
+        return self._decide(request, tutor_id, "reinstate")

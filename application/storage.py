@@ -1,0 +1,81 @@
+"""Object storage (S3 via the minio client): presigned uploads and downloads, and checks of stored objects."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from minio import Minio
+from minio.error import S3Error
+
+from application.settings import Settings
+from domain.errors import DomainError
+
+UPLOAD_TTL = timedelta(hours=1)
+DOWNLOAD_TTL = timedelta(hours=24)
+
+
+class StorageUnavailable(DomainError):
+    """Object storage is not configured or not reachable."""
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What S3 says about an uploaded object."""
+
+    size: int
+    content_type: str
+
+
+class Storage:
+    """One bucket; keys are chosen by the application, never by clients."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.s3_endpoint_url:
+            raise StorageUnavailable("S3 is not configured (S3_ENDPOINT_URL)")
+        u = urlsplit(settings.s3_endpoint_url)
+        self.bucket = settings.s3_bucket
+        self.client = Minio(
+            u.netloc,
+            access_key=settings.s3_access_key,
+            secret_key=settings.s3_secret_key,
+            secure=u.scheme == "https",
+            region="us-east-1",
+        )
+        self._bucket_ready = False
+
+    def _ensure_bucket(self) -> None:
+        if self._bucket_ready:
+            return
+        try:
+            if not self.client.bucket_exists(self.bucket):
+                self.client.make_bucket(self.bucket)
+        except S3Error as e:
+            if e.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise StorageUnavailable(f"cannot use bucket {self.bucket}: {e.code}") from e
+        except Exception as e:  # network failures of any kind mean storage is unavailable
+            raise StorageUnavailable(f"S3 unreachable: {type(e).__name__}") from e
+        self._bucket_ready = True
+
+    def upload_url(self, key: str) -> str:
+        """A presigned PUT URL for `key`, valid for an hour."""
+        self._ensure_bucket()
+        return str(self.client.presigned_put_object(self.bucket, key, expires=UPLOAD_TTL))
+
+    def download_url(self, key: str) -> str:
+        """A presigned GET URL for `key`, valid for 24 hours."""
+        return str(self.client.presigned_get_object(self.bucket, key, expires=DOWNLOAD_TTL))
+
+    def stat(self, key: str) -> StoredObject | None:
+        """Size and type of the stored object, or None when nothing was uploaded."""
+        self._ensure_bucket()
+        try:
+            st = self.client.stat_object(self.bucket, key)
+        except S3Error as e:
+            if e.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
+                return None
+            raise StorageUnavailable(f"S3 error {e.code}") from e
+        except Exception as e:  # network failures of any kind mean storage is unavailable
+            raise StorageUnavailable(f"S3 unreachable: {type(e).__name__}") from e
+        return StoredObject(int(st.size or 0), str(st.content_type or "application/octet-stream"))

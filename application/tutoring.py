@@ -1,0 +1,280 @@
+"""Tutoring context: profile builder, documents on S3, admin approval, and student profiles and favorites."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+
+from application.identity import Account
+from application.storage import UPLOAD_TTL, Storage
+from application.store import EventStoreApp, retrying
+from domain.errors import DomainError, NotFound, ValidationFailed
+from domain.money import Money
+from domain.student import StudentProfile
+from domain.subject import Subject
+from domain.tutor import TutorProfile
+from domain.user import User
+
+
+class UploadMissing(DomainError):
+    """Nothing (or not the announced file) was uploaded to the upload URL."""
+
+
+def _instant(value: str) -> str:
+    return datetime.fromisoformat(value).isoformat().replace("+00:00", "Z")
+
+
+def profile_view(p: TutorProfile) -> dict[str, Any]:
+    """The contract's tutor profile shape."""
+    a = p.availability
+    return {
+        "id": str(p.tutor_id),
+        "status": p.status,
+        "completeness": p.completeness,
+        "feedback": p.feedback,
+        "personal": dict(p.personal),
+        "experience": dict(p.experience),
+        "subjects": list(p.subjects),
+        "hourly_rate": p.hourly_rate,
+        "availability": {
+            "timezone": a["timezone"],
+            "weekly": list(a["weekly"]),
+            "blocks": [{"start": _instant(b["start"]), "end": _instant(b["end"])} for b in a["blocks"]],
+            "openings": [{"start": _instant(b["start"]), "end": _instant(b["end"])} for b in a["openings"]],
+        },
+        "auto_confirm": p.auto_confirm,
+        "min_notice_minutes": p.min_notice_minutes,
+    }
+
+
+def document_view(doc: dict[str, Any]) -> dict[str, Any]:
+    """A document without its storage key."""
+    return {k: doc[k] for k in ("id", "filename", "content_type", "size", "status", "uploaded_at")}
+
+
+def _safe_name(filename: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", filename.strip())[-100:]
+    return name or "file"
+
+
+class Tutoring(EventStoreApp):
+    """Tutor profiles (builder, documents, approval) and student profiles (bio, goals, favorites)."""
+
+    _storage: Storage | None = None
+
+    @property
+    def storage(self) -> Storage:
+        """S3 (StorageUnavailable when not configured)."""
+        if self._storage is None:
+            self._storage = Storage(self.settings)
+        return self._storage
+
+    # ------------------------------------------------------------------------------------------- tutor
+
+    def profile(self, tutor_id: UUID) -> TutorProfile:
+        """The tutor's profile; a fresh draft when none was recorded yet (not saved until changed)."""
+        try:
+            p: Any = self.repository.get(TutorProfile.create_id(tutor_id))
+        except AggregateNotFoundError:
+            return TutorProfile(tutor_id=tutor_id)
+        if not isinstance(p, TutorProfile):
+            raise NotFound("no such tutor")
+        return p
+
+    def _existing(self, tutor_id: UUID) -> TutorProfile:
+        try:
+            p: Any = self.repository.get(TutorProfile.create_id(tutor_id))
+        except AggregateNotFoundError:
+            raise NotFound("no such tutor") from None
+        if not isinstance(p, TutorProfile):
+            raise NotFound("no such tutor")
+        return p
+
+    def update_profile(self, actor: Account, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Apply any subset of the builder steps; each changed step records its own event."""
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            p = self.profile(actor.user_id)
+            if "personal" in body:
+                p.set_personal(_mapping("personal", body["personal"]))
+            if "experience" in body:
+                p.set_experience(_mapping("experience", body["experience"]))
+            if "subjects" in body or "hourly_rate" in body:
+                subjects = body.get("subjects")
+                if subjects is not None and (
+                    not isinstance(subjects, list) or not all(isinstance(s, str) for s in subjects)
+                ):
+                    raise ValidationFailed([("subjects", "a list of subject ids")])
+                rate = body.get("hourly_rate")
+                money = None
+                if rate is not None:
+                    r = _mapping("hourly_rate", rate)
+                    if not isinstance(r.get("amount"), int) or isinstance(r.get("amount"), bool):
+                        raise ValidationFailed([("hourly_rate.amount", "integer minor units")])
+                    money = Money(r["amount"], str(r.get("currency", "")))
+                p.set_teaching(subjects, money, self._active_subjects(subjects or []))
+            if "availability" in body:
+                p.set_availability(_mapping("availability", body["availability"]))
+            if "auto_confirm" in body or "min_notice_minutes" in body:
+                ac = body.get("auto_confirm")
+                if ac is not None and not isinstance(ac, bool):
+                    raise ValidationFailed([("auto_confirm", "true or false")])
+                p.set_preferences(ac, body.get("min_notice_minutes"))
+            return profile_view(p), self.record(p)
+
+        return retrying(attempt)
+
+    def _active_subjects(self, ids: list[str]) -> set[str]:
+        active = set()
+        for sid in ids:
+            try:
+                s: Any = self.repository.get(UUID(sid))
+            except (AggregateNotFoundError, ValueError):
+                continue
+            if isinstance(s, Subject) and s.active:
+                active.add(sid)
+        return active
+
+    def submit(self, actor: Account) -> tuple[dict[str, Any], int]:
+        """Send the profile for approval."""
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            p = self.profile(actor.user_id)
+            p.submit(self.now())
+            return profile_view(p), self.record(p)
+
+        return retrying(attempt)
+
+    def decide(self, tutor_id: UUID, action: str, text: str = "") -> tuple[dict[str, Any], int]:
+        """Admin decisions: approve, reject (feedback), suspend (reason), reinstate."""
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            p = self._existing(tutor_id)
+            if action == "approve":
+                p.approve()
+            elif action == "reject":
+                p.reject(text)
+            elif action == "suspend":
+                p.suspend(text)
+            elif action == "reinstate":
+                p.reinstate()
+            else:
+                raise ValidationFailed([("action", "approve, reject, suspend or reinstate")])
+            return profile_view(p), self.record(p)
+
+        return retrying(attempt)
+
+    def request_document(
+        self, actor: Account, filename: str, content_type: str, size: int
+    ) -> tuple[dict[str, Any], int]:
+        """Announce an upload: returns the document with a presigned PUT URL (type and size checked first)."""
+        document_id = uuid.uuid4()
+        key = f"tutors/{actor.user_id}/documents/{document_id}/{_safe_name(filename)}"
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            p = self.profile(actor.user_id)
+            p.request_document(document_id, filename, content_type, size, key, self.now())
+            url = self.storage.upload_url(key)
+            position = self.record(p)
+            doc = document_view(p.documents[str(document_id)])
+            expires = (self.clock.now() + UPLOAD_TTL).isoformat().replace("+00:00", "Z")
+            return {**doc, "upload_url": url, "upload_method": "PUT", "expires_at": expires}, position
+
+        return retrying(attempt)
+
+    def complete_document(self, actor: Account, document_id: UUID) -> tuple[dict[str, Any], int]:
+        """Check the stored object (exists, type and size within limits) and count the document."""
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            p = self._existing(actor.user_id)
+            doc = p.documents.get(str(document_id))
+            if doc is None:
+                raise NotFound("no such document")
+            stored = self.storage.stat(doc["key"])
+            if stored is None:
+                raise UploadMissing("nothing was uploaded for this document yet")
+            p.complete_document(str(document_id), stored.size, stored.content_type, self.now())
+            position = self.record(p)
+            view = document_view(p.documents[str(document_id)])
+            return {**view, "download_url": self.storage.download_url(doc["key"])}, position
+
+        return retrying(attempt)
+
+    # ----------------------------------------------------------------------------------------- student
+
+    def student_profile(self, student_id: UUID) -> StudentProfile:
+        """The student's profile (a fresh one when none was recorded yet)."""
+        try:
+            s: Any = self.repository.get(StudentProfile.create_id(student_id))
+        except AggregateNotFoundError:
+            return StudentProfile(student_id=student_id)
+        if not isinstance(s, StudentProfile):
+            raise NotFound("no such student")
+        return s
+
+    def student_view(self, student_id: UUID) -> dict[str, Any]:
+        """The contract's student profile shape (preferences come from the User)."""
+        s = self.student_profile(student_id)
+        user: Any = self.repository.get(student_id)
+        return {
+            "bio": s.bio,
+            "goals": s.goals,
+            "learning_style": s.learning_style,
+            "timezone": user.timezone,
+            "currency": user.currency,
+            "language": user.language,
+        }
+
+    def update_student(self, actor: Account, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Change bio, goals, learning style and (on the User) timezone, currency, language, atomically."""
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            s = self.student_profile(actor.user_id)
+            user: Any = self.repository.get(actor.user_id)
+            if not isinstance(user, User):
+                raise NotFound("no such user")
+            s.update({k: body[k] for k in ("bio", "goals", "learning_style") if k in body})
+            user.update_profile({k: body[k] for k in ("timezone", "currency", "language") if k in body})
+            position = self.record(s, user)
+            return self.student_view_of(s, user), position
+
+        return retrying(attempt)
+
+    @staticmethod
+    def student_view_of(s: StudentProfile, user: Any) -> dict[str, Any]:
+        """Shape a student profile from its aggregates."""
+        return {
+            "bio": s.bio,
+            "goals": s.goals,
+            "learning_style": s.learning_style,
+            "timezone": user.timezone,
+            "currency": user.currency,
+            "language": user.language,
+        }
+
+    def favorite(self, actor: Account, tutor_id: UUID, on: bool) -> int:
+        """Add or remove a favorite tutor (idempotent)."""
+
+        def attempt() -> int:
+            s = self.student_profile(actor.user_id)
+            if on:
+                tutor = self.profile(tutor_id)
+                if tutor.status != "approved" and str(tutor_id) not in s.favorites:
+                    raise NotFound("no such tutor")
+                s.add_favorite(str(tutor_id))
+            else:
+                s.remove_favorite(str(tutor_id))
+            return self.record(s)
+
+        return retrying(attempt)
+
+
+def _mapping(field: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValidationFailed([(field, "an object")])
+    return value

@@ -1,0 +1,43 @@
+-- tutors: every tutor profile for the approval queue, the tutor's own document list and public search.
+CREATE TABLE {tutors_people} (
+    user_id uuid PRIMARY KEY,
+    full_name text NOT NULL,
+    email text NOT NULL
+);
+CREATE TABLE {tutors_subject_names} (
+    subject_id uuid PRIMARY KEY,
+    name text NOT NULL,
+    category text NOT NULL,
+    active boolean NOT NULL
+);
+CREATE TABLE {tutors} (
+    tutor_id uuid PRIMARY KEY,
+    profile_id uuid NOT NULL UNIQUE,
+    full_name text NOT NULL DEFAULT '',
+    email text NOT NULL DEFAULT '',
+    status text NOT NULL,
+    feedback text,
+    bio text NOT NULL DEFAULT '',
+    location text NOT NULL DEFAULT '',
+    languages text[] NOT NULL DEFAULT '{{}}',
+    experience jsonb NOT NULL DEFAULT '{{}}',
+    subject_ids uuid[] NOT NULL DEFAULT '{{}}',
+    hourly_amount bigint,
+    currency text,
+    availability jsonb NOT NULL DEFAULT '{{}}',
+    auto_confirm boolean NOT NULL DEFAULT false,
+    min_notice_minutes integer NOT NULL DEFAULT 0,
+    documents jsonb NOT NULL DEFAULT '[]',
+    completeness integer NOT NULL DEFAULT 0,
+    submitted_at timestamptz,
+    rating_sum bigint NOT NULL DEFAULT 0,
+    rating_count integer NOT NULL DEFAULT 0,
+    rating_avg double precision,
+    search tsvector NOT NULL DEFAULT ''::tsvector,
+    updated_position bigint NOT NULL
+);
+CREATE INDEX {tutors}_queue_idx ON {tutors} (status, submitted_at, tutor_id);
+CREATE INDEX {tutors}_price_idx ON {tutors} (hourly_amount, tutor_id) WHERE status = 'approved';
+CREATE INDEX {tutors}_rating_idx ON {tutors} (rating_avg DESC NULLS LAST, tutor_id) WHERE status = 'approved';
+CREATE INDEX {tutors}_subjects_idx ON {tutors} USING gin (subject_ids) WHERE status = 'approved';
+CREATE INDEX {tutors}_search_idx ON {tutors} USING gin (search) WHERE status = 'approved';
