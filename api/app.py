@@ -17,7 +17,9 @@ from litestar.static_files import create_static_files_router
 from api import middleware, problems
 from api.admin_users import AdminUsersController
 from api.audit import AuditController
+from api.finance import FinanceController, SettingsController
 from api.identity import IdentityController
+from api.money import MoneyController
 from api.openapi import document_problems
 from api.services import Services
 from api.students import StudentController
@@ -73,6 +75,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PublicTutorsController,
             AdminTutorsController,
             StudentController,
+            MoneyController,
+            FinanceController,
+            SettingsController,
         ],
     )
     assets_dir = Path(swagger_ui_bundle.swagger_ui_path)

@@ -14,9 +14,10 @@ from litestar.exceptions import (
     ValidationException,
 )
 
-from application import storage, tutoring
+from application import money, storage, tutoring
+from domain import credits as credit_rules
+from domain import payouts, purchase, tutor
 from domain import errors as e
-from domain import tutor
 
 BASE = "https://tutorconnect.dev/problems/"
 log = logging.getLogger("tutorconnect.api")
@@ -52,6 +53,11 @@ TABLE: list[tuple[type[Exception], int, str, str]] = [
     (tutor.FileTooLarge, 422, "file-too-large", "File too large"),
     (tutoring.UploadMissing, 422, "upload-missing", "Upload missing"),
     (storage.StorageUnavailable, 503, "storage-unavailable", "Storage unavailable"),
+    (credit_rules.InsufficientCredit, 422, "insufficient-credit", "Insufficient credit"),
+    (payouts.PayoutExceedsPayable, 422, "payout-exceeds-payable", "Payout exceeds payable"),
+    (purchase.NothingToRefund, 409, "nothing-to-refund", "Nothing to refund"),
+    (money.PaymentProviderError, 502, "payment-provider-error", "Payment provider error"),
+    (money.BadWebhook, 400, "invalid-webhook", "Invalid webhook"),
     (e.DomainError, 422, "rule-violated", "Request refused"),
 ]
 

@@ -14,6 +14,7 @@ from application.audit import Audit
 from application.catalog import Catalog
 from application.clock import Clock
 from application.identity import Identity
+from application.money import Money
 from application.settings import Settings
 from application.tutoring import Tutoring
 
@@ -34,6 +35,7 @@ class Services:
     catalog: Catalog
     audit: Audit
     tutoring: Tutoring
+    money: Money
     reads: ConnectionPool[Any]
     redis: redis.Redis
     extras: dict[str, Any] = field(default_factory=dict)
@@ -56,6 +58,7 @@ class Services:
             catalog=Catalog(settings, clock),
             audit=Audit(settings, clock),
             tutoring=Tutoring(settings, clock),
+            money=Money(settings, clock),
             reads=reads,
             redis=redis.Redis.from_url(settings.redis_url),
         )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from projections.audit_log import AuditLog
+from projections.ledger import Ledger
 from projections.runtime import Projection
+from projections.student_credits import StudentCredits
 from projections.student_favorites import StudentFavorites
 from projections.subjects import Subjects
 from projections.tutors import Tutors
@@ -12,7 +14,7 @@ from projections.users_directory import UsersDirectory
 
 def all_projections() -> list[Projection]:
     """Every projection the system runs."""
-    return [UsersDirectory(), AuditLog(), Subjects(), Tutors(), StudentFavorites()]
+    return [UsersDirectory(), AuditLog(), Subjects(), Tutors(), StudentFavorites(), Ledger(), StudentCredits()]
 
 
 def by_name(name: str) -> Projection:

@@ -1,0 +1,124 @@
+"""Packages and payments: purchases, the Stripe webhook, student credits, tutor earnings, refunds."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+
+from api.deps import caller, command, query, reading, services, staff
+
+BEARER = [{"bearer": []}]
+
+
+class PurchaseIn(msgspec.Struct):
+    """POST /packages/purchases."""
+
+    tutor_id: UUID
+    lessons: Literal[1, 5, 10, 20]
+
+
+class MoneyController(Controller):
+    """Students buy packages; Stripe tells us when they are paid."""
+
+    path = "/"
+    tags = ["money"]
+
+    @post("/packages/purchases", status_code=201, sync_to_thread=True, security=BEARER)
+    def buy(self, request: Request[Any, Any, Any], data: PurchaseIn) -> Response[Any]:
+        """Price a package and open its Stripe PaymentIntent; the credit comes with the payment webhook."""
+        actor = staff(request, "student")
+        body, position = services(request.app.state).money.buy(actor, data.tutor_id, data.lessons)
+        return command(request, body, position, 201)
+
+    @get("/packages/purchases/{purchase_id:uuid}", sync_to_thread=True, security=BEARER)
+    def purchase(self, request: Request[Any, Any, Any], purchase_id: UUID) -> dict[str, Any]:
+        """A purchase and its payment status (its student, admin or finance)."""
+        actor = caller(request)
+        return services(request.app.state).money.purchase(actor, purchase_id)
+
+    @post("/webhooks/stripe", status_code=200, sync_to_thread=True)
+    def stripe_webhook(self, request: Request[Any, Any, Any], body: bytes) -> Response[Any]:
+        """Stripe events, verified by signature; each payment grants its credit exactly once."""
+        signature = request.headers.get("stripe-signature", "")
+        position = services(request.app.state).money.webhook(body, signature)
+        return Response({"received": True}, headers={"X-Event-Position": str(position)})
+
+    @get("/student/credits", sync_to_thread=True, security=BEARER)
+    def credits(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The caller's credit per tutor: available and held minutes, and the unexpired lots."""
+        actor = staff(request, "student")
+        now = services(request.app.state).clock.now()
+        with reading(request, ("student_credits",), actor) as (conn, pos):
+            lots = conn.execute(
+                "SELECT lot_id, tutor_id, minutes_remaining, expires_at FROM student_credit_lots WHERE student_id = %s"
+                " AND state = 'open' AND minutes_remaining > 0 AND expires_at > %s ORDER BY expires_at, lot_id",
+                (actor.user_id, now),
+            ).fetchall()
+            holds = conn.execute(
+                "SELECT tutor_id, sum(minutes) AS minutes FROM student_credit_holds WHERE student_id = %s"
+                " AND state = 'open' GROUP BY tutor_id",
+                (actor.user_id,),
+            ).fetchall()
+        per: dict[str, dict[str, Any]] = {}
+        for r in lots:
+            item = per.setdefault(
+                str(r["tutor_id"]),
+                {"tutor_id": str(r["tutor_id"]), "minutes_available": 0, "minutes_held": 0, "lots": []},
+            )
+            item["minutes_available"] += r["minutes_remaining"]
+            item["lots"].append(
+                {"id": r["lot_id"], "minutes_remaining": r["minutes_remaining"], "expires_at": r["expires_at"]}
+            )
+        for h in holds:
+            item = per.setdefault(
+                str(h["tutor_id"]),
+                {"tutor_id": str(h["tutor_id"]), "minutes_available": 0, "minutes_held": 0, "lots": []},
+            )
+            item["minutes_held"] += int(h["minutes"])
+        return query({"items": list(per.values()), "next_cursor": None}, pos)
+
+    @get("/tutor/earnings", sync_to_thread=True, security=BEARER)
+    def earnings(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The caller's pending (held), earned and paid-out money, and earnings by month."""
+        actor = staff(request, "tutor")
+        with reading(request, ("student_credits", "tutors"), actor) as (conn, pos):
+            pending = conn.execute(
+                "SELECT currency, sum(net) AS amount FROM student_credit_holds WHERE tutor_id = %s AND state = 'open'"
+                " GROUP BY currency",
+                (actor.user_id,),
+            ).fetchall()
+            lines = conn.execute(
+                "SELECT kind, month, currency, sum(amount) AS amount FROM tutor_earning_lines WHERE tutor_id = %s"
+                " GROUP BY kind, month, currency ORDER BY month",
+                (actor.user_id,),
+            ).fetchall()
+            rate = conn.execute("SELECT currency FROM tutors WHERE tutor_id = %s", (actor.user_id,)).fetchone()
+        currency = (rate and rate["currency"]) or next((r["currency"] for r in [*pending, *lines]), None) or "USD"
+        totals: dict[str, int] = defaultdict(int)
+        months: dict[str, int] = defaultdict(int)
+        for r in lines:
+            if r["currency"] == currency:
+                totals[r["kind"]] += int(r["amount"])
+                if r["kind"] == "earned":
+                    months[r["month"]] += int(r["amount"])
+        held = sum(int(r["amount"]) for r in pending if r["currency"] == currency)
+        body = {
+            "pending": {"amount": held, "currency": currency},
+            "earned": {"amount": totals["earned"], "currency": currency},
+            "paid_out": {"amount": totals["paid_out"], "currency": currency},
+            "by_month": [
+                {"month": m, "earned": {"amount": v, "currency": currency}} for m, v in sorted(months.items())
+            ],
+        }
+        return query(body, pos)
+
+    @post("/admin/purchases/{purchase_id:uuid}/refund", status_code=200, sync_to_thread=True, security=BEARER)
+    def refund(self, request: Request[Any, Any, Any], purchase_id: UUID) -> Response[Any]:
+        """Refund the unused part of a paid package through Stripe and remove that credit."""
+        staff(request, "admin", "finance")
+        body, position = services(request.app.state).money.refund_unused(purchase_id)
+        return command(request, body, position)

@@ -1,0 +1,302 @@
+"""Money: platform settings, package purchases through Stripe, credits, refunds and payouts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import stripe
+from eventsourcing.application import AggregateNotFoundError
+
+from application.identity import Account
+from application.store import EventStoreApp, retrying
+from domain.credits import CreditAccount
+from domain.errors import DomainError, Forbidden, NotFound
+from domain.payouts import TutorPayouts
+from domain.platform import SETTINGS_ID, PlatformSettings
+from domain.purchase import NothingToRefund, Purchase, package_price
+from domain.tutor import TutorNotBookable, TutorProfile
+
+
+class PaymentProviderError(DomainError):
+    """The payment provider could not be reached or refused the request."""
+
+
+class BadWebhook(DomainError):
+    """The webhook is unsigned, wrongly signed or not JSON."""
+
+
+def purchase_view(p: Purchase) -> dict[str, Any]:
+    """The contract's purchase shape."""
+    return {
+        "id": str(p.id),
+        "tutor_id": str(p.tutor_id),
+        "lessons": p.lessons,
+        "price": {"amount": p.amount, "currency": p.currency},
+        "status": p.status,
+        "payment_intent_id": p.payment_intent_id,
+    }
+
+
+class Money(EventStoreApp):
+    """Settings, purchases, credit accounts and payouts."""
+
+    _stripe: stripe.StripeClient | None = None
+
+    @property
+    def stripe(self) -> stripe.StripeClient:
+        """The Stripe SDK client (a local Stripe-compatible server when STRIPE_API_BASE is set)."""
+        if self._stripe is None:
+            if not self.settings.stripe_api_key:
+                raise PaymentProviderError("payments are not configured (STRIPE_API_KEY)")
+            base: Any = {"api": self.settings.stripe_api_base} if self.settings.stripe_api_base else None
+            self._stripe = stripe.StripeClient(self.settings.stripe_api_key, base_addresses=base, max_network_retries=2)
+        return self._stripe
+
+    # ------------------------------------------------------------------------------------------ settings
+
+    def platform(self) -> PlatformSettings:
+        """Current platform settings (the defaults as version 1 until changed)."""
+        try:
+            s: Any = self.repository.get(SETTINGS_ID)
+            return s  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return PlatformSettings.defaults()
+
+    def change_settings(self, changes: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        """Record a new settings version."""
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            s = self.platform()
+            s.change(changes)
+            return s.view(), self.record(s)
+
+        return retrying(attempt)
+
+    # ---------------------------------------------------------------------------------------- purchases
+
+    def _tutor(self, tutor_id: UUID) -> TutorProfile:
+        try:
+            t: Any = self.repository.get(TutorProfile.create_id(tutor_id))
+        except AggregateNotFoundError:
+            raise TutorNotBookable("this tutor cannot be booked") from None
+        t.check_bookable()
+        return t  # type: ignore[no-any-return]
+
+    def buy(self, actor: Account, tutor_id: UUID, lessons: int) -> tuple[dict[str, Any], int]:
+        """Price a package, open a Stripe PaymentIntent for it and record the purchase awaiting payment."""
+        tutor = self._tutor(tutor_id)
+        settings = self.platform()
+        if tutor.hourly_rate is None:
+            raise TutorNotBookable("this tutor has no rate")
+        discount = int(settings.values["package_discount_bps"].get(str(lessons), 0))
+        amount = package_price(lessons, int(tutor.hourly_rate["amount"]), discount)
+        currency = str(tutor.hourly_rate["currency"])
+        purchase_id = uuid.uuid4()
+        try:
+            intent = self.stripe.payment_intents.create(
+                params={
+                    "amount": amount,
+                    "currency": currency.lower(),
+                    "metadata": {
+                        "purchase_id": str(purchase_id),
+                        "student_id": str(actor.user_id),
+                        "tutor_id": str(tutor_id),
+                        "lessons": str(lessons),
+                    },
+                }
+            )
+        except stripe.StripeError as e:
+            raise PaymentProviderError(f"could not create the payment: {e.user_message or type(e).__name__}") from e
+        purchase = Purchase(
+            student_id=actor.user_id,
+            tutor_id=tutor_id,
+            lessons=lessons,
+            minutes=lessons * 60,
+            amount=amount,
+            currency=currency,
+            discount_bps=discount,
+            settings_version=settings.settings_version,
+            credit_validity_days=int(settings.values["credit_validity_days"]),
+            payment_intent_id=intent.id,
+            id=purchase_id,  # type: ignore[call-arg]  # eventsourcing takes an explicit id
+        )
+        position = self.record(
+            purchase,
+            side_writes=[
+                (
+                    "INSERT INTO payment_intents (payment_intent_id, purchase_id) VALUES (%s, %s)",
+                    (intent.id, purchase_id),
+                )
+            ],
+        )
+        return {**purchase_view(purchase), "client_secret": intent.client_secret}, position
+
+    def purchase(self, actor: Account, purchase_id: UUID) -> dict[str, Any]:
+        """One purchase: its student, or staff."""
+        p = self._purchase(purchase_id)
+        if actor.role == "student" and p.student_id != actor.user_id:
+            raise NotFound("no such purchase")
+        if actor.role not in ("student", "admin", "finance"):
+            raise Forbidden("requires role student, admin or finance")
+        return purchase_view(p)
+
+    def _purchase(self, purchase_id: UUID) -> Purchase:
+        try:
+            p: Any = self.repository.get(purchase_id)
+        except AggregateNotFoundError:
+            raise NotFound("no such purchase") from None
+        if not isinstance(p, Purchase):
+            raise NotFound("no such purchase")
+        return p
+
+    def _account(self, student_id: UUID) -> CreditAccount:
+        try:
+            a: Any = self.repository.get(CreditAccount.create_id(student_id))
+            return a  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return CreditAccount(student_id=student_id)
+
+    def _purchase_for_intent(self, payment_intent_id: str) -> UUID | None:
+        with self.connection() as conn:
+            row = conn.execute(
+                "SELECT purchase_id FROM payment_intents WHERE payment_intent_id = %s", (payment_intent_id,)
+            ).fetchone()
+        return row["purchase_id"] if row else None
+
+    # ----------------------------------------------------------------------------------------- webhooks
+
+    def webhook(self, payload: bytes, signature: str) -> int:
+        """Verify a Stripe webhook and apply it; repeats and reordering change nothing twice."""
+        secret = self.settings.stripe_webhook_secret
+        if not secret:
+            raise BadWebhook("webhooks are not configured (STRIPE_WEBHOOK_SECRET)")
+        try:
+            event = stripe.Webhook.construct_event(payload, signature, secret)
+        except (ValueError, stripe.SignatureVerificationError) as e:
+            raise BadWebhook(f"invalid webhook: {type(e).__name__}") from None
+        obj = event.data.object
+        kind = event.type
+        if kind == "payment_intent.succeeded":
+            return self._paid(str(obj["id"]), int(obj.get("amount_received") or obj.get("amount") or 0))
+        if kind == "payment_intent.payment_failed":
+            return self._failed(str(obj["id"]), str((obj.get("last_payment_error") or {}).get("message", "failed")))
+        if kind == "charge.refunded":
+            pi = obj.get("payment_intent")
+            return self._refund_reported(str(pi), int(obj.get("amount_refunded") or 0), str(obj.get("id")))
+        return self.head()
+
+    def _paid(self, payment_intent_id: str, amount_received: int) -> int:
+        purchase_id = self._purchase_for_intent(payment_intent_id)
+        if purchase_id is None:
+            return self.head()  # not ours (another integration on the same Stripe account)
+
+        def attempt() -> int:
+            p = self._purchase(purchase_id)
+            if not p.pay(self.now(), amount_received):
+                return self.head()
+            account = self._account(p.student_id)
+            expires = self.now() + timedelta(days=p.credit_validity_days)
+            account.grant(str(p.id), str(p.id), str(p.tutor_id), p.minutes, p.amount, p.currency, expires)
+            self._apply_reported_refund(p, account, "reported-before-payment")
+            return self.record(p, account)
+
+        return retrying(attempt)
+
+    def _failed(self, payment_intent_id: str, reason: str) -> int:
+        purchase_id = self._purchase_for_intent(payment_intent_id)
+        if purchase_id is None:
+            return self.head()
+
+        def attempt() -> int:
+            p = self._purchase(purchase_id)
+            p.payment_failed(reason)
+            return self.record(p)
+
+        return retrying(attempt)
+
+    def _refund_reported(self, payment_intent_id: str, total_refunded: int, charge_id: str) -> int:
+        purchase_id = self._purchase_for_intent(payment_intent_id)
+        if purchase_id is None:
+            return self.head()
+
+        def attempt() -> int:
+            p = self._purchase(purchase_id)
+            p.report_refunded(total_refunded)
+            account = self._account(p.student_id)
+            if p.status in ("paid", "refunded"):
+                self._apply_reported_refund(p, account, charge_id)
+            return self.record(p, account)
+
+        return retrying(attempt)
+
+    @staticmethod
+    def _apply_reported_refund(p: Purchase, account: CreditAccount, ref: str) -> None:
+        owed = p.reported_refunded - p.refunded_amount
+        if owed > 0 and str(p.id) in account.lots:
+            minutes, _ = account.refund(str(p.id), owed)
+            # What could not be removed (already used) is still accounted for as refunded by Stripe.
+            p.refunded(owed, minutes, ref)
+
+    # ------------------------------------------------------------------------------------------ refunds
+
+    def refund_unused(self, purchase_id: UUID) -> tuple[dict[str, Any], int]:
+        """Refund through Stripe the unused (not used, not held) credit of a paid package, and remove it."""
+        p = self._purchase(purchase_id)
+        account = self._account(p.student_id)
+        lot = account.lots.get(str(p.id))
+        if lot is None or lot["value_remaining"] <= 0 or lot["minutes_remaining"] <= 0:
+            raise NothingToRefund("nothing left to refund")
+        value = lot["value_remaining"]
+        try:
+            refund = self.stripe.refunds.create(params={"payment_intent": p.payment_intent_id, "amount": value})
+        except stripe.StripeError as e:
+            raise PaymentProviderError(f"could not refund: {e.user_message or type(e).__name__}") from e
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            purchase = self._purchase(purchase_id)
+            acc = self._account(purchase.student_id)
+            minutes, amount = acc.refund(str(purchase.id), value)
+            purchase.refunded(amount, minutes, str(refund.id))
+            body = {
+                "purchase": purchase_view(purchase),
+                "refunded": {"amount": amount, "currency": purchase.currency},
+                "minutes_removed": minutes,
+            }
+            return body, self.record(purchase, acc)
+
+        return retrying(attempt)
+
+    # ------------------------------------------------------------------------------------------ payouts
+
+    def _payouts(self, tutor_id: UUID) -> TutorPayouts:
+        try:
+            t: Any = self.repository.get(TutorPayouts.create_id(tutor_id))
+            return t  # type: ignore[no-any-return]
+        except AggregateNotFoundError:
+            return TutorPayouts(tutor_id=tutor_id)
+
+    def pay_out(self, tutor_id: UUID, amount: int, currency: str, reference: str) -> tuple[dict[str, Any], int]:
+        """Record a payout to a tutor (never more than payable)."""
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            t = self._payouts(tutor_id)
+            body = t.pay_out(str(uuid.uuid4()), amount, currency, reference)
+            return body, self.record(t)
+
+        return retrying(attempt)
+
+    # ---------------------------------------------------------------------------------- holds (bookings)
+
+    def expire_credits(self, student_id: UUID) -> int:
+        """Expire the student's lots that are past their date (idempotent)."""
+
+        def attempt() -> int:
+            account = self._account(student_id)
+            if not account.expire(self.now()):
+                return self.head()
+            return self.record(account)
+
+        return retrying(attempt)

@@ -1,0 +1,94 @@
+"""Platform context: versioned policy values; every booking records the version it was made under."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import ValidationFailed
+from domain.ids import derived_id
+
+DEFAULTS: dict[str, Any] = {
+    "commission_bps": 2000,
+    "cancellation_window_hours": 12,
+    "late_cancel_refund_bps": 5000,
+    "no_show_refund_bps": 0,
+    "package_discount_bps": {"1": 0, "5": 0, "10": 500, "20": 1000},
+    "credit_validity_days": 180,
+    "pending_expiry_hours": 24,
+    "auto_complete_hours": 24,
+}
+PACKAGE_SIZES = (1, 5, 10, 20)
+_BPS = ("commission_bps", "late_cancel_refund_bps", "no_show_refund_bps")
+_HOURS = {"cancellation_window_hours": 24 * 14, "pending_expiry_hours": 24 * 14, "auto_complete_hours": 24 * 14}
+SETTINGS_ID: UUID = derived_id("platform-settings", "global")
+
+
+def check(changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate a settings change set (integers only: rates in basis points, never floats)."""
+    errors: list[tuple[str, str]] = []
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in DEFAULTS:
+            errors.append((key, "unknown setting"))
+        elif key in _BPS:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 10_000:
+                errors.append((key, "integer basis points 0-10000"))
+            out[key] = value
+        elif key in _HOURS:
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _HOURS[key]:
+                errors.append((key, f"whole hours 0-{_HOURS[key]}"))
+            out[key] = value
+        elif key == "credit_validity_days":
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 3650:
+                errors.append((key, "whole days 1-3650"))
+            out[key] = value
+        elif key == "package_discount_bps":
+            if (
+                not isinstance(value, dict)
+                or not set(value) <= {str(n) for n in PACKAGE_SIZES}
+                or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 10_000 for v in value.values())
+            ):
+                errors.append((key, 'an object {"1": bps, "5": bps, "10": bps, "20": bps}'))
+            else:
+                out[key] = value
+    if errors:
+        raise ValidationFailed(errors)
+    return out
+
+
+class PlatformSettings(Aggregate):
+    """One stream of policy versions; version 1 is the defaults."""
+
+    @event("Created")
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = dict(values)
+        self.settings_version = 1
+
+    @staticmethod
+    def create_id(values: dict[str, Any]) -> UUID:
+        """There is one platform settings stream."""
+        return SETTINGS_ID
+
+    @classmethod
+    def defaults(cls) -> PlatformSettings:
+        """The settings before anyone changed them."""
+        return cls(values=DEFAULTS)
+
+    def change(self, changes: dict[str, Any]) -> None:
+        """Record a new version with the given values changed (package discounts merge by size)."""
+        valid = check(changes)
+        if "package_discount_bps" in valid:
+            valid["package_discount_bps"] = {**self.values["package_discount_bps"], **valid["package_discount_bps"]}
+        self._changed(changes=valid, settings_version=self.settings_version + 1)
+
+    @event("Changed")
+    def _changed(self, changes: dict[str, Any], settings_version: int) -> None:
+        self.values.update(changes)
+        self.settings_version = settings_version
+
+    def view(self) -> dict[str, Any]:
+        """The contract's settings shape."""
+        return {"version": self.settings_version, **self.values}
