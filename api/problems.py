@@ -16,8 +16,8 @@ from litestar.exceptions import (
 
 from application import money, storage, tutoring
 from domain import credits as credit_rules
-from domain import payouts, purchase, tutor
 from domain import errors as e
+from domain import payouts, purchase, tutor
 
 BASE = "https://tutorconnect.dev/problems/"
 log = logging.getLogger("tutorconnect.api")

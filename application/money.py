@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -111,6 +112,7 @@ class Money(EventStoreApp):
         except stripe.StripeError as e:
             raise PaymentProviderError(f"could not create the payment: {e.user_message or type(e).__name__}") from e
         purchase = Purchase(
+            purchase_id=purchase_id,
             student_id=actor.user_id,
             tutor_id=tutor_id,
             lessons=lessons,
@@ -121,7 +123,6 @@ class Money(EventStoreApp):
             settings_version=settings.settings_version,
             credit_validity_days=int(settings.values["credit_validity_days"]),
             payment_intent_id=intent.id,
-            id=purchase_id,  # type: ignore[call-arg]  # eventsourcing takes an explicit id
         )
         position = self.record(
             purchase,
@@ -177,8 +178,9 @@ class Money(EventStoreApp):
             event = stripe.Webhook.construct_event(payload, signature, secret)
         except (ValueError, stripe.SignatureVerificationError) as e:
             raise BadWebhook(f"invalid webhook: {type(e).__name__}") from None
-        obj = event.data.object
-        kind = event.type
+        raw = json.loads(payload)  # verified above; read it as plain JSON
+        obj: dict[str, Any] = raw.get("data", {}).get("object", {}) or {}
+        kind = str(event.type)
         if kind == "payment_intent.succeeded":
             return self._paid(str(obj["id"]), int(obj.get("amount_received") or obj.get("amount") or 0))
         if kind == "payment_intent.payment_failed":
@@ -289,6 +291,41 @@ class Money(EventStoreApp):
         return retrying(attempt)
 
     # ---------------------------------------------------------------------------------- holds (bookings)
+
+    def hold(
+        self, student_id: UUID, booking_id: str, tutor_id: UUID, minutes: int, commission_bps: int
+    ) -> tuple[CreditAccount, int]:
+        """Hold a student's credit for a booking on its own (bookings save the hold with the booking instead)."""
+
+        def attempt() -> tuple[CreditAccount, int]:
+            account = self._account(student_id)
+            account.hold(booking_id, str(tutor_id), minutes, self.now(), commission_bps)
+            return account, self.record(account)
+
+        return retrying(attempt, attempts=20)
+
+    def settle(
+        self, account: CreditAccount, booking_id: str, capture_minutes: int, outcome: str
+    ) -> tuple[dict[str, Any], TutorPayouts | None]:
+        """Resolve a hold on a loaded account; the tutor's earning accrues on their payouts stream (save both)."""
+        result = account.resolve(booking_id, capture_minutes, outcome)
+        payouts = None
+        if result["tutor_net"] > 0:
+            payouts = self._payouts(UUID(account.holds[booking_id]["tutor_id"]))
+            payouts.accrue(booking_id, result["tutor_net"], result["currency"])
+        return result, payouts
+
+    def resolve(
+        self, student_id: UUID, booking_id: str, capture_minutes: int, outcome: str
+    ) -> tuple[dict[str, Any], int]:
+        """Capture part of a hold (tutor net + commission) and release the rest, exactly once."""
+
+        def attempt() -> tuple[dict[str, Any], int]:
+            account = self._account(student_id)
+            result, payouts = self.settle(account, booking_id, capture_minutes, outcome)
+            return result, self.record(account, payouts)
+
+        return retrying(attempt, attempts=20)
 
     def expire_credits(self, student_id: UUID) -> int:
         """Expire the student's lots that are past their date (idempotent)."""

@@ -6,6 +6,8 @@ command may save aggregates of several contexts in one transaction."""
 from __future__ import annotations
 
 import functools
+import random
+import time
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -211,6 +213,7 @@ def retrying(fn: Callable[[], T], attempts: int = 5) -> T:
         except IntegrityError:
             if i == attempts - 1:
                 raise ConcurrencyConflict("the resource changed concurrently; try again") from None
+            time.sleep(random.uniform(0, 0.002 * (i + 1)))  # jitter so racing writers do not collide again
     raise AssertionError("unreachable")
 
 

@@ -28,6 +28,7 @@ class Purchase(Aggregate):
     @event("Created")
     def __init__(
         self,
+        purchase_id: UUID,
         student_id: UUID,
         tutor_id: UUID,
         lessons: int,
@@ -52,6 +53,11 @@ class Purchase(Aggregate):
         self.status = "awaiting_payment"
         self.refunded_amount = 0
         self.reported_refunded = 0
+
+    @staticmethod
+    def create_id(purchase_id: UUID) -> UUID:
+        """The id is chosen before the payment provider is called (it goes into the PaymentIntent's metadata)."""
+        return purchase_id
 
     def pay(self, paid_at: datetime, amount_received: int) -> bool:
         """Record payment once (a repeat delivery returns False and records nothing)."""

@@ -37,7 +37,7 @@ def purge_idempotency_keys() -> None:
 SCHEDULE: list[tuple[Any, int]] = [(purge_idempotency_keys, 600)]
 
 
-def sweeper(stop: threading.Event, redis_url: str, tick_s: float = 5.0) -> None:
+def sweeper(stop: threading.Event, redis_url: str, tick_s: float = 1.0) -> None:
     """Enqueue each scheduled actor when due; one sweeper across all worker processes (a Redis lease)."""
     r = redis.Redis.from_url(redis_url)
     while not stop.is_set():
@@ -45,3 +45,43 @@ def sweeper(stop: threading.Event, redis_url: str, tick_s: float = 5.0) -> None:
             if r.set(f"tutorconnect:sweep:{actor.actor_name}", "1", nx=True, ex=every_s):
                 actor.send()
         stop.wait(tick_s)
+
+
+@dramatiq.actor(queue_name="money", max_retries=5)
+def expire_credits(student_id: str) -> None:
+    """Expire a student's lots that are past due (idempotent: a second run finds nothing due)."""
+    from uuid import UUID
+
+    from application.context import acting
+    from application.money import Money
+    from application.settings import Settings
+
+    settings = Settings.from_env()
+    with acting(actor_role="system", correlation_id=f"expire-credits-{student_id}"):
+        Money(settings, _clock(settings)).expire_credits(UUID(student_id))
+
+
+@dramatiq.actor(queue_name="money", max_retries=3)
+def sweep_credit_expiry() -> None:
+    """Find students with lots past their expiry in the student_credits read model and enqueue their expiry."""
+    from application.settings import Settings
+
+    settings = Settings.from_env()
+    now = _clock(settings).now()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT student_id FROM student_credit_lots WHERE state = 'open' AND minutes_remaining > 0"
+            " AND expires_at <= %s",
+            (now,),
+        ).fetchall()
+    for (student_id,) in rows:
+        expire_credits.send(str(student_id))
+
+
+def _clock(settings: Any) -> Any:
+    from application.clock import Clock
+
+    return Clock(settings.redis_url, settings.test_clock)
+
+
+SCHEDULE.append((sweep_credit_expiry, 5))

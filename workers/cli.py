@@ -108,6 +108,54 @@ def cmd_rebuild(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ledger_replay(a: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    import psycopg
+    from psycopg.rows import dict_row
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from application.settings import Settings
+    from projections import by_name, runtime
+    from projections.ledger import digest
+    from projections.reconcile import live_entries
+    from workers.processes import prepare
+
+    settings = Settings.from_env(_env_for_tools())
+    prepare(settings)
+    as_of = datetime.fromisoformat(a.as_of.replace("Z", "+00:00")) if a.as_of else None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+        task = bar.add_task("replaying the ledger", total=None)
+
+        def progress(position: int, head: int) -> None:
+            bar.update(task, completed=position, total=max(head, position))
+
+        runtime.rebuild(settings.database_url, by_name("ledger"), progress)
+    with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
+        row = conn.execute(
+            "SELECT position FROM projection_tracking WHERE name = 'ledger' AND state = 'active'"
+        ).fetchone()
+        entries = live_entries(conn, int(row["position"]) if row else 0, as_of)
+    postings = sum(len(e[2]) for e in entries)
+    print(f"entries {len(entries)} postings {postings}" + (f" as of {as_of.isoformat()}" if as_of else ""))
+    print(f"statement digest sha256:{digest(entries)}")
+    return 0
+
+
+def cmd_ledger_reconcile(_: argparse.Namespace) -> int:
+    import json
+
+    from application.settings import Settings
+    from projections.reconcile import reconcile
+    from workers.processes import prepare
+
+    settings = Settings.from_env(_env_for_tools())
+    prepare(settings)
+    result = reconcile(settings.database_url)
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result["ok"] else 1
+
+
 def cmd_admin_create(a: argparse.Namespace) -> int:
     from application import context
     from application.identity import Identity
@@ -155,6 +203,13 @@ def parser() -> argparse.ArgumentParser:
     ps = psub.add_parser("rebuild", help="rebuild a projection beside the live one, then switch")
     ps.add_argument("name")
     ps.set_defaults(func=cmd_rebuild)
+    s = sub.add_parser("ledger", help="finance: replay and reconcile the ledger")
+    lsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    lr = lsub.add_parser("replay", help="rebuild the ledger from the event store and print its statement digest")
+    lr.add_argument("--as-of", default="", help="digest only entries recorded at or before this instant")
+    lr.set_defaults(func=cmd_ledger_replay)
+    lc = lsub.add_parser("reconcile", help="check every ledger invariant (exit 1 if one breaks)")
+    lc.set_defaults(func=cmd_ledger_reconcile)
     s = sub.add_parser("admin", help="staff accounts")
     asub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     ac = asub.add_parser("create", help="create an admin (or finance) account")
