@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from api import middleware, problems
 from api.admin_users import AdminUsersController
 from api.audit import AuditController
+from api.bookings import BookingsController, NotificationsController, TutorCalendarController
 from api.finance import FinanceController, SettingsController
 from api.identity import IdentityController
 from api.money import MoneyController
@@ -78,6 +79,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             MoneyController,
             FinanceController,
             SettingsController,
+            BookingsController,
+            NotificationsController,
+            TutorCalendarController,
         ],
     )
     assets_dir = Path(swagger_ui_bundle.swagger_ui_path)

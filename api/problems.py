@@ -15,9 +15,9 @@ from litestar.exceptions import (
 )
 
 from application import money, storage, tutoring
+from domain import booking, payouts, purchase, tutor
 from domain import credits as credit_rules
 from domain import errors as e
-from domain import payouts, purchase, tutor
 
 BASE = "https://tutorconnect.dev/problems/"
 log = logging.getLogger("tutorconnect.api")
@@ -53,6 +53,9 @@ TABLE: list[tuple[type[Exception], int, str, str]] = [
     (tutor.FileTooLarge, 422, "file-too-large", "File too large"),
     (tutoring.UploadMissing, 422, "upload-missing", "Upload missing"),
     (storage.StorageUnavailable, 503, "storage-unavailable", "Storage unavailable"),
+    (booking.BookingConflict, 409, "booking-conflict", "Booking conflict"),
+    (booking.OutsideAvailability, 422, "outside-availability", "Outside availability"),
+    (booking.TooShortNotice, 422, "too-short-notice", "Too short notice"),
     (credit_rules.InsufficientCredit, 422, "insufficient-credit", "Insufficient credit"),
     (payouts.PayoutExceedsPayable, 422, "payout-exceeds-payable", "Payout exceeds payable"),
     (purchase.NothingToRefund, 409, "nothing-to-refund", "Nothing to refund"),

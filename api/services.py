@@ -15,6 +15,7 @@ from application.catalog import Catalog
 from application.clock import Clock
 from application.identity import Identity
 from application.money import Money
+from application.scheduling import Scheduling
 from application.settings import Settings
 from application.tutoring import Tutoring
 
@@ -36,6 +37,7 @@ class Services:
     audit: Audit
     tutoring: Tutoring
     money: Money
+    scheduling: Scheduling
     reads: ConnectionPool[Any]
     redis: redis.Redis
     extras: dict[str, Any] = field(default_factory=dict)
@@ -59,6 +61,7 @@ class Services:
             audit=Audit(settings, clock),
             tutoring=Tutoring(settings, clock),
             money=Money(settings, clock),
+            scheduling=Scheduling(settings, clock),
             reads=reads,
             redis=redis.Redis.from_url(settings.redis_url),
         )

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
 from api.deps import command, query, reading, services, staff
-from api.tutors import PUBLIC_COLS, _subjects, public_tutor
+from api.tutors import PUBLIC_COLS, _subjects, busy_by_tutor, public_tutor
 
 Text = Annotated[str, msgspec.Meta(max_length=5000)]
 
@@ -65,11 +65,13 @@ class StudentController(Controller):
         """The caller's favorite tutors that are currently approved, as public tutors."""
         actor = staff(request, "student")
         now = services(request.app.state).clock.now()
-        with reading(request, ("tutors", "student_favorites"), actor) as (conn, pos):
+        with reading(request, ("tutors", "student_favorites", "bookings"), actor) as (conn, pos):
             rows = conn.execute(
                 f"SELECT {PUBLIC_COLS} FROM student_favorites f JOIN tutors t ON t.tutor_id = f.tutor_id"
                 " WHERE f.student_id = %s AND t.status = 'approved' ORDER BY f.added_position DESC",
                 (actor.user_id,),
             ).fetchall()
             names = _subjects(conn, list({s for r in rows for s in r["subject_ids"]}))
-        return query({"items": [public_tutor(r, names, now) for r in rows], "next_cursor": None}, pos)
+            busy = busy_by_tutor(conn, [r["tutor_id"] for r in rows], now)
+        items = [public_tutor(r, names, now, busy[r["tutor_id"]]) for r in rows]
+        return query({"items": items, "next_cursor": None}, pos)

@@ -12,6 +12,7 @@ from litestar import Controller, Request, Response, get, post
 from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services, staff
 from api.tutor_profile import documents_out
 from domain.errors import NotFound, ValidationFailed
+from projections.bookings import taken
 from projections.tutors import next_slots, slots_for
 
 PUBLIC_COLS = (
@@ -35,9 +36,24 @@ def _subjects(conn: Any, ids: list[Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def public_tutor(row: dict[str, Any], names: dict[str, dict[str, Any]], now: datetime) -> dict[str, Any]:
+def busy_by_tutor(conn: Any, tutor_ids: list[Any], now: datetime, days: int = 28) -> dict[Any, list[Any]]:
+    """Pending/confirmed booking intervals of several tutors over the next `days` (one query)."""
+    out: dict[Any, list[Any]] = {t: [] for t in tutor_ids}
+    if tutor_ids:
+        for r in conn.execute(
+            "SELECT tutor_id, start_at, end_at FROM bookings WHERE tutor_id = ANY(%s) AND status IN"
+            " ('pending', 'confirmed') AND end_at > %s AND start_at < %s",
+            (tutor_ids, now, now + timedelta(days=days + 1)),
+        ).fetchall():
+            out[r["tutor_id"]].append((r["start_at"], r["end_at"]))
+    return out
+
+
+def public_tutor(
+    row: dict[str, Any], names: dict[str, dict[str, Any]], now: datetime, taken: list[Any] | None = None
+) -> dict[str, Any]:
     """The contract's public tutor shape (search item)."""
-    nxt = next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 1)
+    nxt = next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 1, taken=taken or [])
     return {
         "id": str(row["tutor_id"]),
         "full_name": row["full_name"],
@@ -133,12 +149,13 @@ class PublicTutorsController(Controller):
         items: list[dict[str, Any]] = []
         last: list[Any] | None = decode_cursor(cursor)
         more = False
-        with reading(request, ("tutors",)) as (conn, pos):
+        with reading(request, ("tutors", "bookings")) as (conn, pos):
             size = n + 1 if frm is None else max(50, n * 3)
             scanned = 0
             while not more:
                 rows = page(last, size)
                 names = _subjects(conn, list({s for r in rows for s in r["subject_ids"]}))
+                busy = busy_by_tutor(conn, [r["tutor_id"] for r in rows], now)
                 for r in rows:
                     if len(items) == n:
                         more = True
@@ -149,11 +166,17 @@ class PublicTutorsController(Controller):
                         frm is not None
                         and to is not None
                         and not slots_for(
-                            r["availability"] or {}, r["min_notice_minutes"], frm, to, timedelta(minutes=60), now
+                            r["availability"] or {},
+                            r["min_notice_minutes"],
+                            frm,
+                            to,
+                            timedelta(minutes=60),
+                            now,
+                            busy[r["tutor_id"]],
                         )
                     ):
                         continue
-                    items.append(public_tutor(r, names, now))
+                    items.append(public_tutor(r, names, now, busy[r["tutor_id"]]))
                 if len(rows) < size:
                     break
                 if scanned >= 2000:  # bound the work of one page under a narrow availability filter
@@ -166,24 +189,41 @@ class PublicTutorsController(Controller):
     def detail(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
         """An approved tutor's public profile with experience and next free slots."""
         now = services(request.app.state).clock.now()
-        with reading(request, ("tutors",)) as (conn, pos):
+        with reading(request, ("tutors", "bookings")) as (conn, pos):
             row = conn.execute(
                 f"SELECT {PUBLIC_COLS} FROM tutors t WHERE tutor_id = %s AND status = 'approved'", (tutor_id,)
             ).fetchone()
             if row is None:
                 raise NotFound("no such tutor")
             names = _subjects(conn, row["subject_ids"])
-        body = public_tutor(row, names, now)
+            busy = busy_by_tutor(conn, [tutor_id], now)[tutor_id]
+            reviews = conn.execute(
+                "SELECT booking_id, rating, text, created_at, response_text, response_at FROM tutor_reviews"
+                " WHERE tutor_id = %s ORDER BY created_at DESC LIMIT 20",
+                (tutor_id,),
+            ).fetchall()
+        body = public_tutor(row, names, now, busy)
         exp = row["experience"] or {}
         body["experience"] = {
             "years": exp.get("years"),
             "education": exp.get("education", ""),
             "certifications": exp.get("certifications", []),
         }
-        body["reviews"] = []
+        body["reviews"] = [
+            {
+                "id": str(r["booking_id"]),
+                "rating": r["rating"],
+                "text": r["text"],
+                "created_at": _iso(r["created_at"]),
+                "response": {"text": r["response_text"], "created_at": _iso(r["response_at"])}
+                if r["response_text"] is not None
+                else None,
+            }
+            for r in reviews
+        ]
         body["next_slots"] = [
             {"start": _iso(a), "end": _iso(b)}
-            for a, b in next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 10)
+            for a, b in next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 10, taken=busy)
         ]
         return query(body, pos)
 
@@ -199,15 +239,22 @@ class PublicTutorsController(Controller):
         if to <= frm or to - frm > timedelta(days=31):
             raise ValidationFailed([("to", "after from, at most 31 days later")])
         now = services(request.app.state).clock.now()
-        with reading(request, ("tutors",)) as (conn, pos):
+        with reading(request, ("tutors", "bookings")) as (conn, pos):
             row = conn.execute(
                 "SELECT availability, min_notice_minutes FROM tutors WHERE tutor_id = %s AND status = 'approved'",
                 (tutor_id,),
             ).fetchone()
+            busy = taken(conn, tutor_id, frm - timedelta(hours=3), to + timedelta(hours=3)) if row else []
         if row is None:
             raise NotFound("no such tutor")
         found = slots_for(
-            row["availability"] or {}, row["min_notice_minutes"], frm, to, timedelta(minutes=duration_minutes), now
+            row["availability"] or {},
+            row["min_notice_minutes"],
+            frm,
+            to,
+            timedelta(minutes=duration_minutes),
+            now,
+            busy,
         )
         return query({"items": [{"start": _iso(a), "end": _iso(b)} for a, b in found]}, pos)
 

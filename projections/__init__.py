@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from projections.audit_log import AuditLog
+from projections.bookings import Bookings
 from projections.ledger import Ledger
+from projections.notifications import Notifications
 from projections.runtime import Projection
 from projections.student_credits import StudentCredits
 from projections.student_favorites import StudentFavorites
@@ -14,7 +16,17 @@ from projections.users_directory import UsersDirectory
 
 def all_projections() -> list[Projection]:
     """Every projection the system runs."""
-    return [UsersDirectory(), AuditLog(), Subjects(), Tutors(), StudentFavorites(), Ledger(), StudentCredits()]
+    return [
+        UsersDirectory(),
+        AuditLog(),
+        Subjects(),
+        Tutors(),
+        StudentFavorites(),
+        Ledger(),
+        StudentCredits(),
+        Bookings(),
+        Notifications(),
+    ]
 
 
 def by_name(name: str) -> Projection:

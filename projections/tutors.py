@@ -11,6 +11,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.availability import available, parse_rules, slots
+from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
 from domain.user import User
@@ -39,11 +40,12 @@ class Tutors(Projection):
     """One row per tutor; search text and completeness are recomputed once per batch for touched tutors."""
 
     name = "tutors"
-    version = 1
+    version = 2
     tables = ("tutors", "tutors_people", "tutors_subject_names")
     topics = tuple(
         topic_of(c)
         for c in (
+            Booking.Reviewed,
             User.Registered,
             User.ProfileUpdated,
             Subject.Created,
@@ -60,7 +62,13 @@ class Tutors(Projection):
         for e in events:
             d, tid = e.data, e.aggregate_id
             kind = e.type
-            if kind == "User.Registered":
+            if kind == "Booking.Reviewed":
+                cur.execute(
+                    f"UPDATE {tutors} SET rating_sum = rating_sum + %s, rating_count = rating_count + 1,"
+                    " rating_avg = (rating_sum + %s)::float8 / (rating_count + 1) WHERE tutor_id = %s",
+                    (d["rating"], d["rating"], d["tutor_id"]),
+                )
+            elif kind == "User.Registered":
                 cur.execute(
                     f"INSERT INTO {people} (user_id, full_name, email) VALUES (%s, %s, %s)",
                     (tid, d["full_name"], d["email"]),
@@ -217,14 +225,19 @@ def slots_for(
 
 
 def next_slots(
-    availability: dict[str, Any], min_notice_minutes: int, now: datetime, n: int, horizon_days: int = 28
+    availability: dict[str, Any],
+    min_notice_minutes: int,
+    now: datetime,
+    n: int,
+    horizon_days: int = 28,
+    taken: Sequence[tuple[datetime, datetime]] = (),
 ) -> list[tuple[datetime, datetime]]:
     """The first n free 60-minute slots within the horizon."""
     out: list[tuple[datetime, datetime]] = []
     start = now
     for _ in range(horizon_days // 7):
         end = start + timedelta(days=7)
-        out.extend(slots_for(availability, min_notice_minutes, start, end, timedelta(minutes=60), now))
+        out.extend(slots_for(availability, min_notice_minutes, start, end, timedelta(minutes=60), now, taken))
         if len(out) >= n:
             break
         start = end

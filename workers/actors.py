@@ -85,3 +85,78 @@ def _clock(settings: Any) -> Any:
 
 
 SCHEDULE.append((sweep_credit_expiry, 5))
+
+
+def _scheduling() -> Any:
+    from application.scheduling import Scheduling
+    from application.settings import Settings
+
+    settings = Settings.from_env()
+    return Scheduling(settings, _clock(settings))
+
+
+@dramatiq.actor(queue_name="bookings", max_retries=5)
+def expire_booking(booking_id: str) -> None:
+    """Expire an unanswered request and release its hold (a repeat finds it expired and does nothing)."""
+    from uuid import UUID
+
+    from application.context import acting
+
+    with acting(actor_role="system", correlation_id=f"expire-booking-{booking_id}", causation_id=booking_id):
+        _scheduling().act(None, UUID(booking_id), "expire")
+
+
+@dramatiq.actor(queue_name="bookings", max_retries=5)
+def complete_booking(booking_id: str) -> None:
+    """Complete a confirmed lesson 24 h after its end and capture its hold (idempotent)."""
+    from uuid import UUID
+
+    from application.context import acting
+    from domain.errors import WrongStatus
+
+    with acting(actor_role="system", correlation_id=f"complete-booking-{booking_id}", causation_id=booking_id):
+        try:
+            _scheduling().act(None, UUID(booking_id), "complete")
+        except WrongStatus:
+            pass  # already completed, cancelled or marked no-show meanwhile: nothing to do
+
+
+@dramatiq.actor(queue_name="bookings", max_retries=3)
+def remind_booking(booking_id: str) -> None:
+    """Queue the lesson reminder for both participants (once per booking time)."""
+    from uuid import UUID
+
+    from application.context import acting
+
+    with acting(actor_role="system", correlation_id=f"remind-booking-{booking_id}", causation_id=booking_id):
+        _scheduling().remind(UUID(booking_id))
+
+
+@dramatiq.actor(queue_name="bookings", max_retries=3)
+def sweep_bookings() -> None:
+    """Find due work in the bookings read model: expiries, auto-completions and reminders."""
+    from application.settings import Settings
+
+    settings = Settings.from_env()
+    now = _clock(settings).now()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        due_expiry = conn.execute(
+            "SELECT booking_id FROM bookings WHERE status = 'pending' AND expires_at <= %s LIMIT 1000", (now,)
+        ).fetchall()
+        due_complete = conn.execute(
+            "SELECT booking_id FROM bookings WHERE status = 'confirmed' AND auto_complete_at <= %s LIMIT 1000", (now,)
+        ).fetchall()
+        due_remind = conn.execute(
+            "SELECT booking_id FROM bookings WHERE status = 'confirmed' AND NOT reminded"
+            " AND start_at > %s AND start_at <= %s + interval '24 hours' LIMIT 1000",
+            (now, now),
+        ).fetchall()
+    for (bid,) in due_expiry:
+        expire_booking.send(str(bid))
+    for (bid,) in due_complete:
+        complete_booking.send(str(bid))
+    for (bid,) in due_remind:
+        remind_booking.send(str(bid))
+
+
+SCHEDULE.append((sweep_bookings, 5))

@@ -1,0 +1,298 @@
+"""Bookings: request, the lifecycle actions, lists, reviews; notifications; the tutor's calendar."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+
+from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services, staff
+from api.tutors import _instant
+from domain.errors import NotFound, ValidationFailed
+
+BEARER = [{"bearer": []}]
+STATUSES = ("pending", "confirmed", "declined", "expired", "cancelled", "completed", "no_show")
+COLS = (
+    "booking_id, tutor_id, student_id, subject_id, start_at, end_at, duration_minutes, status, note, policy,"
+    " created_at, pending_reschedule"
+)
+POLICY_KEYS = ("cancellation_window_hours", "late_cancel_refund_bps", "no_show_refund_bps", "commission_bps")
+
+
+class BookingIn(msgspec.Struct):
+    """POST /bookings."""
+
+    tutor_id: UUID
+    subject_id: UUID
+    start: datetime
+    duration_minutes: Literal[30, 60, 90, 120]
+    note: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class ReasonIn(msgspec.Struct):
+    """POST /bookings/{id}/cancel."""
+
+    reason: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class RescheduleIn(msgspec.Struct):
+    """POST /bookings/{id}/reschedule."""
+
+    start: datetime
+
+
+class ReviewIn(msgspec.Struct):
+    """POST /bookings/{id}/review."""
+
+    rating: Annotated[int, msgspec.Meta(ge=1, le=5)]
+    text: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class ResponseIn(msgspec.Struct):
+    """POST /bookings/{id}/review/response."""
+
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+
+
+def _z(t: Any) -> Any:
+    return t.isoformat().replace("+00:00", "Z") if isinstance(t, datetime) else t
+
+
+def row_view(r: dict[str, Any]) -> dict[str, Any]:
+    """A bookings read-model row in the contract's booking shape."""
+    pr = r["pending_reschedule"]
+    return {
+        "id": str(r["booking_id"]),
+        "tutor_id": str(r["tutor_id"]),
+        "student_id": str(r["student_id"]),
+        "subject_id": str(r["subject_id"]),
+        "start": _z(r["start_at"]),
+        "end": _z(r["end_at"]),
+        "duration_minutes": r["duration_minutes"],
+        "status": r["status"],
+        "note": r["note"],
+        "policy": {k: r["policy"].get(k) for k in POLICY_KEYS},
+        "created_at": _z(r["created_at"]),
+        "pending_reschedule": {"start": pr["start"].replace("+00:00", "Z"), "proposed_by": pr["proposed_by"]}
+        if pr
+        else None,
+    }
+
+
+def _aware(name: str, t: datetime) -> datetime:
+    if t.tzinfo is None:
+        raise ValidationFailed([(name, "an instant with an offset")])
+    return t
+
+
+class BookingsController(Controller):
+    """Students request; tutors confirm; both cancel, reschedule and follow their lessons."""
+
+    path = "/bookings"
+    tags = ["bookings"]
+    security = BEARER
+
+    @post("/", status_code=201, sync_to_thread=True)
+    def request_booking(self, request: Request[Any, Any, Any], data: BookingIn) -> Response[Any]:
+        """Book a tutor: one atomic write of the booking, the tutor's calendar and the student's credit hold."""
+        actor = staff(request, "student")
+        body, position = services(request.app.state).scheduling.request_booking(
+            actor, data.tutor_id, data.subject_id, _aware("start", data.start), data.duration_minutes, data.note
+        )
+        return command(request, body, position, 201)
+
+    @get("/", sync_to_thread=True)
+    def list_bookings(
+        self,
+        request: Request[Any, Any, Any],
+        status: str | None = None,
+        role: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Response[Any]:
+        """The caller's bookings (as student or tutor), by start time; filter by status."""
+        actor = staff(request, "student", "tutor")
+        role = role or actor.role
+        if role not in ("student", "tutor") or role != actor.role:
+            raise ValidationFailed([("role", "your own role: student or tutor")])
+        if status and status not in STATUSES:
+            raise ValidationFailed([("status", ", ".join(STATUSES))])
+        n = limit_of(limit)
+        where, params = [f"{role}_id = %s"], [actor.user_id]  # type: ignore[var-annotated]
+        if status:
+            where.append("status = %s")
+            params.append(status)
+        after = decode_cursor(cursor)
+        if after is not None:
+            where.append("(start_at, booking_id) > (%s::timestamptz, %s::uuid)")
+            params.extend(after)
+        with reading(request, ("bookings",), actor) as (conn, pos):
+            rows = conn.execute(
+                f"SELECT {COLS} FROM bookings WHERE {' AND '.join(where)} ORDER BY start_at, booking_id LIMIT %s",
+                (*params, n + 1),
+            ).fetchall()
+        last = rows[n - 1] if len(rows) > n else None
+        nxt = encode_cursor([last["start_at"].isoformat(), str(last["booking_id"])]) if last else None
+        return query({"items": [row_view(r) for r in rows[:n]], "next_cursor": nxt}, pos)
+
+    @get("/{booking_id:uuid}", sync_to_thread=True)
+    def get_booking(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+        """One booking, for its student, its tutor or an admin."""
+        actor = caller(request)
+        with reading(request, ("bookings",), actor) as (conn, pos):
+            row = conn.execute(f"SELECT {COLS} FROM bookings WHERE booking_id = %s", (booking_id,)).fetchone()
+        if row is None or (actor.role != "admin" and actor.user_id not in (row["student_id"], row["tutor_id"])):
+            raise NotFound("no such booking")
+        return query(row_view(row), pos)
+
+    def _act(
+        self, request: Request[Any, Any, Any], booking_id: UUID, action: str, roles: tuple[str, ...], **kw: Any
+    ) -> Response[Any]:
+        actor = staff(request, *roles)
+        body, position = services(request.app.state).scheduling.act(actor, booking_id, action, **kw)
+        return command(request, body, position)
+
+    @post("/{booking_id:uuid}/confirm", status_code=200, sync_to_thread=True)
+    def confirm(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+        """The tutor accepts a pending request."""
+        return self._act(request, booking_id, "confirm", ("tutor",))
+
+    @post("/{booking_id:uuid}/decline", status_code=200, sync_to_thread=True)
+    def decline(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+        """The tutor turns down a pending request; the credit hold is released."""
+        return self._act(request, booking_id, "decline", ("tutor",))
+
+    @post("/{booking_id:uuid}/cancel", status_code=200, sync_to_thread=True)
+    def cancel(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReasonIn | None = None) -> Response[Any]:
+        """Cancel; the response says what was refunded and forfeited under the booking's policy."""
+        return self._act(request, booking_id, "cancel", ("student", "tutor"), reason=(data.reason if data else ""))
+
+    @post("/{booking_id:uuid}/reschedule", status_code=200, sync_to_thread=True)
+    def reschedule(self, request: Request[Any, Any, Any], booking_id: UUID, data: RescheduleIn) -> Response[Any]:
+        """Propose a new time for a confirmed booking."""
+        return self._act(request, booking_id, "propose", ("student", "tutor"), start=_aware("start", data.start))
+
+    @post("/{booking_id:uuid}/reschedule/accept", status_code=200, sync_to_thread=True)
+    def accept(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+        """The other party accepts the proposal: the booking moves."""
+        return self._act(request, booking_id, "accept", ("student", "tutor"))
+
+    @post("/{booking_id:uuid}/reschedule/reject", status_code=200, sync_to_thread=True)
+    def reject(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+        """The other party rejects the proposal."""
+        return self._act(request, booking_id, "reject", ("student", "tutor"))
+
+    @post("/{booking_id:uuid}/complete", status_code=200, sync_to_thread=True)
+    def complete(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+        """The tutor marks the lesson done after its end; the hold is captured."""
+        return self._act(request, booking_id, "complete", ("tutor",))
+
+    @post("/{booking_id:uuid}/no-show", status_code=200, sync_to_thread=True)
+    def no_show(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+        """The tutor marks the student absent (from start + 10 minutes); the no-show policy decides the credit."""
+        return self._act(request, booking_id, "no_show", ("tutor",))
+
+    @post("/{booking_id:uuid}/review", status_code=201, sync_to_thread=True)
+    def review(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReviewIn) -> Response[Any]:
+        """The student reviews a completed lesson once."""
+        actor = staff(request, "student")
+        body, position = services(request.app.state).scheduling.review(actor, booking_id, data.rating, data.text)
+        return command(request, body, position, 201)
+
+    @post("/{booking_id:uuid}/review/response", status_code=201, sync_to_thread=True)
+    def respond(self, request: Request[Any, Any, Any], booking_id: UUID, data: ResponseIn) -> Response[Any]:
+        """The tutor answers the review once."""
+        actor = staff(request, "tutor")
+        body, position = services(request.app.state).scheduling.respond(actor, booking_id, data.text)
+        return command(request, body, position, 201)
+
+
+class ReadIn(msgspec.Struct):
+    """Optional body of POST /notifications/{id}/read."""
+
+
+class NotificationsController(Controller):
+    """Each user's inbox."""
+
+    path = "/notifications"
+    tags = ["notifications"]
+    security = BEARER
+
+    @get("/", sync_to_thread=True)
+    def inbox(
+        self,
+        request: Request[Any, Any, Any],
+        unread: bool | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Response[Any]:
+        """Newest first."""
+        actor = caller(request)
+        n = limit_of(limit)
+        where, params = ["user_id = %s"], [actor.user_id]  # type: ignore[var-annotated]
+        if unread:
+            where.append("NOT read")
+        after = decode_cursor(cursor)
+        if after is not None:
+            where.append("position < %s")
+            params.append(int(after))
+        with reading(request, ("notifications",), actor) as (conn, pos):
+            rows = conn.execute(
+                "SELECT notification_id, type, created_at, read, data, position FROM notifications"
+                f" WHERE {' AND '.join(where)} ORDER BY position DESC LIMIT %s",
+                (*params, n + 1),
+            ).fetchall()
+        items = [
+            {
+                "id": str(r["notification_id"]),
+                "type": r["type"],
+                "created_at": _z(r["created_at"]),
+                "read": r["read"],
+                "data": r["data"],
+            }
+            for r in rows[:n]
+        ]
+        nxt = encode_cursor(rows[n - 1]["position"]) if len(rows) > n else None
+        return query({"items": items, "next_cursor": nxt}, pos)
+
+    @post("/{notification_id:uuid}/read", status_code=200, sync_to_thread=True)
+    def mark_read(self, request: Request[Any, Any, Any], notification_id: UUID) -> Response[Any]:
+        """Mark one of your notifications read."""
+        actor = caller(request)
+        svc = services(request.app.state)
+        with reading(request, ("notifications",), actor) as (conn, _pos):
+            row = conn.execute(
+                "SELECT 1 FROM notifications WHERE notification_id = %s AND user_id = %s",
+                (notification_id, actor.user_id),
+            ).fetchone()
+        if row is None:
+            raise NotFound("no such notification")
+        position = svc.scheduling.mark_read(actor.user_id, [str(notification_id)])
+        return command(request, {"id": str(notification_id), "read": True}, position)
+
+
+class TutorCalendarController(Controller):
+    """The tutor's calendar view."""
+
+    path = "/tutor/calendar"
+    tags = ["bookings"]
+    security = BEARER
+
+    @get("/", sync_to_thread=True)
+    def calendar(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The caller's bookings in [from, to) (default: the next 14 days), any status."""
+        actor = staff(request, "tutor")
+        now = services(request.app.state).clock.now()
+        frm = _instant("from", request.query_params.get("from")) or now
+        to = _instant("to", request.query_params.get("to")) or frm + timedelta(days=14)
+        if to <= frm or to - frm > timedelta(days=62):
+            raise ValidationFailed([("to", "after from, at most 62 days later")])
+        with reading(request, ("bookings",), actor) as (conn, pos):
+            rows = conn.execute(
+                f"SELECT {COLS} FROM bookings WHERE tutor_id = %s AND end_at > %s AND start_at < %s ORDER BY start_at",
+                (actor.user_id, frm, to),
+            ).fetchall()
+        return query({"items": [row_view(r) for r in rows], "next_cursor": None}, pos)

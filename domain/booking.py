@@ -1,0 +1,327 @@
+"""Scheduling context: the Booking lifecycle and the per-tutor-week Calendar that refuses overlaps.
+
+pending -> confirmed | declined | expired | cancelled; confirmed -> cancelled | completed | no_show (and
+rescheduled: same booking, new time); completed -> reviewed (once) -> responded (once). Every transition is an
+event with its actor; the money side (hold, capture, release) is on the student's CreditAccount, saved in the
+same transaction by the application."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.errors import DomainError, Forbidden, ValidationFailed, WrongStatus
+from domain.ids import derived_id
+
+DURATIONS = (30, 60, 90, 120)
+ACTIVE = ("pending", "confirmed")
+NO_SHOW_AFTER = timedelta(minutes=10)
+
+
+class BookingConflict(DomainError):
+    """The tutor already has a booking at that time."""
+
+
+class OutsideAvailability(DomainError):
+    """The time is not on the :00/:30 grid inside the tutor's availability."""
+
+
+class TooShortNotice(DomainError):
+    """The time is within the tutor's minimum notice."""
+
+
+class Booking(Aggregate):
+    """One lesson between a student and a tutor."""
+
+    @event("Requested")
+    def __init__(
+        self,
+        student_id: UUID,
+        tutor_id: UUID,
+        subject_id: UUID,
+        start: datetime,
+        end: datetime,
+        duration_minutes: int,
+        note: str,
+        policy: dict[str, Any],
+        settings_version: int,
+        requested_at: datetime,
+    ) -> None:
+        self.student_id = student_id
+        self.tutor_id = tutor_id
+        self.subject_id = subject_id
+        self.start = start
+        self.end = end
+        self.duration_minutes = duration_minutes
+        self.note = note
+        self.policy = policy
+        self.settings_version = settings_version
+        self.requested_at = requested_at
+        self.status = "pending"
+        self.pending_reschedule: dict[str, Any] | None = None
+        self.review: dict[str, Any] | None = None
+        self.review_response: dict[str, Any] | None = None
+        self.refunded_minutes = 0
+        self.forfeited_minutes = 0
+
+    @classmethod
+    def request(
+        cls,
+        student_id: UUID,
+        tutor_id: UUID,
+        subject_id: UUID,
+        start: datetime,
+        duration_minutes: int,
+        note: str,
+        policy: dict[str, Any],
+        settings_version: int,
+        now: datetime,
+    ) -> Booking:
+        """A student asks for a lesson."""
+        if duration_minutes not in DURATIONS:
+            raise ValidationFailed([("duration_minutes", "30, 60, 90 or 120")])
+        if len(note) > 2000:
+            raise ValidationFailed([("note", "at most 2000 characters")])
+        return cls(
+            student_id=student_id,
+            tutor_id=tutor_id,
+            subject_id=subject_id,
+            start=start,
+            end=start + timedelta(minutes=duration_minutes),
+            duration_minutes=duration_minutes,
+            note=note,
+            policy=policy,
+            settings_version=settings_version,
+            requested_at=now,
+        )
+
+    def _party(self, actor_id: UUID) -> str:
+        if actor_id == self.student_id:
+            return "student"
+        if actor_id == self.tutor_id:
+            return "tutor"
+        raise Forbidden("not a participant of this booking")
+
+    def _need(self, *statuses: str) -> None:
+        if self.status not in statuses:
+            raise WrongStatus(f"booking is {self.status}")
+
+    def confirm(self, actor_id: UUID | None, auto: bool = False) -> None:
+        """The tutor (or auto-confirm) accepts a pending request."""
+        if not auto and self._party(actor_id) != "tutor":  # type: ignore[arg-type]
+            raise Forbidden("only the tutor confirms")
+        self._need("pending")
+        self._confirmed(auto=auto)
+
+    @event("Confirmed")
+    def _confirmed(self, auto: bool) -> None:
+        self.status = "confirmed"
+
+    def decline(self, actor_id: UUID) -> None:
+        """The tutor turns a pending request down (the hold is released)."""
+        if self._party(actor_id) != "tutor":
+            raise Forbidden("only the tutor declines")
+        self._need("pending")
+        self._declined()
+
+    @event("Declined")
+    def _declined(self) -> None:
+        self.status = "declined"
+
+    def expire(self, now: datetime) -> bool:
+        """An unanswered request lapses at requested_at + pending expiry or at its start (whichever first)."""
+        if self.status != "pending" or now < self.expires_at:
+            return False
+        self._expired()
+        return True
+
+    @property
+    def expires_at(self) -> datetime:
+        """When an unanswered request lapses."""
+        return min(self.requested_at + timedelta(hours=int(self.policy.get("pending_expiry_hours", 24))), self.start)
+
+    @event("Expired")
+    def _expired(self) -> None:
+        self.status = "expired"
+
+    def cancellation_terms(self, actor_id: UUID, now: datetime) -> tuple[str, int]:
+        """(who cancels, minutes to refund): early or tutor cancellations refund all, late ones the policy share."""
+        party = self._party(actor_id)
+        self._need(*ACTIVE)
+        total = self.duration_minutes
+        window = timedelta(hours=int(self.policy["cancellation_window_hours"]))
+        if party == "tutor" or self.start - now > window:
+            return party, total
+        bps = int(self.policy["late_cancel_refund_bps"])
+        return party, (total * bps * 2 + 10_000) // 20_000
+
+    def cancel(self, actor_id: UUID, reason: str, now: datetime) -> tuple[int, int]:
+        """Cancel a pending or confirmed booking; returns (refunded, forfeited) minutes."""
+        party, refund = self.cancellation_terms(actor_id, now)
+        if len(reason) > 2000:
+            raise ValidationFailed([("reason", "at most 2000 characters")])
+        self._cancelled(
+            by=party, reason=reason, refunded_minutes=refund, forfeited_minutes=self.duration_minutes - refund
+        )
+        return refund, self.duration_minutes - refund
+
+    @event("Cancelled")
+    def _cancelled(self, by: str, reason: str, refunded_minutes: int, forfeited_minutes: int) -> None:
+        self.status = "cancelled"
+        self.pending_reschedule = None
+        self.refunded_minutes = refunded_minutes
+        self.forfeited_minutes = forfeited_minutes
+
+    def propose(self, actor_id: UUID, start: datetime) -> None:
+        """Either party proposes a new time for a confirmed booking."""
+        party = self._party(actor_id)
+        self._need("confirmed")
+        if start == self.start:
+            raise ValidationFailed([("start", "that is the current time")])
+        self._proposed(start=start, end=start + timedelta(minutes=self.duration_minutes), proposed_by=party)
+
+    @event("RescheduleProposed")
+    def _proposed(self, start: datetime, end: datetime, proposed_by: str) -> None:
+        self.pending_reschedule = {"start": start, "end": end, "proposed_by": proposed_by}
+
+    def answer_reschedule(self, actor_id: UUID, accept: bool) -> dict[str, Any]:
+        """The other party accepts (the booking moves) or rejects a proposal; returns the proposal."""
+        party = self._party(actor_id)
+        self._need("confirmed")
+        proposal = self.pending_reschedule
+        if proposal is None:
+            raise WrongStatus("no reschedule proposal is pending")
+        if proposal["proposed_by"] == party:
+            raise Forbidden("the other party answers a proposal")
+        if accept:
+            self._rescheduled(start=proposal["start"], end=proposal["end"], previous_start=self.start, by=party)
+        else:
+            self._reschedule_rejected(by=party)
+        return proposal
+
+    @event("Rescheduled")
+    def _rescheduled(self, start: datetime, end: datetime, previous_start: datetime, by: str) -> None:
+        self.start = start
+        self.end = end
+        self.pending_reschedule = None
+
+    @event("RescheduleRejected")
+    def _reschedule_rejected(self, by: str) -> None:
+        self.pending_reschedule = None
+
+    def complete(self, actor_id: UUID | None, now: datetime, auto: bool = False) -> None:
+        """The lesson happened: the tutor marks it after the end, or it completes by itself later."""
+        if not auto and self._party(actor_id) != "tutor":  # type: ignore[arg-type]
+            raise Forbidden("only the tutor completes")
+        self._need("confirmed")
+        if now < self.end:
+            raise WrongStatus("the lesson has not ended yet")
+        self._completed(auto=auto)
+
+    @event("Completed")
+    def _completed(self, auto: bool) -> None:
+        self.status = "completed"
+        self.pending_reschedule = None
+
+    def no_show(self, actor_id: UUID, now: datetime) -> int:
+        """The tutor marks the student absent from start + 10 min; returns the minutes refunded by policy."""
+        if self._party(actor_id) != "tutor":
+            raise Forbidden("only the tutor marks a no-show")
+        self._need("confirmed")
+        if now < self.start + NO_SHOW_AFTER:
+            raise WrongStatus("a no-show can be marked from 10 minutes after the start")
+        refund = (self.duration_minutes * int(self.policy["no_show_refund_bps"]) * 2 + 10_000) // 20_000
+        self._no_show(refunded_minutes=refund, forfeited_minutes=self.duration_minutes - refund)
+        return refund
+
+    @event("NoShowMarked")
+    def _no_show(self, refunded_minutes: int, forfeited_minutes: int) -> None:
+        self.status = "no_show"
+        self.refunded_minutes = refunded_minutes
+        self.forfeited_minutes = forfeited_minutes
+
+    def add_review(self, actor_id: UUID, rating: int, text: str, now: datetime) -> None:
+        """The student reviews a completed booking once; reviews are immutable."""
+        if self._party(actor_id) != "student":
+            raise Forbidden("only the student reviews")
+        self._need("completed")
+        if self.review is not None:
+            raise WrongStatus("this booking is already reviewed")
+        if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
+            raise ValidationFailed([("rating", "1 to 5")])
+        if len(text) > 2000:
+            raise ValidationFailed([("text", "at most 2000 characters")])
+        self._reviewed(tutor_id=str(self.tutor_id), rating=rating, text=text.strip(), created_at=now)
+
+    @event("Reviewed")
+    def _reviewed(self, tutor_id: str, rating: int, text: str, created_at: datetime) -> None:
+        self.review = {"rating": rating, "text": text, "created_at": created_at}
+
+    def respond(self, actor_id: UUID, text: str, now: datetime) -> None:
+        """The tutor answers the review once."""
+        if self._party(actor_id) != "tutor":
+            raise Forbidden("only the tutor responds")
+        if self.review is None:
+            raise WrongStatus("there is no review to respond to")
+        if self.review_response is not None:
+            raise WrongStatus("the review already has a response")
+        if not text.strip() or len(text) > 2000:
+            raise ValidationFailed([("text", "1 to 2000 characters")])
+        self._responded(tutor_id=str(self.tutor_id), text=text.strip(), created_at=now)
+
+    @event("ReviewResponded")
+    def _responded(self, tutor_id: str, text: str, created_at: datetime) -> None:
+        self.review_response = {"text": text, "created_at": created_at}
+
+
+def week_of(t: datetime) -> str:
+    """ISO year-week of a UTC instant, e.g. '2026-W49'."""
+    y, w, _ = t.isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def weeks_between(start: datetime, end: datetime) -> list[str]:
+    """The ISO weeks an interval touches (one or two for a lesson)."""
+    out = [week_of(start)]
+    last = week_of(end - timedelta(microseconds=1))
+    if last != out[0]:
+        out.append(last)
+    return out
+
+
+class Calendar(Aggregate):
+    """A tutor's reservations in one ISO week: the consistency boundary that forbids overlaps."""
+
+    @event("Opened")
+    def __init__(self, tutor_id: UUID, week: str) -> None:
+        self.tutor_id = tutor_id
+        self.week = week
+        self.slots: dict[str, list[str]] = {}
+
+    @staticmethod
+    def create_id(tutor_id: UUID, week: str) -> UUID:
+        """One calendar stream per tutor and week."""
+        return derived_id("calendar", str(tutor_id), week)
+
+    def reserve(self, booking_id: str, start: datetime, end: datetime) -> None:
+        """Take [start, end) for a booking, refusing any overlap with an active reservation."""
+        for other, (a, b) in self.slots.items():
+            if other != booking_id and datetime.fromisoformat(a) < end and start < datetime.fromisoformat(b):
+                raise BookingConflict("the tutor already has a booking at that time")
+        self._reserved(booking_id=booking_id, start=start.isoformat(), end=end.isoformat())
+
+    @event("Reserved")
+    def _reserved(self, booking_id: str, start: str, end: str) -> None:
+        self.slots[booking_id] = [start, end]
+
+    def release(self, booking_id: str) -> None:
+        """Free a booking's time (cancelled, declined, expired or moved)."""
+        if booking_id in self.slots:
+            self._released(booking_id=booking_id)
+
+    @event("Released")
+    def _released(self, booking_id: str) -> None:
+        self.slots.pop(booking_id, None)
