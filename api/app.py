@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from api import middleware, problems
 from api.admin_users import AdminUsersController
+from api.analytics import AnalyticsController
 from api.audit import AuditController
 from api.bookings import BookingsController, NotificationsController, TutorCalendarController
 from api.finance import FinanceController, SettingsController
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             BookingsController,
             NotificationsController,
             TutorCalendarController,
+            AnalyticsController,
         ],
     )
     assets_dir = Path(swagger_ui_bundle.swagger_ui_path)

@@ -1,0 +1,193 @@
+"""Admin analytics and exports, all from read models."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Any, Literal
+
+import msgspec
+import psycopg
+from litestar import Controller, Request, Response, get
+from litestar.response import Stream
+
+from api.deps import query, reading, services, staff
+from api.tutors import _instant
+from domain.errors import NotFound, ValidationFailed
+
+BEARER = [{"bearer": []}]
+METRICS = {
+    "bookings": (
+        "SELECT date_trunc(%s, created_at AT TIME ZONE 'UTC') AS p, count(*) AS v FROM bookings"
+        " WHERE created_at >= %s AND created_at < %s GROUP BY 1 ORDER BY 1",
+        ("bookings",),
+    ),
+    "signups": (
+        "SELECT date_trunc(%s, registered_at AT TIME ZONE 'UTC') AS p, count(*) AS v FROM users_directory"
+        " WHERE registered_at >= %s AND registered_at < %s GROUP BY 1 ORDER BY 1",
+        ("users_directory",),
+    ),
+    "revenue": (
+        "SELECT date_trunc(%s, recorded_at AT TIME ZONE 'UTC') AS p, sum(signed) AS v FROM ledger_postings"
+        " WHERE account = 'platform_commission' AND recorded_at >= %s AND recorded_at < %s GROUP BY 1"
+        " ORDER BY 1",
+        ("ledger",),
+    ),
+}
+EXPORTS = {
+    "users": (
+        "users_directory",
+        "SELECT user_id AS id, email, full_name, role, is_active, deleted, timezone,"
+        " language, currency, registered_at FROM users_directory ORDER BY registered_position",
+    ),
+    "tutors": (
+        "tutors",
+        "SELECT tutor_id AS id, full_name, email, status, hourly_amount, currency, rating_avg,"
+        " rating_count, completeness, submitted_at FROM tutors ORDER BY tutor_id",
+    ),
+    "bookings": (
+        "bookings",
+        "SELECT booking_id AS id, student_id, tutor_id, subject_id, start_at, end_at,"
+        " duration_minutes, status, created_at, cancelled_by, refunded_minutes, forfeited_minutes"
+        " FROM bookings ORDER BY created_at, booking_id",
+    ),
+    "payments": (
+        "ledger",
+        "SELECT e.entry_id, e.position, e.recorded_at, e.event_type, e.description, p.amount,"
+        " p.currency FROM ledger_entries e JOIN ledger_postings p ON p.position = e.position AND"
+        " p.account = 'payment_clearing' ORDER BY e.position",
+    ),
+}
+
+
+class AnalyticsController(Controller):
+    """Admins see the business at a glance."""
+
+    path = "/admin"
+    tags = ["admin", "analytics"]
+    security = BEARER
+
+    @get("/analytics/overview", sync_to_thread=True)
+    def overview(self, request: Request[Any, Any, Any]) -> Response[Any]:
+        """Users by role, active tutors, bookings today (by start), commission revenue, bookings by status."""
+        actor = staff(request, "admin")
+        now = services(request.app.state).clock.now()
+        day = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
+        names = ("users_directory", "tutors", "bookings", "ledger")
+        with reading(request, names, actor) as (conn, pos):
+            roles = {
+                r["role"]: r["n"]
+                for r in conn.execute(
+                    "SELECT role, count(*) AS n FROM users_directory WHERE NOT deleted GROUP BY role"
+                ).fetchall()
+            }
+            tutors = conn.execute("SELECT count(*) AS n FROM tutors WHERE status = 'approved'").fetchone()
+            today = conn.execute(
+                "SELECT count(*) AS n FROM bookings WHERE start_at >= %s AND start_at < %s",
+                (day, day + timedelta(days=1)),
+            ).fetchone()
+            status = {
+                r["status"]: r["n"]
+                for r in conn.execute("SELECT status, count(*) AS n FROM bookings GROUP BY status").fetchall()
+            }
+            revenue = conn.execute(
+                "SELECT currency, sum(signed) AS v FROM ledger_postings"
+                " WHERE account = 'platform_commission' GROUP BY currency ORDER BY 2 DESC"
+            ).fetchall()
+        body = {
+            "users_by_role": {k: int(roles.get(k, 0)) for k in ("student", "tutor", "admin", "finance")},
+            "active_tutors": int(tutors["n"]) if tutors else 0,
+            "bookings_today": int(today["n"]) if today else 0,
+            "revenue": {"amount": int(revenue[0]["v"]), "currency": revenue[0]["currency"]}
+            if revenue
+            else {"amount": 0, "currency": "USD"},
+            "bookings_by_status": status,
+        }
+        return query(body, pos)
+
+    @get("/analytics/timeseries", sync_to_thread=True)
+    def timeseries(
+        self,
+        request: Request[Any, Any, Any],
+        metric: Literal["bookings", "revenue", "signups"],
+        interval: Literal["day", "week", "month"] = "day",
+    ) -> Response[Any]:
+        """A metric per day, week or month in [from, to) (default: the last 30 days)."""
+        actor = staff(request, "admin")
+        now = services(request.app.state).clock.now()
+        to = _instant("to", request.query_params.get("to")) or now
+        frm = _instant("from", request.query_params.get("from")) or to - timedelta(days=30)
+        if to <= frm or to - frm > timedelta(days=3660):
+            raise ValidationFailed([("to", "after from, at most ten years later")])
+        sql, names = METRICS[metric]
+        with reading(request, names, actor) as (conn, pos):
+            rows = conn.execute(sql, (interval, frm, to)).fetchall()
+        items = [
+            {"period_start": r["p"].replace(tzinfo=UTC).isoformat().replace("+00:00", "Z"), "value": int(r["v"])}
+            for r in rows
+        ]
+        return query({"items": items, "next_cursor": None}, pos)
+
+    @get("/exports/{dataset:str}", sync_to_thread=True)
+    def export(
+        self, request: Request[Any, Any, Any], dataset: str, format: Literal["csv", "json"] = "csv"
+    ) -> Response[Any]:  # noqa: A002
+        """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array."""
+        actor = staff(request, "admin")
+        if dataset not in EXPORTS:
+            raise NotFound(f"no dataset {dataset!r}; one of {', '.join(EXPORTS)}")
+        name, sql = EXPORTS[dataset]
+        with reading(request, (name,), actor) as (_conn, pos):
+            pass
+        rows = _rows(services(request.app.state).settings.database_url, sql)
+        headers = {
+            "X-Projection-Position": str(pos),
+            "Content-Disposition": f'attachment; filename="{dataset}.{format}"',
+        }
+        if format == "csv":
+            return Stream(_csv(rows), media_type="text/csv", headers=headers)
+        return Stream(_json(rows), media_type="application/json", headers=headers)
+
+
+def _rows(dsn: str, sql: str) -> Iterator[tuple[list[str], tuple[Any, ...]]]:
+    with psycopg.connect(dsn) as conn, conn.cursor(name="export") as cur:
+        cur.itersize = 2000
+        cur.execute(sql)  # type: ignore[arg-type]
+        cols: list[str] = []
+        for row in cur:
+            if not cols:
+                cols = [d.name for d in cur.description or []]
+            yield cols, row
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return v if isinstance(v, (int, float, bool, str)) or v is None else str(v)
+
+
+def _json(rows: Iterator[tuple[list[str], tuple[Any, ...]]]) -> Iterator[bytes]:
+    yield b"["
+    first = True
+    for cols, row in rows:
+        yield (b"" if first else b",") + msgspec.json.encode({c: _plain(v) for c, v in zip(cols, row, strict=True)})
+        first = False
+    yield b"]"
+
+
+def _csv(rows: Iterator[tuple[list[str], tuple[Any, ...]]]) -> Iterator[bytes]:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    header_done = False
+    for cols, row in rows:
+        if not header_done:
+            w.writerow(cols)
+            header_done = True
+        w.writerow([_plain(v) for v in row])
+        if buf.tell() > 65536:
+            yield buf.getvalue().encode()
+            buf.seek(0)
+            buf.truncate()
+    yield buf.getvalue().encode()
