@@ -132,8 +132,11 @@ class AnalyticsController(Controller):
 
     @get("/exports/{dataset:str}", sync_to_thread=True)
     def export(
-        self, request: Request[Any, Any, Any], dataset: str, format: Literal["csv", "json"] = "csv"
-    ) -> Response[Any]:  # noqa: A002
+        self,
+        request: Request[Any, Any, Any],
+        dataset: str,
+        format: Literal["csv", "json"] = "csv",  # noqa: A002
+    ) -> Response[Any]:
         """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array."""
         actor = staff(request, "admin")
         if dataset not in EXPORTS:

@@ -21,8 +21,10 @@ from api.audit import AuditController
 from api.bookings import BookingsController, NotificationsController, TutorCalendarController
 from api.finance import FinanceController, SettingsController
 from api.identity import IdentityController
+from api.messaging import MessagingController
 from api.money import MoneyController
 from api.openapi import document_problems
+from api.realtime import ws
 from api.services import Services
 from api.students import StudentController
 from api.subjects import AdminSubjectsController, SubjectsController
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             NotificationsController,
             TutorCalendarController,
             AnalyticsController,
+            MessagingController,
+            ws,
         ],
     )
     assets_dir = Path(swagger_ui_bundle.swagger_ui_path)

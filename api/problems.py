@@ -15,7 +15,7 @@ from litestar.exceptions import (
 )
 
 from application import money, storage, tutoring
-from domain import booking, payouts, purchase, tutor
+from domain import booking, messaging, payouts, purchase, tutor
 from domain import credits as credit_rules
 from domain import errors as e
 
@@ -53,6 +53,7 @@ TABLE: list[tuple[type[Exception], int, str, str]] = [
     (tutor.FileTooLarge, 422, "file-too-large", "File too large"),
     (tutoring.UploadMissing, 422, "upload-missing", "Upload missing"),
     (storage.StorageUnavailable, 503, "storage-unavailable", "Storage unavailable"),
+    (messaging.EditWindowClosed, 409, "edit-window-closed", "Edit window closed"),
     (booking.BookingConflict, 409, "booking-conflict", "Booking conflict"),
     (booking.OutsideAvailability, 422, "outside-availability", "Outside availability"),
     (booking.TooShortNotice, 422, "too-short-notice", "Too short notice"),

@@ -14,6 +14,7 @@ from application.audit import Audit
 from application.catalog import Catalog
 from application.clock import Clock
 from application.identity import Identity
+from application.messaging import Messaging
 from application.money import Money
 from application.scheduling import Scheduling
 from application.settings import Settings
@@ -38,6 +39,7 @@ class Services:
     tutoring: Tutoring
     money: Money
     scheduling: Scheduling
+    messaging: Messaging
     reads: ConnectionPool[Any]
     redis: redis.Redis
     extras: dict[str, Any] = field(default_factory=dict)
@@ -62,6 +64,7 @@ class Services:
             tutoring=Tutoring(settings, clock),
             money=Money(settings, clock),
             scheduling=Scheduling(settings, clock),
+            messaging=Messaging(settings, clock),
             reads=reads,
             redis=redis.Redis.from_url(settings.redis_url),
         )

@@ -16,6 +16,7 @@ from domain.availability import available, covers, on_grid, parse_rules
 from domain.booking import Booking, BookingConflict, Calendar, OutsideAvailability, TooShortNotice, weeks_between
 from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.inbox import Inbox
+from domain.messaging import Thread, thread_id_for
 from domain.subject import Subject
 from domain.tutor import TutorNotBookable, TutorProfile
 
@@ -128,9 +129,11 @@ class Scheduling(Money):
                 c.reserve(str(booking.id), start, booking.end)
             account = self._account(actor.user_id)
             account.hold(str(booking.id), str(tutor_id), minutes, now, int(policy["commission_bps"]))
+            extra: list[Any] = []
             if tutor.auto_confirm and start - now > AUTO_CONFIRM_AFTER:
                 booking.confirm(None, auto=True)
-            return booking_view(booking), self.record(booking, *calendars, account)
+                extra.append(self._unlock(booking))
+            return booking_view(booking), self.record(booking, *calendars, account, *extra)
 
         try:
             return retrying(attempt, attempts=12)
@@ -166,6 +169,7 @@ class Scheduling(Money):
             bid = str(b.id)
             if action == "confirm":
                 b.confirm(aid)
+                to_save.append(self._unlock(b))
             elif action in ("decline", "expire"):
                 if action == "decline":
                     b.decline(aid)  # type: ignore[arg-type]
@@ -214,6 +218,15 @@ class Scheduling(Money):
             return body, position
 
         return retrying(attempt, attempts=12)
+
+    def _unlock(self, b: Booking) -> Thread:
+        """A confirmed booking lets the pair see each other's contact details from now on."""
+        try:
+            t: Any = self.repository.get(thread_id_for(b.student_id, b.tutor_id))
+        except AggregateNotFoundError:
+            t = Thread(participant_ids=[str(b.student_id), str(b.tutor_id)])
+        t.unlock_contacts()
+        return t  # type: ignore[no-any-return]
 
     def _release(self, b: Booking, capture: int, outcome: str) -> list[Any]:
         """Free the calendar and settle the hold (capture `capture` minutes, release the rest)."""

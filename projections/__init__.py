@@ -5,6 +5,7 @@ from __future__ import annotations
 from projections.audit_log import AuditLog
 from projections.bookings import Bookings
 from projections.ledger import Ledger
+from projections.messaging import Messaging
 from projections.notifications import Notifications
 from projections.runtime import Projection
 from projections.student_credits import StudentCredits
@@ -26,6 +27,7 @@ def all_projections() -> list[Projection]:
         StudentCredits(),
         Bookings(),
         Notifications(),
+        Messaging(),
     ]
 
 

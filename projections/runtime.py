@@ -105,13 +105,21 @@ def _lock_key(name: str) -> int:
 class Runner:
     """Runs one generation of one projection: catch-up in batches, then live via LISTEN/NOTIFY."""
 
-    def __init__(self, dsn: str, projection: Projection, generation: int, batch_size: int = 5000) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        projection: Projection,
+        generation: int,
+        batch_size: int = 5000,
+        conn: psycopg.Connection[Any] | None = None,
+    ) -> None:
         self.dsn = dsn
         self.projection = projection
         self.generation = generation
         self.batch_size = batch_size
         self.names = {t: physical(t, generation) for t in projection.tables}
-        self._conn: psycopg.Connection[Any] | None = None
+        self._conn: psycopg.Connection[Any] | None = conn
+        self._owns_conn = conn is None
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
@@ -120,9 +128,9 @@ class Runner:
         return self._conn
 
     def close(self) -> None:
-        if self._conn is not None:
+        if self._conn is not None and self._owns_conn:
             self._conn.close()
-            self._conn = None
+        self._conn = None
 
     def position(self) -> int:
         row = self.conn.execute(
@@ -338,14 +346,21 @@ def positions(conn: psycopg.Connection[Any], names: Sequence[str]) -> int:
 
 
 class Follower:
-    """Keeps one projection's active generation up to date: catch-up, then wake on NOTIFY.
+    """Keeps projections' active generations up to date in one thread: catch-up, then wake on NOTIFY.
 
-    Only one process runs a projection at a time (a session advisory lock); others stand by and take over
-    if it dies. The 1-second wait timeout is a safety net for a lost notification, not the main path."""
+    One thread and two connections serve every projection of a process (a LISTEN connection, which also holds
+    the session advisory locks, and a work connection for the batch transactions). Only one process runs a
+    projection at a time (its advisory lock); others stand by and take over when the holder dies. Batches are
+    interleaved across projections so one long catch-up does not starve the others. The 1-second wait timeout
+    is a safety net for a lost notification, not the main path."""
 
-    def __init__(self, dsn: str, projection: Projection, stop: threading.Event, batch_size: int = 5000) -> None:
+    ROUND_BATCHES = 10
+
+    def __init__(
+        self, dsn: str, projections: Projection | Sequence[Projection], stop: threading.Event, batch_size: int = 5000
+    ) -> None:
         self.dsn = dsn
-        self.projection = projection
+        self.projections = [projections] if isinstance(projections, Projection) else list(projections)
         self.stop = stop
         self.batch_size = batch_size
 
@@ -354,53 +369,62 @@ class Follower:
             try:
                 self._run_once()
             except Exception:
-                log.exception("projection %s failed; restarting in 1 s", self.projection.name)
+                log.exception("projection follower failed; restarting in 1 s")
                 self.stop.wait(1.0)
 
+    def _claim(self, listen: psycopg.Connection[Any], work: psycopg.Connection[Any], p: Projection) -> Runner | None:
+        got = listen.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(p.name),)).fetchone()
+        if not got or not got[0]:
+            return None  # another process runs this projection; stand by and try again next round
+        gen = active_generation(listen, p.name)
+        if gen is None:
+            ensure(self.dsn, [p])
+            gen = active_generation(listen, p.name)
+            assert gen is not None
+        if gen[1] != p.version:
+            log.info("projection %s: code version %s != stored %s; rebuilding", p.name, p.version, gen[1])
+            rebuild(self.dsn, p, batch_size=self.batch_size)
+            gen = active_generation(listen, p.name)
+            assert gen is not None
+        return Runner(self.dsn, p, gen[0], batch_size=self.batch_size, conn=work)
+
     def _run_once(self) -> None:
-        with psycopg.connect(self.dsn, autocommit=True) as listen:
-            got = listen.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(self.projection.name),)).fetchone()
-            if not got or not got[0]:
-                self.stop.wait(2.0)  # another process runs this projection; stand by
-                return
+        with (
+            psycopg.connect(self.dsn, autocommit=True) as listen,
+            psycopg.connect(self.dsn, row_factory=dict_row) as work,
+        ):
             listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
-            gen = active_generation(listen, self.projection.name)
-            if gen is None:
-                ensure(self.dsn, [self.projection])
-                gen = active_generation(listen, self.projection.name)
-                assert gen is not None
-            if gen[1] != self.projection.version:
-                log.info(
-                    "projection %s: code version %s != stored %s; rebuilding",
-                    self.projection.name,
-                    self.projection.version,
-                    gen[1],
-                )
-                rebuild(self.dsn, self.projection, batch_size=self.batch_size)
-                gen = active_generation(listen, self.projection.name)
-                assert gen is not None
-            runner = Runner(self.dsn, self.projection, gen[0], batch_size=self.batch_size)
-            try:
-                while not self.stop.is_set():
+            runners: dict[str, Runner] = {}
+            while not self.stop.is_set():
+                behind = False
+                for p in self.projections:
+                    runner = runners.get(p.name) or self._claim(listen, work, p)
+                    if runner is None:
+                        continue
+                    runners[p.name] = runner
                     try:
-                        runner.catch_up()
+                        for _ in range(self.ROUND_BATCHES):
+                            _, moved = runner.step()
+                            if not moved:
+                                break
+                        else:
+                            behind = True
                     except (Retired, Superseded):
-                        return  # a rebuild switched generations: start again on the active one
+                        # a rebuild switched generations: pick up the active one next round
+                        runners.pop(p.name, None)
+                        listen.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(p.name),))
+                        behind = True
+                if not behind:
                     for _ in listen.notifies(timeout=1.0, stop_after=1):
                         pass
-            finally:
-                runner.close()
 
 
 def follow_all(dsn: str, projections: Sequence[Projection], stop: threading.Event) -> list[threading.Thread]:
-    """Start one follower thread per projection."""
+    """Start the follower thread for these projections."""
     ensure(dsn, projections)
-    threads = []
-    for p in projections:
-        t = threading.Thread(target=Follower(dsn, p, stop).run, name=f"projection-{p.name}", daemon=True)
-        t.start()
-        threads.append(t)
-    return threads
+    t = threading.Thread(target=Follower(dsn, projections, stop).run, name="projections", daemon=True)
+    t.start()
+    return [t]
 
 
 def wait_for(conn: psycopg.Connection[Any], names: Sequence[str], position: int, timeout: float) -> int | None:

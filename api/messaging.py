@@ -1,0 +1,183 @@
+"""Messaging: a thread per pair, messages with masking, read receipts, attachments."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+
+from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
+from domain.errors import NotFound
+
+BEARER = [{"bearer": []}]
+
+
+class ThreadIn(msgspec.Struct):
+    """POST /threads."""
+
+    participant_id: UUID
+
+
+class MessageIn(msgspec.Struct):
+    """POST /threads/{id}/messages."""
+
+    body: Annotated[str, msgspec.Meta(max_length=5000)] = ""
+    attachment_ids: list[UUID] = msgspec.field(default_factory=list)
+
+
+class MessageEdit(msgspec.Struct):
+    """PATCH /threads/{id}/messages/{mid}."""
+
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=5000)]
+
+
+class ReadIn(msgspec.Struct):
+    """POST /threads/{id}/read."""
+
+    up_to_message_id: UUID
+
+
+class AttachmentIn(msgspec.Struct):
+    """POST /attachments."""
+
+    filename: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    content_type: str
+    size: int
+
+
+def _z(t: Any) -> Any:
+    return t.isoformat().replace("+00:00", "Z") if hasattr(t, "isoformat") else t
+
+
+def _attachments(svc: Any, atts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for a in atts:
+        url = svc.messaging.storage.download_url(a["key"]) if a.get("key") else None
+        out.append(
+            {"id": a["id"], "filename": a["filename"], "content_type": a["content_type"], "size": a["size"], "url": url}
+        )
+    return out
+
+
+class MessagingController(Controller):
+    """Participants only: a stranger gets 404 for a thread."""
+
+    path = "/"
+    tags = ["messaging"]
+    security = BEARER
+
+    @post("/threads", status_code=201, sync_to_thread=True)
+    def open_thread(self, request: Request[Any, Any, Any], data: ThreadIn) -> Response[Any]:
+        """The pair's one thread (201 when created, 200 when it existed)."""
+        actor = caller(request)
+        view, position, created = services(request.app.state).messaging.open_thread(actor, data.participant_id)
+        return command(request, view, position, 201 if created else 200)
+
+    @get("/threads", sync_to_thread=True)
+    def threads(
+        self, request: Request[Any, Any, Any], limit: int | None = None, cursor: str | None = None
+    ) -> Response[Any]:
+        """The caller's threads, most recent activity first, with unread counts and the last message."""
+        actor = caller(request)
+        n = limit_of(limit)
+        where, params = ["%s = ANY(t.participant_ids)"], [actor.user_id]  # type: ignore[var-annotated]
+        after = decode_cursor(cursor)
+        if after is not None:
+            where.append("t.last_position < %s")
+            params.append(int(after))
+        with reading(request, ("messaging",), actor) as (conn, pos):
+            rows = conn.execute(
+                "SELECT t.thread_id, t.participant_ids, t.last_message, t.last_position, (SELECT count(*) FROM"
+                " thread_messages m WHERE m.thread_id = t.thread_id AND m.sender_id <> %s AND m.position >"
+                " coalesce((SELECT r.read_position FROM thread_reads r WHERE r.thread_id = t.thread_id AND"
+                f" r.user_id = %s), 0)) AS unread FROM threads t WHERE {' AND '.join(where)}"
+                " ORDER BY t.last_position DESC LIMIT %s",
+                (actor.user_id, actor.user_id, *params, n + 1),
+            ).fetchall()
+        items = [
+            {
+                "id": str(r["thread_id"]),
+                "participant_ids": [str(p) for p in r["participant_ids"]],
+                "unread_count": int(r["unread"]),
+                "last_message": r["last_message"],
+            }
+            for r in rows[:n]
+        ]
+        nxt = encode_cursor(rows[n - 1]["last_position"]) if len(rows) > n else None
+        return query({"items": items, "next_cursor": nxt}, pos)
+
+    @get("/threads/{thread_id:uuid}/messages", sync_to_thread=True)
+    def history(
+        self, request: Request[Any, Any, Any], thread_id: UUID, limit: int | None = None, cursor: str | None = None
+    ) -> Response[Any]:
+        """Messages newest first (deleted ones keep their place with body null)."""
+        actor = caller(request)
+        n = limit_of(limit)
+        svc = services(request.app.state)
+        after = decode_cursor(cursor)
+        with reading(request, ("messaging",), actor) as (conn, pos):
+            t = conn.execute("SELECT participant_ids FROM threads WHERE thread_id = %s", (thread_id,)).fetchone()
+            if t is None or actor.user_id not in t["participant_ids"]:
+                raise NotFound("no such thread")
+            rows = conn.execute(
+                "SELECT message_id, sender_id, body, created_at, edited_at, deleted, attachments, position"
+                " FROM thread_messages WHERE thread_id = %s AND position < %s ORDER BY position DESC LIMIT %s",
+                (thread_id, int(after) if after is not None else 2**62, n + 1),
+            ).fetchall()
+        items = [
+            {
+                "id": str(r["message_id"]),
+                "thread_id": str(thread_id),
+                "sender_id": str(r["sender_id"]),
+                "body": r["body"],
+                "created_at": _z(r["created_at"]),
+                "edited_at": _z(r["edited_at"]),
+                "deleted": r["deleted"],
+                "attachments": [] if r["deleted"] else _attachments(svc, r["attachments"]),
+            }
+            for r in rows[:n]
+        ]
+        nxt = encode_cursor(rows[n - 1]["position"]) if len(rows) > n else None
+        return query({"items": items, "next_cursor": nxt}, pos)
+
+    @post("/threads/{thread_id:uuid}/messages", status_code=201, sync_to_thread=True)
+    def send(self, request: Request[Any, Any, Any], thread_id: UUID, data: MessageIn) -> Response[Any]:
+        """Send a message; contact details are masked until the pair has a confirmed booking."""
+        actor = caller(request)
+        svc = services(request.app.state)
+        body, position = svc.messaging.post(actor, thread_id, data.body, data.attachment_ids)
+        return command(request, body, position, 201)
+
+    @patch("/threads/{thread_id:uuid}/messages/{message_id:uuid}", sync_to_thread=True)
+    def edit(
+        self, request: Request[Any, Any, Any], thread_id: UUID, message_id: UUID, data: MessageEdit
+    ) -> Response[Any]:
+        """Edit your message within 15 minutes."""
+        actor = caller(request)
+        body, position = services(request.app.state).messaging.edit(actor, thread_id, message_id, data.body)
+        return command(request, body, position)
+
+    @delete("/threads/{thread_id:uuid}/messages/{message_id:uuid}", status_code=200, sync_to_thread=True)
+    def remove(self, request: Request[Any, Any, Any], thread_id: UUID, message_id: UUID) -> Response[Any]:
+        """Delete your message (it keeps its place)."""
+        actor = caller(request)
+        body, position = services(request.app.state).messaging.delete(actor, thread_id, message_id)
+        return command(request, body, position)
+
+    @post("/threads/{thread_id:uuid}/read", status_code=200, sync_to_thread=True)
+    def read(self, request: Request[Any, Any, Any], thread_id: UUID, data: ReadIn) -> Response[Any]:
+        """Read receipt up to a message."""
+        actor = caller(request)
+        position = services(request.app.state).messaging.read(actor, thread_id, data.up_to_message_id)
+        return command(request, {"thread_id": str(thread_id), "up_to_message_id": str(data.up_to_message_id)}, position)
+
+    @post("/attachments", status_code=201, sync_to_thread=True)
+    def attachment(self, request: Request[Any, Any, Any], data: AttachmentIn) -> Response[Any]:
+        """Announce an upload (pdf, jpeg, png, gif, webp, text; at most 25 MB) and get a presigned PUT URL."""
+        actor = caller(request)
+        body, position = services(request.app.state).messaging.request_attachment(
+            actor, data.filename, data.content_type, data.size
+        )
+        return command(request, body, position, 201)
