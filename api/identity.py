@@ -15,7 +15,7 @@ Email = Annotated[str, msgspec.Meta(max_length=300, pattern=r"^\s*[^@\s]+@[^@\s]
 Password = Annotated[
     str,
     msgspec.Meta(
-        min_length=8, max_length=1024, pattern=r"^(?=.*[A-Za-z])(?=.*\d)", description="8+ chars, a letter and a digit"
+        min_length=8, max_length=1024, pattern=r"^(?=.*[^\W\d_])(?=.*\d)", description="8+ chars, a letter and a digit"
     ),
 ]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S")]

@@ -44,7 +44,7 @@ def check_email(email: str) -> str:
 
 def check_password(password: str) -> None:
     """Passwords need 8+ characters with at least one letter and one digit."""
-    if len(password) < 8 or not re.search(r"[A-Za-z]", password) or not re.search(r"\d", password):
+    if len(password) < 8 or not any(c.isalpha() for c in password) or not any(c.isdecimal() for c in password):
         raise ValidationFailed([("password", "at least 8 characters with a letter and a digit")])
 
 
@@ -173,6 +173,7 @@ class User(Aggregate):
 
     def end_session(self, family_id: UUID, reason: str) -> None:
         """Record that a session's refresh family was revoked (logout or detected reuse)."""
+        self._alive()
         self._session_revoked(family_id=family_id, reason=reason)
 
     @event("SessionRevoked")

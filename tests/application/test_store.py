@@ -1,0 +1,313 @@
+"""The event store: msgspec round trips, `_meta` stamping, upcasting old shapes and atomic side writes."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError
+from eventsourcing.utils import get_topic
+
+from application import context
+from application.clock import Clock
+from application.settings import Settings
+from application.store import EVENTS_TABLE, EventStoreApp, is_unique_violation
+from domain.subject import Subject
+from domain.user import User
+
+NOW = datetime(2025, 3, 30, 0, 59, 59, 123456, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Price:
+    amount: int
+    currency: str
+
+
+class Parcel(Aggregate):
+    """A test aggregate whose events carry every kind of value the transcoder must restore."""
+
+    @event("Sent")
+    def __init__(
+        self,
+        sender: UUID,
+        recipients: list[UUID],
+        due: datetime,
+        day: date,
+        price: Price,
+        courier: UUID | None,
+        note: str | None,
+        tags: dict[str, Any],
+    ) -> None:
+        self.sender = sender
+        self.recipients = recipients
+        self.due = due
+        self.day = day
+        self.price = price
+        self.courier = courier
+        self.note = note
+        self.tags = tags
+
+    @event("Rerouted")
+    def reroute(self, courier: UUID | None, due: datetime) -> None:
+        self.courier = courier
+        self.due = due
+
+
+class Lesson(Aggregate):
+    """A test aggregate with an event that changed shape: v1 had `text`, v2 has `body` and `lang`."""
+
+    @event("Planned")
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self.notes: list[tuple[str, str, UUID]] = []
+
+    class NoteAdded(Aggregate.Event):
+        body: str
+        lang: str
+        author: UUID
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["body"] = state.pop("text")
+            state["lang"] = "en"  # v1 notes were all English
+
+    @event(NoteAdded)
+    def add_note(self, body: str, lang: str, author: UUID) -> None:
+        self.notes.append((body, lang, author))
+
+
+def raw_rows(settings: Settings, originator_id: UUID) -> list[dict[str, Any]]:
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(
+            f"SELECT originator_version, topic, state FROM {EVENTS_TABLE} WHERE originator_id = %s ORDER BY originator_version",
+            (originator_id,),
+        ).fetchall()
+    return [{"version": v, "topic": t, "state": json.loads(bytes(s))} for v, t, s in rows]
+
+
+@pytest.fixture
+def app(settings: Settings) -> EventStoreApp:
+    return EventStoreApp(settings)
+
+
+# ------------------------------------------------------------------------------------------ round trips
+
+
+def test_values_come_back_with_their_types(app: EventStoreApp) -> None:
+    sender, r1, r2, courier = uuid4(), uuid4(), uuid4(), uuid4()
+    parcel = Parcel(
+        sender=sender,
+        recipients=[r1, r2],
+        due=NOW,
+        day=date(2025, 3, 30),
+        price=Price(1250, "EUR"),
+        courier=None,
+        note=None,
+        tags={"fragile": True, "n": 3},
+    )
+    parcel.reroute(courier=courier, due=NOW + timedelta(days=1))
+    app.record(parcel)
+
+    loaded: Any = app.repository.get(parcel.id)
+    assert loaded.sender == sender and type(loaded.sender) is UUID
+    assert loaded.recipients == [r1, r2] and all(type(r) is UUID for r in loaded.recipients)
+    assert (
+        loaded.due == NOW + timedelta(days=1)
+        and type(loaded.due) is datetime
+        and loaded.due.utcoffset() == timedelta(0)
+    )
+    assert loaded.day == date(2025, 3, 30) and type(loaded.day) is date
+    assert loaded.price == Price(1250, "EUR") and type(loaded.price) is Price
+    assert loaded.courier == courier and type(loaded.courier) is UUID
+    assert loaded.note is None and loaded.tags == {"fragile": True, "n": 3}
+    assert (loaded.version, loaded.created_on, loaded.modified_on) == (2, parcel.created_on, parcel.modified_on)
+
+    sent, rerouted = app.repository.event_store.get(parcel.id)
+    assert type(sent.due) is datetime and sent.due == NOW  # type: ignore[attr-defined]
+    assert type(sent.originator_id) is UUID and sent.originator_id == parcel.id
+    assert type(sent.timestamp) is datetime and sent.timestamp.tzinfo is not None  # type: ignore[attr-defined]
+    assert rerouted.courier == courier and type(rerouted.courier) is UUID  # type: ignore[attr-defined]
+    assert not hasattr(sent, "_meta")
+
+
+def test_user_events_round_trip(app: EventStoreApp) -> None:
+    user = User.register("Ann@Example.test", "Ann", "tutor", NOW)
+    family = uuid4()
+    user.log_in(family)
+    user.update_profile({"timezone": "Europe/Berlin", "avatar_url": None, "currency": "EUR"})
+    user.change_role("student")
+    app.record(user)
+
+    loaded: Any = app.repository.get(user.id)
+    assert {k: v for k, v in vars(loaded).items() if k != "_pending_events"} == {
+        k: v for k, v in vars(user).items() if k != "_pending_events"
+    }
+    assert type(loaded.registered_at) is datetime and loaded.registered_at == NOW
+    events = list(app.repository.event_store.get(user.id))
+    assert [type(e).__name__ for e in events] == ["Registered", "SessionStarted", "ProfileUpdated", "RoleChanged"]
+    assert events[1].family_id == family and type(events[1].family_id) is UUID  # type: ignore[attr-defined]
+    assert events[3].previous == "tutor"  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------- _meta
+
+
+def test_meta_carries_the_acting_context(app: EventStoreApp, settings: Settings) -> None:
+    a, b = Subject.create("Algebra", "Maths"), Subject.create("Poetry", "Languages")
+    b.rename("Modern Poetry")
+    before = datetime.now(UTC)
+    with context.acting(actor_id="user-7", actor_role="admin", correlation_id="req-42", causation_id="cmd-9"):
+        app.record(a, b)
+    after = datetime.now(UTC)
+
+    rows = raw_rows(settings, a.id) + raw_rows(settings, b.id)
+    assert len(rows) == 3
+    for row in rows:
+        meta = row["state"]["_meta"]
+        assert set(meta) == {"actor_id", "actor_role", "correlation_id", "causation_id", "recorded_at"}
+        assert (meta["actor_id"], meta["actor_role"], meta["correlation_id"], meta["causation_id"]) == (
+            "user-7",
+            "admin",
+            "req-42",
+            "cmd-9",
+        )
+        assert before <= datetime.fromisoformat(meta["recorded_at"]) <= after
+    assert context.current().actor_id is None  # the block restored the outer context
+
+
+def test_meta_without_a_context_still_has_a_correlation_id(app: EventStoreApp, settings: Settings) -> None:
+    s = Subject.create("Chemistry", "Science")
+    contextvars.Context().run(app.record, s)  # a fresh context: nothing set by middleware or a worker
+    meta = raw_rows(settings, s.id)[0]["state"]["_meta"]
+    assert meta["actor_id"] is None and meta["actor_role"] is None and meta["causation_id"] is None
+    assert UUID(meta["correlation_id"])
+
+
+def test_recorded_at_follows_the_business_clock(settings: Settings) -> None:
+    clock = Clock(settings.redis_url, enabled=True)
+    app = EventStoreApp(settings, clock=clock)
+    when = datetime(2031, 1, 2, 3, 4, 5, tzinfo=UTC)
+    clock.set(when)
+    try:
+        s = Subject.create("Latin", "Languages")
+        app.record(s)
+    finally:
+        clock.reset()
+    recorded = datetime.fromisoformat(raw_rows(settings, s.id)[0]["state"]["_meta"]["recorded_at"])
+    assert when <= recorded < when + timedelta(seconds=30)
+
+
+def test_meta_is_not_part_of_the_loaded_event(app: EventStoreApp) -> None:
+    s = Subject.create("Physics", "Science")
+    with context.acting(actor_id="x", actor_role="admin"):
+        app.record(s)
+    [created] = app.repository.event_store.get(s.id)
+    assert "_meta" not in vars(created)
+    assert app.repository.get(s.id).name == "Physics"  # type: ignore[attr-defined]
+
+
+# ------------------------------------------------------------------------------------------- upcasting
+
+
+def test_a_v1_event_is_upcast_when_loaded(app: EventStoreApp, settings: Settings) -> None:
+    lesson = Lesson(title="Fractions")
+    app.record(lesson)
+    author = uuid4()
+    v1_state = {
+        "timestamp": "2024-01-05T10:00:00+00:00",
+        "text": "bring a ruler",
+        "author": str(author),
+        "_meta": {"actor_id": None, "actor_role": None, "correlation_id": "old", "causation_id": None,
+                  "recorded_at": "2024-01-05T10:00:00Z"},
+    }  # fmt: skip
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute(
+            f"INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state) VALUES (%s, %s, %s, %s)",
+            (lesson.id, 2, get_topic(Lesson.NoteAdded), json.dumps(v1_state).encode()),
+        )
+
+    loaded: Any = app.repository.get(lesson.id)
+    assert loaded.version == 2
+    assert loaded.notes == [("bring a ruler", "en", author)]
+    assert type(loaded.notes[0][2]) is UUID
+    assert loaded.modified_on == datetime(2024, 1, 5, 10, tzinfo=UTC)
+
+    # A new note is written in the v2 shape and both load side by side, each upcast exactly once.
+    loaded.add_note(body="Bruch", lang="de", author=author)
+    app.record(loaded)
+    rows = raw_rows(settings, lesson.id)
+    assert "class_version" not in rows[1]["state"]
+    assert rows[2]["state"]["class_version"] == 2 and rows[2]["state"]["body"] == "Bruch"
+    again: Any = app.repository.get(lesson.id)
+    assert again.notes == [("bring a ruler", "en", author), ("Bruch", "de", author)]
+
+
+# ------------------------------------------------------------------------------------------ side writes
+
+
+@pytest.fixture
+def side_table(settings: Settings, app: EventStoreApp) -> str:
+    with psycopg.connect(settings.database_url) as conn:
+        conn.execute("CREATE TABLE side_effects (k text PRIMARY KEY)")
+        conn.execute("INSERT INTO side_effects VALUES ('taken')")
+    return "side_effects"
+
+
+def side_keys(settings: Settings) -> set[str]:
+    with psycopg.connect(settings.database_url) as conn:
+        return {r[0] for r in conn.execute("SELECT k FROM side_effects")}
+
+
+def test_side_writes_commit_with_the_events(app: EventStoreApp, settings: Settings, side_table: str) -> None:
+    s = Subject.create("Geometry", "Maths")
+    position = app.record(s, side_writes=[("INSERT INTO side_effects VALUES (%s)", ("geo",))])
+    assert side_keys(settings) == {"taken", "geo"}
+    assert position == app.head() and [r["version"] for r in raw_rows(settings, s.id)] == [1]
+
+
+def test_a_version_clash_rolls_back_the_side_writes(app: EventStoreApp, settings: Settings, side_table: str) -> None:
+    s = Subject.create("Geometry", "Maths")
+    app.record(s)
+    first: Any = app.repository.get(s.id)
+    second: Any = app.repository.get(s.id)
+    first.rename("Euclidean Geometry")
+    app.record(first, side_writes=[("INSERT INTO side_effects VALUES (%s)", ("first",))])
+    head = app.head()
+
+    second.retire()
+    other = Subject.create("Topology", "Maths")  # saved in the same transaction: must vanish too
+    with pytest.raises(IntegrityError) as info:
+        app.record(other, second, side_writes=[("INSERT INTO side_effects VALUES (%s)", ("second",))])
+    assert is_unique_violation(info.value)
+
+    assert side_keys(settings) == {"taken", "first"}
+    assert app.head() == head
+    assert [r["version"] for r in raw_rows(settings, s.id)] == [1, 2]
+    assert raw_rows(settings, other.id) == []
+    assert app.repository.get(s.id).active is True  # type: ignore[attr-defined]
+
+
+def test_a_failed_side_write_rolls_back_the_events(app: EventStoreApp, settings: Settings, side_table: str) -> None:
+    s = Subject.create("Botany", "Science")
+    head = app.head()
+    with pytest.raises(Exception) as info:
+        app.record(
+            s,
+            side_writes=[
+                ("INSERT INTO side_effects VALUES (%s)", ("fresh",)),
+                ("INSERT INTO side_effects VALUES (%s)", ("taken",)),
+            ],
+        )
+    assert is_unique_violation(info.value)
+    assert raw_rows(settings, s.id) == []
+    assert app.head() == head
+    assert side_keys(settings) == {"taken"}
