@@ -271,7 +271,13 @@ def rebuild(
             "SELECT coalesce(max(generation), 0) + 1 FROM projection_tracking WHERE name = %s", (projection.name,)
         ).fetchone()
         generation = int(row[0]) if row else 1
-        conn.execute("DELETE FROM projection_tracking WHERE name = %s AND state = 'building'", (projection.name,))
+        abandoned = conn.execute(
+            "DELETE FROM projection_tracking WHERE name = %s AND state = 'building' RETURNING generation",
+            (projection.name,),
+        ).fetchall()
+        for (stale,) in abandoned:  # an interrupted rebuild's tables go with its tracking row
+            for t in projection.tables:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(physical(t, stale))))
         _create_generation(conn, projection, generation, "building")
     runner = Runner(dsn, projection, generation, batch_size=batch_size)
     try:
