@@ -126,7 +126,7 @@ class PublicTutorsController(Controller):
         key, key_params = {
             "rating": ("coalesce(rating_avg, -1)", []),
             "price": ("hourly_amount", []),
-            "relevance": ("ts_rank(search, websearch_to_tsquery('simple', %s))", [q]),
+            "relevance": ("ts_rank(search, websearch_to_tsquery('simple', %s))::float8", [q]),
         }[sort]
         if q:
             where.append("search @@ websearch_to_tsquery('simple', %s)")

@@ -98,14 +98,35 @@ def rule_intervals(rules: Iterable[WeeklyRule], zone: str, frm: datetime, to: da
     day = frm.astimezone(tz).date() - timedelta(days=1)
     last_day = to.astimezone(tz).date() + timedelta(days=1)
     while day <= last_day:
-        for r in rules:
-            if r.weekday == day.weekday():
-                a = wall_to_utc(day, r.start, tz, last=False)
-                b = wall_to_utc(day, r.end, tz, last=r.end < 1440)
-                if b > a and b > frm and a < to:
-                    out.append((max(a, frm), min(b, to)))
+        todays = [r for r in rules if r.weekday == day.weekday()]
+        if todays:
+            midnight = datetime.combine(day, time(), UTC)
+            for lo, hi, off in _day_pieces(tz, day):
+                for r in todays:
+                    a = max(lo, midnight + timedelta(minutes=r.start) - off)
+                    b = min(hi, midnight + timedelta(minutes=r.end) - off)
+                    if b > a and b > frm and a < to:
+                        out.append((max(a, frm), min(b, to)))
         day += timedelta(days=1)
     return out
+
+
+def _day_pieces(tz: ZoneInfo, day: date) -> list[tuple[datetime, datetime, timedelta]]:
+    """The UTC span of local `day`, split where the offset changes: [(lo, hi, offset)].
+
+    Within one piece wall time = UTC + offset, so a rule window [start, end) maps to the UTC instants of that
+    piece whose wall time falls inside it: gaps are skipped and repeated hours counted once per occurrence."""
+    start = wall_to_utc(day, 0, tz, last=False)
+    end = wall_to_utc(day + timedelta(days=1), 0, tz, last=False)
+    if end <= start:
+        return []
+    o1 = start.astimezone(tz).utcoffset()
+    o2 = (end - timedelta(microseconds=1)).astimezone(tz).utcoffset()
+    assert o1 is not None and o2 is not None
+    if o1 == o2:
+        return [(start, end, o1)]
+    tr = _transition(tz, start, end - timedelta(microseconds=1))
+    return [(start, tr, o1), (tr, end, o2)]
 
 
 def merge(intervals: Iterable[Interval]) -> list[Interval]:

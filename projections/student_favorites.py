@@ -15,7 +15,7 @@ class StudentFavorites(Projection):
     """(student, tutor) pairs; removing deletes the pair."""
 
     name = "student_favorites"
-    version = 1
+    version = 2  # rebuild: rows of removed favorites were never deleted
     tables = ("student_favorites",)
     topics = (topic_of(StudentProfile.FavoriteAdded), topic_of(StudentProfile.FavoriteRemoved))
 
@@ -30,5 +30,6 @@ class StudentFavorites(Projection):
                 )
             else:
                 cur.execute(
-                    f"DELETE FROM {table} WHERE student_id = %s AND tutor_id = %s", (e.aggregate_id, e.data["tutor_id"])
+                    f"DELETE FROM {table} WHERE student_id = %s AND tutor_id = %s",
+                    (e.data["student_id"], e.data["tutor_id"]),
                 )
