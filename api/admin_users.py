@@ -60,7 +60,7 @@ class AdminUsersController(Controller):
         if q:
             where.append("search LIKE %s ESCAPE '\\'")
             params.append(like_pattern(q))
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, int)
         if after is not None:
             where.append("registered_position < %s")
             params.append(int(after))

@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
         openapi_config=openapi,
         request_max_body_size=MAX_BODY,
+        before_send=[middleware.stamp_headers],
         on_startup=[document_problems],
         on_shutdown=[shutdown],
         debug=False,

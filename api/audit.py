@@ -85,7 +85,7 @@ class AuditController(Controller):
         if to is not None:
             where.append("recorded_at < %s")
             params.append(to)
-        floor = max(after_position or 0, int(decode_cursor(cursor) or 0))
+        floor = max(after_position or 0, decode_cursor(cursor, int) or 0)
         if floor:
             where.append("position > %s")
             params.append(floor)

@@ -125,7 +125,7 @@ class BookingsController(Controller):
         if status:
             where.append("status = %s")
             params.append(status)
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, tuple[datetime, UUID])
         if after is not None:
             where.append("(start_at, booking_id) > (%s::timestamptz, %s::uuid)")
             params.extend(after)
@@ -235,7 +235,7 @@ class NotificationsController(Controller):
         where, params = ["user_id = %s"], [actor.user_id]  # type: ignore[var-annotated]
         if unread:
             where.append("NOT read")
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, int)
         if after is not None:
             where.append("position < %s")
             params.append(int(after))

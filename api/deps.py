@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
 
@@ -100,13 +101,15 @@ def encode_cursor(value: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None) -> Any:
-    """Read a cursor made by `encode_cursor` (422 if it was not)."""
+def decode_cursor(cursor: str | None, shape: Any = Any) -> Any:
+    """Read a cursor made by `encode_cursor` for this list, as `shape` (422 for anything else: a tampered
+    cursor or another list's)."""
     if not cursor:
         return None
     try:
-        return json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except ValueError:
+        value = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return msgspec.convert(value, shape)
+    except (ValueError, msgspec.ValidationError):
         raise ValidationFailed([("cursor", "not a cursor this API issued")]) from None
 
 

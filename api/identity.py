@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 
-from api.deps import caller, command, services
+from api.deps import caller, command, min_position, query, services
 from application.identity import Outcome
 
 BEARER = [{"bearer": []}]
@@ -128,10 +128,13 @@ class IdentityController(Controller):
         return command(request, None, position, 204)
 
     @get("/me", sync_to_thread=True, security=BEARER)
-    def me(self, request: Request[Any, Any, Any]) -> UserOut:
-        """The caller's account."""
+    def me(self, request: Request[Any, Any, Any]) -> Response[UserOut]:
+        """The caller's account (read from its own stream, so as fresh as the log itself)."""
         account = caller(request)
-        return msgspec.convert(services(request.app.state).identity.me(account), UserOut)
+        min_position(request, account)  # the same 422 for a malformed X-Min-Position as every query
+        identity = services(request.app.state).identity
+        position = identity.head()  # read before the stream: the answer reflects at least this position
+        return query(msgspec.convert(identity.me(account), UserOut), position)
 
     @patch("/me", sync_to_thread=True, security=BEARER)
     def update_me(self, request: Request[Any, Any, Any], data: MeUpdate) -> Response[UserOut]:

@@ -83,7 +83,7 @@ class MessagingController(Controller):
         actor = caller(request)
         n = limit_of(limit)
         where, params = ["%s = ANY(t.participant_ids)"], [actor.user_id]  # type: ignore[var-annotated]
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, int)
         if after is not None:
             where.append("t.last_position < %s")
             params.append(int(after))
@@ -116,7 +116,7 @@ class MessagingController(Controller):
         actor = caller(request)
         n = limit_of(limit)
         svc = services(request.app.state)
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, int)
         with reading(request, ("messaging",), actor) as (conn, pos):
             t = conn.execute("SELECT participant_ids FROM threads WHERE thread_id = %s", (thread_id,)).fetchone()
             if t is None or actor.user_id not in t["participant_ids"]:

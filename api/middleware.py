@@ -20,6 +20,8 @@ from application.settings import Settings
 Headers = list[tuple[bytes, bytes]]
 PREFIX = "/api/v1"
 COMMAND_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# Token-issuing routes are not replayed: a replay would need the tokens stored, and secrets stay out of storage.
+NOT_REPLAYED = (PREFIX + "/auth/",)
 UNLIMITED = (PREFIX + "/webhooks/",)
 
 
@@ -67,8 +69,30 @@ def _bearer_subject(scope: Scope, secret: str) -> str | None:
     return str(sub) if sub else None
 
 
+def _request_id(scope: Scope) -> str:
+    """The request's id: the one already chosen for this scope, else the client's if usable, else a new one."""
+    state = scope.setdefault("state", {})
+    if not state.get("request_id"):
+        rid = _header(scope, b"x-request-id") or ""
+        if not rid or len(rid) > 200 or not rid.isprintable():
+            rid = str(uuid.uuid4())
+        state["request_id"] = rid
+    return str(state["request_id"])
+
+
+async def stamp_headers(message: Message, scope: Scope) -> None:
+    """`before_send` hook: X-Request-ID and nosniff on every response, including the router's own 404/405,
+    which never pass through the middleware stack."""
+    if message["type"] == "http.response.start":
+        drop = (b"x-request-id", b"x-content-type-options")
+        headers = [h for h in message.get("headers", []) if h[0].lower() not in drop]
+        headers.append((b"x-request-id", _request_id(scope).encode()))
+        headers.append((b"x-content-type-options", b"nosniff"))
+        message["headers"] = headers
+
+
 class RequestContext:
-    """X-Request-ID in and out (the correlation id of recorded events), plus nosniff on every response."""
+    """X-Request-ID in: the correlation id of the events this request records (`stamp_headers` sends it back)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -77,21 +101,10 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _header(scope, b"x-request-id") or ""
-        if not rid or len(rid) > 200 or not rid.isprintable():
-            rid = str(uuid.uuid4())
+        rid = _request_id(scope)
         token = context.begin(correlation_id=rid, causation_id=rid)
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = [h for h in message.get("headers", []) if h[0].lower() not in (b"x-request-id",)]
-                headers.append((b"x-request-id", rid.encode()))
-                headers.append((b"x-content-type-options", b"nosniff"))
-                message = {**message, "headers": headers}
-            await send(message)
-
         try:
-            await self.app(scope, receive, send_with_headers)
+            await self.app(scope, receive, send)
         finally:
             context.end(token)
 
@@ -159,7 +172,13 @@ class Idempotency:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         key = _header(scope, b"idempotency-key") if scope["type"] == "http" else None
-        if not key or scope["method"] not in COMMAND_METHODS or not scope.get("path", "").startswith(PREFIX):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if (
+            not key
+            or scope["method"] not in COMMAND_METHODS
+            or not path.startswith(PREFIX)
+            or path.startswith(NOT_REPLAYED)
+        ):
             await self.app(scope, receive, send)
             return
         if len(key) > 200:

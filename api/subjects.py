@@ -44,7 +44,7 @@ class SubjectsController(Controller):
         if category:
             where.append("category = %s")
             params.append(category)
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, tuple[str, UUID])
         if after is not None:
             where.append("(name, subject_id) > (%s, %s::uuid)")
             params.extend(after)

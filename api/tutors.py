@@ -147,7 +147,8 @@ class PublicTutorsController(Controller):
 
         now = services(request.app.state).clock.now()
         items: list[dict[str, Any]] = []
-        last: list[Any] | None = decode_cursor(cursor)
+        decoded = decode_cursor(cursor, tuple[float, UUID])
+        last: list[Any] | None = list(decoded) if decoded else None
         more = False
         with reading(request, ("tutors", "bookings")) as (conn, pos):
             size = n + 1 if frm is None else max(50, n * 3)
@@ -287,7 +288,7 @@ class AdminTutorsController(Controller):
             raise ValidationFailed([("status", "a tutor profile status")])
         n = limit_of(limit)
         where, params = ["status = %s"], [status]  # type: ignore[var-annotated]
-        after = decode_cursor(cursor)
+        after = decode_cursor(cursor, tuple[datetime, UUID])
         if after is not None:
             where.append("(coalesce(submitted_at, 'epoch'::timestamptz), tutor_id) > (%s::timestamptz, %s::uuid)")
             params.extend(after)

@@ -1,0 +1,157 @@
+"""Assertions and small builders shared by the HTTP tests (tests/api): problem+json checks, read-your-writes
+headers, actors with their tokens."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from tests.conftest import PASSWORD
+
+API = "/api/v1"
+PROBLEMS = "https://tutorconnect.dev/problems/"
+USER_FIELDS = {"id", "email", "full_name", "role", "is_active", "timezone", "language", "currency", "avatar_url"}
+EVENT_FIELDS = {
+    "position",
+    "aggregate_id",
+    "aggregate_version",
+    "type",
+    "recorded_at",
+    "actor_id",
+    "actor_role",
+    "correlation_id",
+    "causation_id",
+    "data",
+}
+
+
+def _where(r: httpx.Response) -> str:
+    return f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text[:800]}"
+
+
+def media_type(r: httpx.Response) -> str:
+    return str(r.headers.get("content-type", "")).split(";")[0].strip().lower()
+
+
+def ok(r: httpx.Response, status: int = 200) -> Any:
+    """Assert a JSON success with exactly `status`; return the body (None for an empty one)."""
+    assert r.status_code == status, f"wanted {status}: {_where(r)}"
+    if not r.content:
+        return None
+    assert media_type(r) == "application/json", f"content-type {r.headers.get('content-type')}: {_where(r)}"
+    return r.json()
+
+
+def problem(r: httpx.Response, status: int | tuple[int, ...], slug: str | None = None) -> dict[str, Any]:
+    """Assert an RFC 9457 problem with `status` (or one of them) and, if given, the type ending in `slug`."""
+    wanted = (status,) if isinstance(status, int) else status
+    assert r.status_code in wanted, f"wanted {wanted}: {_where(r)}"
+    assert media_type(r) == "application/problem+json", f"content-type {r.headers.get('content-type')}: {_where(r)}"
+    body = r.json()
+    assert isinstance(body, dict), _where(r)
+    assert body.get("status") == r.status_code, f"problem status field: {body}"
+    assert isinstance(body.get("type"), str) and body["type"].startswith(PROBLEMS), f"problem type: {body}"
+    assert isinstance(body.get("title"), str) and body["title"], f"problem title: {body}"
+    assert isinstance(body.get("detail"), str), f"problem detail: {body}"
+    if slug is not None:
+        assert body["type"] == PROBLEMS + slug, f"wanted type …/{slug}, got {body['type']}: {body}"
+    if r.status_code == 429 or (r.status_code == 503 and body["type"].endswith("projection-lagging")):
+        assert int(r.headers["Retry-After"]) >= 1, f"no Retry-After: {dict(r.headers)}"
+    return body
+
+
+def error_fields(body: dict[str, Any]) -> set[str]:
+    """The `field` of each item of a validation problem's errors[] (which must be a non-empty list)."""
+    errors = body.get("errors")
+    assert isinstance(errors, list) and errors, f"validation problem without errors[]: {body}"
+    for e in errors:
+        assert isinstance(e, dict) and isinstance(e.get("field"), str) and isinstance(e.get("message"), str), body
+    return {e["field"] for e in errors}
+
+
+def event_position(r: httpx.Response) -> int:
+    """X-Event-Position of a command response (asserted present and a positive integer)."""
+    raw = r.headers.get("X-Event-Position")
+    assert raw is not None, f"command response without X-Event-Position: {_where(r)}"
+    assert raw.isdigit() and int(raw) > 0, f"X-Event-Position {raw!r}"
+    return int(raw)
+
+
+def projection_position(r: httpx.Response) -> int:
+    """X-Projection-Position of a query response (asserted present and a non-negative integer)."""
+    raw = r.headers.get("X-Projection-Position")
+    assert raw is not None, f"query response without X-Projection-Position: {_where(r)}"
+    assert raw.isdigit(), f"X-Projection-Position {raw!r}"
+    return int(raw)
+
+
+def after(*responses: httpx.Response, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """Headers for a query that must reflect the given command responses (X-Min-Position)."""
+    out = dict(headers or {})
+    out["X-Min-Position"] = str(max(event_position(r) for r in responses))
+    return out
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{secrets.token_hex(5)}@example.test"
+
+
+def reg_body(
+    email: str | None = None, password: str = PASSWORD, role: str = "student", full_name: str = "Some One"
+) -> dict[str, Any]:
+    return {"email": email or unique_email(role), "password": password, "full_name": full_name, "role": role}
+
+
+@dataclass
+class Actor:
+    """A signed-in account as the tests hold it."""
+
+    id: str
+    email: str
+    role: str
+    access: str
+    refresh: str
+    password: str = PASSWORD
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+def signup(
+    client: Any,
+    role: str = "student",
+    *,
+    full_name: str = "Test User",
+    email: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[Actor, httpx.Response]:
+    """Register through the API; the actor and the raw 201 response."""
+    body = reg_body(email, role=role, full_name=full_name)
+    r = client.post(f"{API}/auth/register", json=body, headers=headers or {})
+    out = ok(r, 201)
+    u = out["user"]
+    return Actor(u["id"], u["email"], u["role"], out["access_token"], out["refresh_token"]), r
+
+
+def login(client: Any, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    return ok(client.post(f"{API}/auth/login", json={"email": email, "password": password}), 200)  # type: ignore[no-any-return]
+
+
+def all_events(client: Any, admin: Actor, headers: dict[str, str] | None = None, **params: Any) -> list[dict[str, Any]]:
+    """Every /admin/events item for these filters, following next_cursor."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    for _ in range(100):
+        p = dict(params, limit=100)
+        if cursor:
+            p["cursor"] = cursor
+        body = ok(client.get(f"{API}/admin/events", params=p, headers={**admin.auth, **(headers or {})}))
+        items.extend(body["items"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError("/admin/events did not end within 100 pages")
