@@ -3,7 +3,7 @@ student's credit hold; the lifecycle with its money (release, capture, policy sh
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -104,7 +104,7 @@ class Scheduling(Money):
         self, actor: Account, tutor_id: UUID, subject_id: UUID, start: datetime, minutes: int, note: str
     ) -> tuple[dict[str, Any], int]:
         """One atomic write: Booking + the tutor's calendar week(s) + the student's credit hold."""
-        start = start.replace(second=start.second, microsecond=start.microsecond)
+        start = start.astimezone(UTC)  # one representation: the grid, the ISO week and the views are UTC's
         Booking.request(actor.user_id, tutor_id, subject_id, start, minutes, note, {}, 0, self.now())  # body rules
         tutor = self._profile(tutor_id)
         tutor.check_bookable()
@@ -185,10 +185,10 @@ class Scheduling(Money):
                 to_save += self._settle_only(b, capture=b.duration_minutes, outcome="captured")
             elif action == "no_show":
                 refund = b.no_show(aid, now)  # type: ignore[arg-type]
-                to_save += self._settle_only(b, capture=b.duration_minutes - refund, outcome="no_show")
+                to_save += self._release(b, capture=b.duration_minutes - refund, outcome="no_show")
             elif action == "propose":
                 tutor = self._profile(b.tutor_id)
-                new_start: datetime = kw["start"]
+                new_start: datetime = kw["start"].astimezone(UTC)
                 self._check_time(tutor, new_start, b.duration_minutes, now)
                 for c in self._calendars(b.tutor_id, new_start, new_start + timedelta(minutes=b.duration_minutes)):
                     c.reserve(bid, new_start, new_start + timedelta(minutes=b.duration_minutes))  # conflict check only

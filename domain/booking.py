@@ -151,6 +151,8 @@ class Booking(Aggregate):
         """(who cancels, minutes to refund): early or tutor cancellations refund all, late ones the policy share."""
         party = self._party(actor_id)
         self._need(*ACTIVE)
+        if party == "student" and now >= self.start:
+            raise WrongStatus("the lesson has started: it is completed or marked a no-show, not cancelled")
         total = self.duration_minutes
         window = timedelta(hours=int(self.policy["cancellation_window_hours"]))
         if party == "tutor" or self.start - now > window:
