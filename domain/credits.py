@@ -227,9 +227,8 @@ class CreditAccount(Aggregate):
         due = [
             lot
             for lot in self.lots.values()
-            if lot["state"] == "open"
-            and lot["minutes_remaining"] > 0
-            and datetime.fromisoformat(lot["expires_at"]) <= now
+            # whatever its state: credit released into a lot after it expired can never be used either
+            if lot["minutes_remaining"] > 0 and datetime.fromisoformat(lot["expires_at"]) <= now
         ]
         for lot in sorted(due, key=lambda x: x["lot_id"]):
             self._expired(

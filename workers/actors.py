@@ -70,8 +70,7 @@ def sweep_credit_expiry() -> None:
     now = _clock(settings).now()
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT DISTINCT student_id FROM student_credit_lots WHERE state = 'open' AND minutes_remaining > 0"
-            " AND expires_at <= %s",
+            "SELECT DISTINCT student_id FROM student_credit_lots WHERE minutes_remaining > 0 AND expires_at <= %s",
             (now,),
         ).fetchall()
     for (student_id,) in rows:

@@ -1,0 +1,85 @@
+"""Fixtures of the money tests: settings frugal with connections (the PostgreSQL server may be shared), a
+localstripe server for the session, and cleanup of the helpers' cached connections."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from application.settings import Settings
+from tests.conftest import PG_URL, free_port, make_settings
+from tests.money.support import STRIPE_KEY, WEBHOOK_SECRET, close_helpers, connect
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> str:
+    """The machine's PostgreSQL (127.0.0.1:5432): wait for a free connection slot rather than start another."""
+    with connect(PG_URL, connect_timeout=5) as c:
+        c.execute("SELECT 1")
+    return PG_URL
+
+
+@pytest.fixture
+def database(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database for this test, dropped afterwards (connects retried while the server is full)."""
+    name = "tc_test_money_" + secrets.token_hex(5)
+    with connect(pg_admin_url, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    url = pg_admin_url.rsplit("/", 1)[0] + "/" + name
+    yield url
+    from application.store import close_all
+
+    close_helpers()
+    close_all()
+    with contextlib.suppress(psycopg.Error), connect(pg_admin_url, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database: str, redis_url: str) -> Settings:
+    """The conftest's settings with a small event-store pool, and Stripe pointed at nothing yet."""
+    return make_settings(database, redis_url, pool_size=3, stripe_webhook_secret=WEBHOOK_SECRET)
+
+
+@pytest.fixture(autouse=True)
+def _close_helper_connections() -> Iterator[None]:
+    yield
+    close_helpers()
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A localstripe server (Stripe's API, and signed webhooks to registered URLs) on a free loopback port."""
+    port = free_port()
+    log: Path = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    code = (
+        f"from localstripe.server import app; from aiohttp import web; web.run_app(app, host='127.0.0.1', port={port})"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=log.parent
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, f"localstripe exited {proc.returncode}:\n{log.read_text()[-2000:]}"
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base}/v1/balance", auth=(STRIPE_KEY, ""), timeout=2).status_code == 200:
+                break
+        assert time.monotonic() < deadline, "localstripe did not start"
+        time.sleep(0.2)
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
