@@ -27,6 +27,7 @@ ACCOUNT_KINDS = (
     "tutor_payable",
     "platform_commission",
     "breakage",
+    "refund_writeoff",
 )
 
 

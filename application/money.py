@@ -175,20 +175,29 @@ class Money(EventStoreApp):
         if not secret:
             raise BadWebhook("webhooks are not configured (STRIPE_WEBHOOK_SECRET)")
         try:
-            event = stripe.Webhook.construct_event(payload, signature, secret)
-        except (ValueError, stripe.SignatureVerificationError) as e:
+            stripe.Webhook.construct_event(payload, signature, secret)  # verifies the signature and its age
+            raw = json.loads(payload)
+            if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+                raise ValueError("not a Stripe event")
+            obj = (raw.get("data") or {}).get("object") or {}
+            kind = raw["type"]
+            if kind == "payment_intent.succeeded":
+                args: tuple[Any, ...] = (str(obj["id"]), int(obj.get("amount_received") or obj.get("amount") or 0))
+            elif kind == "payment_intent.payment_failed":
+                args = (str(obj["id"]), str((obj.get("last_payment_error") or {}).get("message", "failed")))
+            elif kind == "charge.refunded":
+                args = (str(obj.get("payment_intent")), int(obj.get("amount_refunded") or 0), str(obj.get("id")))
+            else:
+                return self.head()
+        except stripe.SignatureVerificationError:
+            raise BadWebhook("invalid webhook: SignatureVerificationError") from None
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise BadWebhook(f"invalid webhook: {type(e).__name__}") from None
-        raw = json.loads(payload)  # verified above; read it as plain JSON
-        obj: dict[str, Any] = raw.get("data", {}).get("object", {}) or {}
-        kind = str(event.type)
         if kind == "payment_intent.succeeded":
-            return self._paid(str(obj["id"]), int(obj.get("amount_received") or obj.get("amount") or 0))
+            return self._paid(*args)
         if kind == "payment_intent.payment_failed":
-            return self._failed(str(obj["id"]), str((obj.get("last_payment_error") or {}).get("message", "failed")))
-        if kind == "charge.refunded":
-            pi = obj.get("payment_intent")
-            return self._refund_reported(str(pi), int(obj.get("amount_refunded") or 0), str(obj.get("id")))
-        return self.head()
+            return self._failed(*args)
+        return self._refund_reported(*args)
 
     def _paid(self, payment_intent_id: str, amount_received: int) -> int:
         purchase_id = self._purchase_for_intent(payment_intent_id)
@@ -238,14 +247,25 @@ class Money(EventStoreApp):
     def _apply_reported_refund(p: Purchase, account: CreditAccount, ref: str) -> None:
         owed = p.reported_refunded - p.refunded_amount
         if owed > 0 and str(p.id) in account.lots:
-            minutes, _ = account.refund(str(p.id), owed)
-            # What could not be removed (already used) is still accounted for as refunded by Stripe.
-            p.refunded(owed, minutes, ref)
+            minutes, removed = account.refund(str(p.id), owed)
+            # What could not be removed (already used or held) is still refunded by Stripe: the ledger writes it off.
+            p.refunded(owed, minutes, ref, removed)
 
     # ------------------------------------------------------------------------------------------ refunds
 
     def refund_unused(self, purchase_id: UUID) -> tuple[dict[str, Any], int]:
-        """Refund through Stripe the unused (not used, not held) credit of a paid package, and remove it."""
+        """Refund through Stripe the unused (not used, not held) credit of a paid package, and remove it.
+
+        One refund of a purchase at a time (a session advisory lock held across the Stripe call): two clicks
+        must not both ask Stripe for the same unused credit."""
+        with self.connection() as lock:
+            lock.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"refund:{purchase_id}",))
+            try:
+                return self._refund_unused(purchase_id)
+            finally:
+                lock.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (f"refund:{purchase_id}",))
+
+    def _refund_unused(self, purchase_id: UUID) -> tuple[dict[str, Any], int]:
         p = self._purchase(purchase_id)
         account = self._account(p.student_id)
         lot = account.lots.get(str(p.id))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 Posting = tuple[str, str, int, str]  # (account, "debit" | "credit", amount, currency)
-DEBIT_NORMAL = ("payment_clearing",)
+DEBIT_NORMAL = ("payment_clearing", "refund_writeoff")
 
 
 def normal_sign(account: str) -> int:
@@ -57,6 +57,16 @@ def postings_for(event_type: str, d: dict[str, Any]) -> tuple[str, list[Posting]
             (f"student_credit:{d['student_id']}", "debit", d["amount"], cur),
             ("payment_clearing", "credit", d["amount"], cur),
         ]
+    if event_type == "Purchase.Refunded":
+        # Stripe paid back more than the unused credit that could be removed (the rest was used or held).
+        removed = d.get("credit_removed")
+        excess = d["amount"] - (d["amount"] if removed is None else removed)
+        if excess <= 0:
+            return "", []
+        return f"refund beyond unused credit ({d['refund_id']})", [
+            ("refund_writeoff", "debit", excess, cur),
+            ("payment_clearing", "credit", excess, cur),
+        ]
     if event_type == "TutorPayouts.PayoutRecorded":
         return f"payout {d['reference']}", [
             (f"tutor_payable:{d['tutor_id']}", "debit", d["amount"], cur),
@@ -72,4 +82,5 @@ MONEY_EVENTS = (
     "CreditAccount.LotExpired",
     "CreditAccount.CreditRefunded",
     "TutorPayouts.PayoutRecorded",
+    "Purchase.Refunded",
 )

@@ -90,12 +90,20 @@ class Purchase(Aggregate):
     def _refund_reported(self, total_refunded: int) -> None:
         self.reported_refunded = total_refunded
 
-    def refunded(self, amount: int, minutes: int, refund_id: str) -> None:
-        """Credit worth `amount` was removed for a refund."""
-        self._refunded(amount=amount, minutes=minutes, refund_id=refund_id)
+    def refunded(self, amount: int, minutes: int, refund_id: str, credit_removed: int | None = None) -> None:
+        """Stripe refunded `amount`; credit worth `credit_removed` (default: all of it) was removed for it."""
+        self._refunded(
+            amount=amount,
+            minutes=minutes,
+            refund_id=refund_id,
+            credit_removed=amount if credit_removed is None else credit_removed,
+            currency=self.currency,
+        )
 
     @event("Refunded")
-    def _refunded(self, amount: int, minutes: int, refund_id: str) -> None:
+    def _refunded(
+        self, amount: int, minutes: int, refund_id: str, credit_removed: int | None = None, currency: str = ""
+    ) -> None:
         self.refunded_amount += amount
         self.reported_refunded = max(self.reported_refunded, self.refunded_amount)
         self.status = "refunded"

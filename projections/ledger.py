@@ -12,6 +12,7 @@ import psycopg
 from domain.credits import CreditAccount
 from domain.ledger import normal_sign, postings_for
 from domain.payouts import TutorPayouts
+from domain.purchase import Purchase
 from projections.runtime import Envelope, Projection, topic_of
 
 MONEY_TOPICS = tuple(
@@ -23,6 +24,7 @@ MONEY_TOPICS = tuple(
         CreditAccount.LotExpired,
         CreditAccount.CreditRefunded,
         TutorPayouts.PayoutRecorded,
+        Purchase.Refunded,
     )
 )
 
@@ -41,7 +43,7 @@ class Ledger(Projection):
     """Entries, postings (with their signed effect) and daily deltas per account."""
 
     name = "ledger"
-    version = 1
+    version = 2
     tables = ("ledger_entries", "ledger_postings", "ledger_daily")
     topics = MONEY_TOPICS
 

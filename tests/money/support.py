@@ -175,6 +175,22 @@ def catch_up(dsn: str, *projections: Projection) -> None:
         runner.catch_up()
 
 
+def wait_projected(dsn: str, names: tuple[str, ...] = ("ledger", "student_credits"), timeout: float = 15.0) -> int:
+    """With projector threads running (never run a Runner beside them on the same generation): wait until the
+    active generations of `names` have reached the head of the log; return that head."""
+
+    def reached() -> int | None:
+        h = head(dsn)
+        low = scalar(
+            dsn,
+            "SELECT min(position) FROM projection_tracking WHERE state = 'active' AND name = ANY(%s)",
+            (list(names),),
+        )
+        return h if low is not None and low >= h else None
+
+    return wait_until(reached, timeout=timeout, what=f"projections {names} at the head")  # type: ignore[no-any-return]
+
+
 def scalar(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
     row = conn_for(dsn).execute(sql, params).fetchone()
     return row[0] if row else None

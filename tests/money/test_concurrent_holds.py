@@ -1,5 +1,6 @@
-"""Concurrent holds on one CreditAccount against real PostgreSQL: optimistic concurrency (a version clash is
-retried or refused) never lets a student spend credit they do not have, and never resolves a hold twice."""
+"""Concurrency against real PostgreSQL: racing holds on one CreditAccount, racing resolutions of the same holds
+and racing payouts to one tutor. Optimistic concurrency (a version clash is retried or refused) never lets a
+student spend credit they do not have, resolves a hold twice or pays a tutor more than payable."""
 
 from __future__ import annotations
 
@@ -14,11 +15,22 @@ from application.money import Money
 from application.settings import Settings
 from domain.credits import InsufficientCredit
 from domain.errors import ConcurrencyConflict, WrongStatus
+from domain.payouts import PayoutExceedsPayable
 from projections.ledger import Ledger
 from projections.reconcile import reconcile
-from projections.student_credits import StudentCredits
 from tests.conftest import register
-from tests.money.support import API, account, bearer, catch_up, count_events, grant, head, ledger_balance, ok
+from tests.money.support import (
+    API,
+    account,
+    bearer,
+    catch_up,
+    count_events,
+    grant,
+    head,
+    ledger_balance,
+    ok,
+    wait_projected,
+)
 
 N = 7  # lessons of credit
 THREADS = 50
@@ -76,7 +88,7 @@ def test_fifty_concurrent_holds_never_overspend(client: Any, prepared: Settings)
     assert all(sum(p["minutes"] for p in h["parts"]) == 60 for h in acc.holds.values())
     assert count_events(dsn, "CreditAccount.CreditHeld", str(sid)) == N
     assert all(lot["minutes_remaining"] == 0 and lot["value_remaining"] == 0 for lot in acc.lots.values())
-    catch_up(dsn, Ledger(), StudentCredits())
+    wait_projected(dsn)
     assert ledger_balance(dsn, f"student_credit:{sid}") == 0
     held = sum(ledger_balance(dsn, f"booking_hold:{b}") for b in acc.holds)
     assert held == N * 4000
@@ -119,7 +131,7 @@ def test_concurrent_resolves_settle_each_hold_once(client: Any, prepared: Settin
     assert all(h["state"] != "open" for h in acc.holds.values())
 
     captured = sum(1 for b in bookings if acc.holds[b]["state"] == "completed")
-    catch_up(dsn, Ledger(), StudentCredits())
+    wait_projected(dsn)
     result = reconcile(dsn)
     assert result["ok"], result["checks"]
     assert all(ledger_balance(dsn, f"booking_hold:{b}") == 0 for b in bookings)
@@ -128,3 +140,30 @@ def test_concurrent_resolves_settle_each_hold_once(client: Any, prepared: Settin
     assert ledger_balance(dsn, f"tutor_payable:{tutor}") == captured * 3200
     item = credits_item(client, student["access_token"], tutor, head(dsn))
     assert (item["minutes_available"], item["minutes_held"]) == ((N - captured) * 60, 0), item
+
+
+def test_concurrent_payouts_never_exceed_payable(prepared: Settings) -> None:
+    """Ten clerks record a 1000 payout at once against 3040 payable: three are recorded, the rest refused."""
+    dsn = prepared.database_url
+    money = Money(prepared)
+    sid, tutor = uuid.uuid4(), uuid.uuid4()
+    grant(money, sid, tutor, 60, 3800)
+    money.hold(sid, f"p-{sid}", tutor, 60, 2000)
+    assert money.resolve(sid, f"p-{sid}", 60, "completed")[0]["tutor_net"] == 3040
+
+    def pay(i: int) -> str:
+        try:
+            money.pay_out(tutor, 1000, "USD", f"wire {i}")
+            return "paid"
+        except PayoutExceedsPayable:
+            return "refused"
+        except ConcurrencyConflict:
+            return "conflict"
+
+    outcomes = Counter(race(pay, list(range(10))))
+    assert outcomes["paid"] == 3, outcomes
+    assert count_events(dsn, "TutorPayouts.PayoutRecorded", str(tutor)) == 3
+    catch_up(dsn, Ledger())
+    assert ledger_balance(dsn, f"tutor_payable:{tutor}") == 40
+    result = reconcile(dsn)
+    assert result["ok"], result["checks"]

@@ -2,8 +2,9 @@
 
 The first test runs the real `tutorconnect worker` (dramatiq + sweeper) as a subprocess and moves the test clock
 past a lot's `expires_at`: within 15 s the unused credit is posted to breakage and the student's credits show it
-gone; running the sweep again (in process) changes nothing. The second shows what must happen to credit that a
-booking held across the expiry date and then gave back."""
+gone; running the sweep again (in process) changes nothing. The second covers credit that a booking held across
+the expiry date and gave back afterwards: it must become breakage too (it failed before expire() and the sweep
+stopped skipping lots already marked expired)."""
 
 from __future__ import annotations
 

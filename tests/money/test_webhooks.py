@@ -9,8 +9,10 @@ every test uses students of its own."""
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -296,7 +298,6 @@ def test_unsigned_forged_and_tampered_webhooks_are_refused(stack: Stack) -> None
     problem(stack.deliver(event, timestamp=int(time.time()) - 3600), 400, "invalid-webhook")
     # A signed body that is not JSON is refused, not a 500.
     problem(stack.deliver(b"not json at all"), 400)
-
     assert head(stack.dsn) == before, "a refused webhook recorded events"
     assert stack.purchase(token, bought["id"])["status"] == "awaiting_payment"
     assert stack.credits(token)["minutes_available"] == 0
@@ -304,6 +305,23 @@ def test_unsigned_forged_and_tampered_webhooks_are_refused(stack: Stack) -> None
     # The same event, properly signed, is accepted.
     ok(stack.deliver(event))
     assert stack.purchase(token, bought["id"])["status"] == "paid"
+
+
+def test_signed_but_malformed_events_are_refused_not_500(stack: Stack) -> None:
+    """Only Stripe holds the secret, but "never a 500 for bad input" holds for it too: a signed body that is not
+    a Stripe event, or an event without the fields its type needs, is a 400 and records nothing."""
+    before = stack.settled()
+    for malformed in (
+        [],
+        {"id": "evt_x", "object": "event"},
+        {"id": "evt_x", "object": "event", "type": "payment_intent.succeeded"},
+        {"id": "evt_x", "object": "event", "type": "payment_intent.succeeded", "data": {"object": {}}},
+        {"id": "evt_x", "object": "event", "type": "charge.refunded", "data": {"object": {"amount_refunded": "x"}}},
+    ):
+        r = stack.deliver(json.dumps(malformed).encode())
+        assert r.status_code < 500, f"signed {malformed} -> {r.status_code} {r.text[:300]}"
+        problem(r, 400)
+    assert head(stack.dsn) == before
 
 
 def test_payment_failed_keeps_awaiting_payment_then_a_retry_pays(stack: Stack) -> None:
@@ -395,6 +413,64 @@ def test_admin_refund_leaves_held_minutes(stack: Stack) -> None:
     assert stack.balance(f"student_credit:{sid}") == 0
     assert stack.balance(f"booking_hold:bk-{sid}") == 4000
     problem(stack.http.post(f"{API}/admin/purchases/{bought['id']}/refund", headers=bearer(stack.admin)), 409)
+
+
+def test_concurrent_admin_refunds_refund_the_unused_credit_once(stack: Stack) -> None:
+    """Two finance clerks press "refund" at the same moment: Stripe must be asked to refund the unused part once,
+    not once per click (a second refund through Stripe would pay the student back twice)."""
+    sid, token = stack.student()
+    bought = stack.buy(token, 10)
+    pi = bought["payment_intent_id"]
+    stack.pay(pi)
+    stack.wait_paid(token, bought["id"])
+    # Half of it refunded already (from the dashboard), so Stripe itself would accept a second refund of the rest.
+    ok(stack.deliver(refunded_event(pi, 38000, 19000)))
+    stack.wait_credits(token, 300)
+    url = f"{API}/admin/purchases/{bought['id']}/refund"
+    barrier = threading.Barrier(8)
+
+    def click(token: str) -> httpx.Response:
+        barrier.wait(10)
+        return stack.http.post(url, headers=bearer(token))
+
+    with ThreadPoolExecutor(8) as pool:
+        responses = list(pool.map(click, [stack.finance, stack.admin] * 4))
+    codes = sorted(r.status_code for r in responses)
+    refunds = stack.stripe.refunds.list(params={"payment_intent": pi}).data
+    assert sum(r.amount for r in refunds) == 19000, (
+        f"Stripe refunded {[r.amount for r in refunds]} for 19000 of unused credit; responses {codes}: "
+        + "; ".join(r.text[:200] for r in responses)
+    )
+    assert codes.count(200) == 1 and all(c == 409 for c in codes if c != 200), codes
+    stack.wait_credits(token, 0)
+    assert stack.balance(f"student_credit:{sid}") == 0
+
+
+def test_dashboard_refund_larger_than_the_unused_credit_still_leaves_payment_clearing(stack: Stack) -> None:
+    """A full refund from Stripe's dashboard after the student used half the package: Stripe paid back all 38000,
+    so payment_clearing (the money at Stripe) must go down by 38000, whatever absorbs the used half."""
+    sid, token = stack.student()
+    bought = stack.buy(token, 10)
+    pi = bought["payment_intent_id"]
+    stack.pay(pi)
+    stack.wait_paid(token, bought["id"])
+    stack.wait_credits(token, 600)
+    money = Money(stack.settings)
+    for i in range(5):  # five lessons taken and completed: 19000 of the credit used
+        money.hold(uuid.UUID(sid), f"used{i}-{sid}", uuid.UUID(stack.tutor_id), 60, 2000)
+        money.resolve(uuid.UUID(sid), f"used{i}-{sid}", 60, "completed")
+    stack.wait_credits(token, 300)
+    clearing = stack.balance("payment_clearing")
+
+    ok(stack.deliver(refunded_event(pi, 38000, 38000)))
+    stack.wait_credits(token, 0)
+    assert stack.balance(f"student_credit:{sid}") == 0
+    r = ok(stack.http.post(f"{API}/finance/reconciliation", headers=bearer(stack.finance)))
+    assert r["ok"], r["checks"]
+    assert stack.balance("payment_clearing") == clearing - 38000, (
+        "Stripe refunded 38000 but the ledger's payment_clearing only went down by the 19000 of credit removed: "
+        "the part of a refund that exceeds the unused credit is not posted anywhere"
+    )
 
 
 def test_refund_of_an_unpaid_purchase_is_nothing_to_refund(stack: Stack) -> None:
