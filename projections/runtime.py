@@ -453,5 +453,5 @@ def wait_for(conn: psycopg.Connection[Any], names: Sequence[str], position: int,
             return current
         if time.monotonic() >= deadline:
             return None
-        time.sleep(delay)
+        time.sleep(delay)  # bounded poll (5-50 ms backoff) of one indexed row; the wait is capped by timeout
         delay = min(delay * 2, 0.05)

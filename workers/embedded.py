@@ -45,7 +45,7 @@ def _wait(check: Callable[[], bool], timeout: float, what: str, proc: subprocess
         with contextlib.suppress(Exception):
             if check():
                 return
-        time.sleep(0.2)
+        time.sleep(0.2)  # poll a starting service until it answers; bounded by the timeout
     raise RuntimeError(f"{what} did not start within {timeout:.0f}s")
 
 

@@ -109,7 +109,7 @@ def serve(host: str, port: int, say: Callable[[str], None]) -> int:
             for name, child in list(children.items()):
                 if child.poll() is not None:
                     say(f"{name} exited with {child.returncode}; restarting")
-                    time.sleep(1)
+                    time.sleep(1)  # back off before restarting a crashed child so a crash loop cannot spin
                     children[name] = subprocess.Popen(specs[name], env=env)
         for child in children.values():
             if child.poll() is None:
