@@ -75,6 +75,49 @@ class Projection(abc.ABC):
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
         """Write the rows for a batch of events (inside the batch's transaction)."""
 
+    # A projection that can build its rows from the events table in SQL sets `in_sql` and implements
+    # `apply_range`; the runner then never fetches or decodes the batch's events in Python.
+    in_sql: ClassVar[bool] = False
+
+    def apply_range(self, cur: psycopg.Cursor[Any], start: int, end: int, t: dict[str, str]) -> int:
+        """Write the rows for the log positions start < p <= end in SQL; return how many events were applied."""
+        raise NotImplementedError
+
+
+def load_rows(
+    cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], keys: Iterable[Any], key: str | None = None
+) -> dict[Any, dict[str, Any]]:
+    """The rows of `table` whose `key` (default: the first column) is in `keys`, as dicts keyed by that column.
+
+    With `replace_rows` this is how a projection folds a whole batch in memory: one SELECT of the rows the
+    batch touches, the events applied to dicts, one DELETE and one COPY back. Statements per batch, not per
+    event: a per-event UPDATE costs a network round trip each and caps a projection near 8,000 events/s."""
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    key = key or columns[0]
+    index = list(columns).index(key)
+    rows = cur.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {key} = ANY(%s)", (wanted,)).fetchall()
+    return {r[index]: dict(zip(columns, r, strict=True)) for r in rows}
+
+
+def replace_rows(
+    cur: psycopg.Cursor[Any],
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[dict[str, Any]],
+    existing: Iterable[Any],
+    key: str | None = None,
+) -> None:
+    """Write folded rows back: delete the previously stored versions (`existing` keys), COPY every row."""
+    key = key or columns[0]
+    old = list(existing)
+    if old:
+        cur.execute(f"DELETE FROM {table} WHERE {key} = ANY(%s)", (old,))
+    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
 
 def physical(name: str, generation: int) -> str:
     """Physical table name of a logical read-model table in one generation."""
@@ -170,6 +213,18 @@ class Runner:
                 head = min(head, until)
             if head <= start:
                 return 0, False
+            if p.in_sql:
+                # The batch ends at its batch_size-th event, or at the head when fewer are left.
+                row = conn.execute(
+                    f"SELECT notification_id FROM {EVENTS_TABLE} WHERE notification_id > %s AND notification_id <= %s"
+                    " ORDER BY notification_id OFFSET %s LIMIT 1",
+                    (start, head, self.batch_size - 1),
+                ).fetchone()
+                new_position = int(row["notification_id"]) if row else head
+                with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+                    applied = p.apply_range(cur, start, new_position, self.names)
+                self._advance(start, new_position, applied)
+                return applied, True
             query = (
                 f"SELECT notification_id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE}"
                 " WHERE notification_id > %s AND notification_id <= %s"
@@ -192,14 +247,19 @@ class Runner:
             if events:
                 with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
                     p.apply(cur, events, self.names)
-            updated = conn.execute(
-                "UPDATE projection_tracking SET position = %s, events_processed = events_processed + %s,"
-                " updated_at = now() WHERE name = %s AND generation = %s AND position = %s",
-                (new_position, len(events), p.name, self.generation, start),
-            ).rowcount
-            if updated != 1:
-                raise Superseded(f"another runner advanced {p.name} generation {self.generation}")
+            self._advance(start, new_position, len(events))
             return len(events), True
+
+    def _advance(self, start: int, new_position: int, applied: int) -> None:
+        """Move the tracking position in the batch's transaction, if nobody else moved it meanwhile."""
+        p = self.projection
+        updated = self.conn.execute(
+            "UPDATE projection_tracking SET position = %s, events_processed = events_processed + %s,"
+            " updated_at = now() WHERE name = %s AND generation = %s AND position = %s",
+            (new_position, applied, p.name, self.generation, start),
+        ).rowcount
+        if updated != 1:
+            raise Superseded(f"another runner advanced {p.name} generation {self.generation}")
 
     def catch_up(self, until: int | None = None, progress: Callable[[int], None] | None = None) -> int:
         """Apply batches until the log (or `until`) is reached; return events applied."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
-import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -15,9 +15,7 @@ from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
 from domain.user import User
-from projections.runtime import Envelope, Projection, topic_of
-
-_encode = msgspec.json.Encoder().encode
+from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
 
 TUTOR_EVENTS = (
     TutorProfile.Created,
@@ -36,8 +34,40 @@ TUTOR_EVENTS = (
 )
 
 
+TUTOR_COLUMNS = (
+    "tutor_id",
+    "profile_id",
+    "full_name",
+    "email",
+    "status",
+    "feedback",
+    "bio",
+    "location",
+    "languages",
+    "experience",
+    "subject_ids",
+    "hourly_amount",
+    "currency",
+    "availability",
+    "auto_confirm",
+    "min_notice_minutes",
+    "documents",
+    "completeness",
+    "submitted_at",
+    "rating_sum",
+    "rating_count",
+    "rating_avg",
+    "updated_position",
+)
+JSON_COLUMNS = ("experience", "availability", "documents")
+PEOPLE_COLUMNS = ("user_id", "full_name", "email")
+NAME_COLUMNS = ("subject_id", "name", "category", "active")
+
+
 class Tutors(Projection):
-    """One row per tutor; search text and completeness are recomputed once per batch for touched tutors."""
+    """One row per tutor, folded per batch in memory (runtime.load_rows / replace_rows): the rows a batch touches
+    are read with one SELECT per table, the events applied in order, and written back with one DELETE and one
+    COPY; completeness is computed in Python and the search vector by one UPDATE for the touched tutors."""
 
     name = "tutors"
     version = 2
@@ -56,142 +86,171 @@ class Tutors(Projection):
     )
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        tutors, people, names = t["tutors"], t["tutors_people"], t["tutors_subject_names"]
-        touched: set[Any] = set()
-        renamed: set[Any] = set()
+        tutors_t, people_t, names_t = t["tutors"], t["tutors_people"], t["tutors_subject_names"]
+        # 1. What the batch touches, so that each table is read once.
+        new_people = {e.aggregate_id for e in events if e.type == "User.Registered"}
+        named = {e.aggregate_id for e in events if e.type == "User.ProfileUpdated" and "full_name" in e.data["changes"]}
+        created = {e.aggregate_id for e in events if e.type == "TutorProfile.Created"}
+        creators = {UUID(str(e.data["tutor_id"])) for e in events if e.type == "TutorProfile.Created"}
+        profiles = {e.aggregate_id for e in events if e.type.startswith("TutorProfile.")} - created
+        reviewed = {UUID(str(e.data["tutor_id"])) for e in events if e.type == "Booking.Reviewed"}
+        new_names = {e.aggregate_id for e in events if e.type == "Subject.Created"}
+        changed_names = {e.aggregate_id for e in events if e.type in ("Subject.Renamed", "Subject.Retired")}
+
+        people = load_rows(cur, people_t, PEOPLE_COLUMNS, (named | creators) - new_people)
+        stored_people = set(people)
+        names = load_rows(cur, names_t, NAME_COLUMNS, changed_names - new_names)
+        stored_names = set(names)
+        by_profile = load_rows(cur, tutors_t, TUTOR_COLUMNS, profiles, key="profile_id")
+        by_tutor = {r["tutor_id"]: r for r in by_profile.values()}
+        missing = (named | reviewed) - set(by_tutor)
+        for r in load_rows(cur, tutors_t, TUTOR_COLUMNS, missing).values():
+            by_profile[r["profile_id"]] = r
+            by_tutor[r["tutor_id"]] = r
+        stored_tutors = set(by_profile)
+        touched: set[UUID] = set()  # profiles whose completeness and search text are to be recomputed
+        renamed: set[UUID] = set()
+
+        # 2. The events, in order, on the rows in memory.
         for e in events:
-            d, tid = e.data, e.aggregate_id
-            kind = e.type
+            d, aid, kind = e.data, e.aggregate_id, e.type
             if kind == "Booking.Reviewed":
-                cur.execute(
-                    f"UPDATE {tutors} SET rating_sum = rating_sum + %s, rating_count = rating_count + 1,"
-                    " rating_avg = (rating_sum + %s)::float8 / (rating_count + 1) WHERE tutor_id = %s",
-                    (d["rating"], d["rating"], d["tutor_id"]),
-                )
+                row = by_tutor.get(UUID(str(d["tutor_id"])))
+                if row is not None:
+                    row["rating_sum"] += d["rating"]
+                    row["rating_count"] += 1
+                    row["rating_avg"] = row["rating_sum"] / row["rating_count"]
             elif kind == "User.Registered":
-                cur.execute(
-                    f"INSERT INTO {people} (user_id, full_name, email) VALUES (%s, %s, %s)",
-                    (tid, d["full_name"], d["email"]),
-                )
-            elif kind == "User.ProfileUpdated" and "full_name" in d["changes"]:
-                cur.execute(f"UPDATE {people} SET full_name = %s WHERE user_id = %s", (d["changes"]["full_name"], tid))
-                rows = cur.execute(
-                    f"UPDATE {tutors} SET full_name = %s WHERE tutor_id = %s RETURNING profile_id",
-                    (d["changes"]["full_name"], tid),
-                ).fetchall()
-                touched.update(r[0] for r in rows)
+                people[aid] = {"user_id": aid, "full_name": d["full_name"], "email": d["email"]}
+            elif kind == "User.ProfileUpdated":
+                if "full_name" not in d["changes"]:
+                    continue
+                if aid in people:
+                    people[aid]["full_name"] = d["changes"]["full_name"]
+                row = by_tutor.get(aid)
+                if row is not None:
+                    row["full_name"] = d["changes"]["full_name"]
+                    touched.add(row["profile_id"])
             elif kind == "Subject.Created":
-                cur.execute(
-                    f"INSERT INTO {names} (subject_id, name, category, active) VALUES (%s, %s, %s, true)",
-                    (tid, d["name"], d["category"]),
-                )
+                names[aid] = {"subject_id": aid, "name": d["name"], "category": d["category"], "active": True}
             elif kind == "Subject.Renamed":
-                cur.execute(f"UPDATE {names} SET name = %s WHERE subject_id = %s", (d["name"], tid))
-                renamed.add(tid)
+                if aid in names:
+                    names[aid]["name"] = d["name"]
+                renamed.add(aid)
             elif kind == "Subject.Retired":
-                cur.execute(f"UPDATE {names} SET active = false WHERE subject_id = %s", (tid,))
+                if aid in names:
+                    names[aid]["active"] = False
             elif kind == "TutorProfile.Created":
-                cur.execute(
-                    f"INSERT INTO {tutors} (tutor_id, profile_id, full_name, email, status, availability,"
-                    f" updated_position) SELECT %s, %s, coalesce(p.full_name, ''), coalesce(p.email, ''), 'draft',"
-                    f" %s, %s FROM (SELECT 1) x LEFT JOIN {people} p ON p.user_id = %s",
-                    (
-                        d["tutor_id"],
-                        tid,
-                        Jsonb({"timezone": None, "weekly": [], "blocks": [], "openings": []}),
-                        e.position,
-                        d["tutor_id"],
-                    ),
-                )
-                touched.add(tid)
+                tutor_id = UUID(str(d["tutor_id"]))
+                person = people.get(tutor_id) or {}
+                row = {
+                    "tutor_id": tutor_id,
+                    "profile_id": aid,
+                    "full_name": person.get("full_name", ""),
+                    "email": person.get("email", ""),
+                    "status": "draft",
+                    "feedback": None,
+                    "bio": "",
+                    "location": "",
+                    "languages": [],
+                    "experience": {},
+                    "subject_ids": [],
+                    "hourly_amount": None,
+                    "currency": None,
+                    "availability": {"timezone": None, "weekly": [], "blocks": [], "openings": []},
+                    "auto_confirm": False,
+                    "min_notice_minutes": 0,
+                    "documents": [],
+                    "completeness": 0,
+                    "submitted_at": None,
+                    "rating_sum": 0,
+                    "rating_count": 0,
+                    "rating_avg": None,
+                    "updated_position": e.position,
+                }
+                by_profile[aid] = by_tutor[tutor_id] = row
+                touched.add(aid)
             else:
-                self._profile_event(cur, tutors, e)
-                touched.add(tid)
-        for sid in renamed:
-            rows = cur.execute(f"SELECT profile_id FROM {tutors} WHERE %s = ANY(subject_ids)", (sid,)).fetchall()
-            touched.update(r[0] for r in rows)
-        if touched:
-            self._refresh(cur, tutors, names, list(touched))
+                row = by_profile.get(aid)
+                if row is not None:
+                    _profile_event(row, e)
+                    touched.add(aid)
 
-    @staticmethod
-    def _profile_event(cur: psycopg.Cursor[Any], tutors: str, e: Envelope) -> None:
-        d, tid, kind = e.data, e.aggregate_id, e.type
-        sets: dict[str, Any] = {}
-        if kind == "TutorProfile.PersonalSet":
-            p = d["personal"]
-            sets = {"bio": p["bio"], "location": p["location"], "languages": p["languages"]}
-        elif kind == "TutorProfile.ExperienceSet":
-            sets = {"experience": Jsonb(d["experience"])}
-        elif kind == "TutorProfile.TeachingSet":
-            rate = d["hourly_rate"] or {}
-            sets = {"subject_ids": d["subjects"], "hourly_amount": rate.get("amount"), "currency": rate.get("currency")}
-        elif kind == "TutorProfile.AvailabilitySet":
-            sets = {"availability": Jsonb(d["availability"])}
-        elif kind == "TutorProfile.PreferencesSet":
-            sets = {"auto_confirm": d["auto_confirm"], "min_notice_minutes": d["min_notice_minutes"]}
-        elif kind == "TutorProfile.DocumentRequested":
-            doc = {
-                "id": d["document_id"],
-                "filename": d["filename"],
-                "content_type": d["content_type"],
-                "size": d["size"],
-                "key": d["key"],
-                "status": "pending",
-                "uploaded_at": None,
-            }
-            cur.execute(
-                f"UPDATE {tutors} SET documents = documents || %s::jsonb, updated_position = %s WHERE profile_id = %s",
-                (_encode([doc]).decode(), e.position, tid),
+        # 3. Completeness of the touched tutors, then everything back.
+        for pid in touched:
+            r = by_profile[pid]
+            rate = {"amount": r["hourly_amount"], "currency": r["currency"]} if r["hourly_amount"] is not None else None
+            r["completeness"] = completeness_of(
+                {"bio": r["bio"]},
+                r["experience"] or {},
+                r["subject_ids"] or [],
+                rate,
+                r["availability"] or {},
+                r["documents"] or [],
             )
-            return
-        elif kind == "TutorProfile.DocumentUploaded":
+        if people:
+            replace_rows(cur, people_t, PEOPLE_COLUMNS, people.values(), stored_people)
+        if names:
+            replace_rows(cur, names_t, NAME_COLUMNS, names.values(), stored_names)
+        if by_profile:
+            out = ({**r, **{c: Jsonb(r[c]) for c in JSON_COLUMNS}} for r in by_profile.values())
+            replace_rows(cur, tutors_t, TUTOR_COLUMNS, out, stored_tutors, key="profile_id")
+        if touched or renamed:
             cur.execute(
-                f"UPDATE {tutors} SET documents = (SELECT jsonb_agg(CASE WHEN x->>'id' = %s THEN x || %s::jsonb"
-                f" ELSE x END ORDER BY n) FROM jsonb_array_elements(documents) WITH ORDINALITY AS a(x, n)),"
-                f" updated_position = %s WHERE profile_id = %s",
-                (
-                    d["document_id"],
-                    _encode({"status": "uploaded", "size": d["size"], "uploaded_at": d["uploaded_at"]}).decode(),
-                    e.position,
-                    tid,
-                ),
-            )
-            return
-        elif kind == "TutorProfile.Submitted":
-            sets = {"status": "pending_approval", "submitted_at": d["submitted_at"]}
-        elif kind == "TutorProfile.Approved":
-            sets = {"status": "approved", "feedback": None}
-        elif kind == "TutorProfile.Rejected":
-            sets = {"status": "rejected", "feedback": d["feedback"]}
-        elif kind == "TutorProfile.Suspended":
-            sets = {"status": "suspended"}
-        elif kind == "TutorProfile.Reinstated":
-            sets = {"status": "approved"}
-        if sets:
-            cols = ", ".join(f"{k} = %s" for k in sets)
-            cur.execute(
-                f"UPDATE {tutors} SET {cols}, updated_position = %s WHERE profile_id = %s",
-                (*sets.values(), e.position, tid),
+                f"UPDATE {tutors_t} t SET search = to_tsvector('simple', t.full_name || ' ' || t.bio || ' '"
+                f" || array_to_string(t.languages, ' ') || ' ' || coalesce((SELECT string_agg(n.name || ' '"
+                f" || n.category, ' ') FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids)), ''))"
+                f" WHERE t.profile_id = ANY(%s) OR t.subject_ids && %s::uuid[]",
+                (list(touched), list(renamed)),
             )
 
-    @staticmethod
-    def _refresh(cur: psycopg.Cursor[Any], tutors: str, names: str, ids: list[Any]) -> None:
-        cur.execute(
-            f"UPDATE {tutors} t SET search = to_tsvector('simple', t.full_name || ' ' || t.bio || ' '"
-            f" || array_to_string(t.languages, ' ') || ' ' || coalesce((SELECT string_agg(n.name || ' '"
-            f" || n.category, ' ') FROM {names} n WHERE n.subject_id = ANY(t.subject_ids)), ''))"
-            f" WHERE t.profile_id = ANY(%s)",
-            (ids,),
+
+def _profile_event(row: dict[str, Any], e: Envelope) -> None:
+    """Apply one TutorProfile event (other than Created) to its row in memory."""
+    d, kind = e.data, e.type
+    if kind == "TutorProfile.PersonalSet":
+        p = d["personal"]
+        row.update(bio=p["bio"], location=p["location"], languages=p["languages"])
+    elif kind == "TutorProfile.ExperienceSet":
+        row["experience"] = d["experience"]
+    elif kind == "TutorProfile.TeachingSet":
+        rate = d["hourly_rate"] or {}
+        row.update(
+            subject_ids=[UUID(str(s)) for s in d["subjects"]],
+            hourly_amount=rate.get("amount"),
+            currency=rate.get("currency"),
         )
-        rows = cur.execute(
-            f"SELECT tutor_id, bio, experience, subject_ids, hourly_amount, currency, availability, documents"
-            f" FROM {tutors} WHERE profile_id = ANY(%s)",
-            (ids,),
-        ).fetchall()
-        for tid, bio, exp, subjects, amount, currency, avail, docs in rows:
-            rate = {"amount": amount, "currency": currency} if amount is not None else None
-            c = completeness_of({"bio": bio}, exp or {}, subjects or [], rate, avail or {}, docs or [])
-            cur.execute(f"UPDATE {tutors} SET completeness = %s WHERE tutor_id = %s", (c, tid))
+    elif kind == "TutorProfile.AvailabilitySet":
+        row["availability"] = d["availability"]
+    elif kind == "TutorProfile.PreferencesSet":
+        row.update(auto_confirm=d["auto_confirm"], min_notice_minutes=d["min_notice_minutes"])
+    elif kind == "TutorProfile.DocumentRequested":
+        doc = {
+            "id": d["document_id"],
+            "filename": d["filename"],
+            "content_type": d["content_type"],
+            "size": d["size"],
+            "key": d["key"],
+            "status": "pending",
+            "uploaded_at": None,
+        }
+        row["documents"] = [*row["documents"], doc]
+    elif kind == "TutorProfile.DocumentUploaded":
+        patch = {"status": "uploaded", "size": d["size"], "uploaded_at": d["uploaded_at"]}
+        row["documents"] = [{**x, **patch} if x.get("id") == d["document_id"] else x for x in row["documents"]]
+    elif kind == "TutorProfile.Submitted":
+        row.update(status="pending_approval", submitted_at=d["submitted_at"])
+    elif kind == "TutorProfile.Approved":
+        row.update(status="approved", feedback=None)
+    elif kind == "TutorProfile.Rejected":
+        row.update(status="rejected", feedback=d["feedback"])
+    elif kind == "TutorProfile.Suspended":
+        row["status"] = "suspended"
+    elif kind == "TutorProfile.Reinstated":
+        row["status"] = "approved"
+    else:
+        return
+    row["updated_position"] = e.position
 
 
 def _iv(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:

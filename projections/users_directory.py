@@ -8,14 +8,34 @@ from typing import Any
 import psycopg
 
 from domain.user import User
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
+
+COLUMNS = (
+    "user_id",
+    "email",
+    "full_name",
+    "role",
+    "is_active",
+    "deleted",
+    "timezone",
+    "language",
+    "currency",
+    "avatar_url",
+    "registered_at",
+    "registered_position",
+    "updated_position",
+)
+PROFILE_FIELDS = ("full_name", "timezone", "language", "currency", "avatar_url")
 
 
 class UsersDirectory(Projection):
-    """Users by role, activity and text; soft-deleted users stay, marked inactive."""
+    """Users by role, activity and text; soft-deleted users stay, marked inactive.
+
+    A batch is folded in memory (see runtime.load_rows): the rows it touches are read once, the events applied to
+    them in order, and the rows written back with one DELETE and one COPY. `search` is a generated column."""
 
     name = "users_directory"
-    version = 1
+    version = 2
     tables = ("users_directory",)
     topics = tuple(
         topic_of(c)
@@ -31,55 +51,41 @@ class UsersDirectory(Projection):
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
         table = t["users_directory"]
+        born = {e.aggregate_id for e in events if e.type == "User.Registered"}
+        rows = load_rows(cur, table, COLUMNS, {e.aggregate_id for e in events} - born)
+        stored = set(rows)
         for e in events:
             d = e.data
             if e.type == "User.Registered":
-                cur.execute(
-                    f"INSERT INTO {table} (user_id, email, full_name, role, is_active, registered_at,"
-                    " registered_position, updated_position, search) VALUES (%s, %s, %s, %s, true, %s, %s, %s,"
-                    " lower(%s || ' ' || %s))",
-                    (
-                        e.aggregate_id,
-                        d["email"],
-                        d["full_name"],
-                        d["role"],
-                        d["registered_at"],
-                        e.position,
-                        e.position,
-                        d["full_name"],
-                        d["email"],
-                    ),
-                )
-            elif e.type == "User.ProfileUpdated":
-                changes = {
-                    k: v
-                    for k, v in d["changes"].items()
-                    if k in ("full_name", "timezone", "language", "currency", "avatar_url")
+                rows[e.aggregate_id] = {
+                    "user_id": e.aggregate_id,
+                    "email": d["email"],
+                    "full_name": d["full_name"],
+                    "role": d["role"],
+                    "is_active": True,
+                    "deleted": False,
+                    "timezone": "UTC",
+                    "language": "en",
+                    "currency": "USD",
+                    "avatar_url": None,
+                    "registered_at": d["registered_at"],
+                    "registered_position": e.position,
+                    "updated_position": e.position,
                 }
+                continue
+            row = rows.get(e.aggregate_id)
+            if row is None:
+                continue  # an event of a user this read model never saw registered: nothing to update
+            if e.type == "User.ProfileUpdated":
+                changes = {k: v for k, v in d["changes"].items() if k in PROFILE_FIELDS}
                 if not changes:
                     continue
-                sets = ", ".join(f"{k} = %s" for k in changes)
-                cur.execute(
-                    f"UPDATE {table} SET {sets}, updated_position = %s WHERE user_id = %s",
-                    (*changes.values(), e.position, e.aggregate_id),
-                )
-                if "full_name" in changes:
-                    cur.execute(
-                        f"UPDATE {table} SET search = lower(full_name || ' ' || email) WHERE user_id = %s",
-                        (e.aggregate_id,),
-                    )
+                row.update(changes)
             elif e.type == "User.RoleChanged":
-                cur.execute(
-                    f"UPDATE {table} SET role = %s, updated_position = %s WHERE user_id = %s",
-                    (d["role"], e.position, e.aggregate_id),
-                )
+                row["role"] = d["role"]
             elif e.type in ("User.Deactivated", "User.Reactivated"):
-                cur.execute(
-                    f"UPDATE {table} SET is_active = %s, updated_position = %s WHERE user_id = %s",
-                    (e.type == "User.Reactivated", e.position, e.aggregate_id),
-                )
+                row["is_active"] = e.type == "User.Reactivated"
             elif e.type == "User.Deleted":
-                cur.execute(
-                    f"UPDATE {table} SET deleted = true, is_active = false, updated_position = %s WHERE user_id = %s",
-                    (e.position, e.aggregate_id),
-                )
+                row["deleted"], row["is_active"] = True, False
+            row["updated_position"] = e.position
+        replace_rows(cur, table, COLUMNS, rows.values(), stored)

@@ -13,7 +13,7 @@ CREATE TABLE {users_directory} (
     registered_at timestamptz NOT NULL,
     registered_position bigint NOT NULL,
     updated_position bigint NOT NULL,
-    search text NOT NULL
+    search text GENERATED ALWAYS AS (lower(full_name || ' ' || email)) STORED
 );
 CREATE INDEX {users_directory}_reg_idx ON {users_directory} (registered_position DESC);
 CREATE INDEX {users_directory}_role_idx ON {users_directory} (role, registered_position DESC);

@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -19,6 +19,7 @@ from eventsourcing.persistence import IntegrityError
 from psycopg.rows import dict_row
 
 from application.catalog import Catalog
+from application.context import acting
 from application.identity import Identity
 from application.settings import Settings
 from application.store import close_all
@@ -714,3 +715,41 @@ def test_wait_for_times_out_with_none_and_returns_the_position_once_reached(prep
         assert runtime.wait_for(conn, ["audit_log", "users_directory"], target, 0.1) == target
         assert runtime.wait_for(conn, ["audit_log", "users_directory"], target - 3, 0) == target
         assert runtime.wait_for(conn, ["no_such_projection"], 1, 0.05) is None
+
+
+class PythonAuditLog(AuditLog):
+    """audit_log built through its Python path (decoded events, COPY), into tables of its own."""
+
+    name = "audit_log_py"
+    tables = ("audit_log_py",)
+    in_sql = False
+
+    def ddl(self, names: dict[str, str]) -> str:
+        return (runtime.DDL_DIR / "audit_log.sql").read_text().format(audit_log=names["audit_log_py"])
+
+    def apply(self, cur: Any, events: Any, t: dict[str, str]) -> None:
+        super().apply(cur, events, {"audit_log": t["audit_log_py"]})
+
+
+def test_audit_log_in_sql_gives_the_rows_of_its_python_path(prepared: Settings) -> None:
+    dsn = prepared.database_url
+    catalog, identity = Catalog(prepared), Identity(prepared)
+    identity.register("audit-sql@example.test", "Passw0rd-test", 'Ünïcode "quoted" name', "student")
+    identity.login("audit-sql@example.test", "Passw0rd-test")
+    with acting(actor_id=str(uuid4()), actor_role="admin", correlation_id="corr-1", causation_id="cause-1"):
+        for i in range(7):
+            catalog.create_subject(f"Subject {i} \\ ' \t tab", "Category")
+    identity.save(*new_users(identity, "sql", 25))
+    runtime.ensure(dsn, [AuditLog(), PythonAuditLog()])
+    for projection in (AuditLog(), PythonAuditLog()):
+        runner = Runner(dsn, projection, 1, batch_size=4)
+        assert runner.catch_up() == len(event_ids(dsn))
+        runner.close()
+    with connect(dsn) as c, c.cursor(row_factory=dict_row) as cur:
+        in_sql = cur.execute("SELECT * FROM audit_log ORDER BY position").fetchall()
+        in_python = cur.execute("SELECT * FROM audit_log_py ORDER BY position").fetchall()
+    assert len(in_sql) == len(event_ids(dsn)) and in_sql == in_python
+    # the metadata columns are filled, not just equal
+    assert sum(r["actor_role"] == "admin" and r["causation_id"] == "cause-1" for r in in_sql) == 7
+    assert all(r["recorded_at"] is not None and r["correlation_id"] for r in in_sql)
+    assert {r["type"] for r in in_sql} >= {"User.Registered", "User.SessionStarted", "Subject.Created"}
