@@ -59,6 +59,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token_days: int = 30
     pool_size: int = 4
     lock_timeout_s: int = 5
+    projector_threads: int = 2
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -85,6 +86,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             argon2_parallelism=int(e.get("ARGON2_PARALLELISM", 4)),
             pool_size=int(e.get("DB_POOL_SIZE", 4)),
             lock_timeout_s=int(e.get("POSTGRES_LOCK_TIMEOUT", 5)),
+            projector_threads=int(e.get("PROJECTOR_THREADS", 2)),
         )
 
     def eventsourcing_env(self) -> dict[str, str]:

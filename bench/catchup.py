@@ -192,12 +192,6 @@ def timed(projection: Any) -> tuple[Any, dict[str, float]]:
             super().apply(cur, events, t)
             box["apply_s"] += time.perf_counter() - t0
 
-        def apply_range(self, cur: Any, start: int, end: int, t: Any) -> int:
-            t0 = time.perf_counter()
-            n = int(super().apply_range(cur, start, end, t))
-            box["apply_s"] += time.perf_counter() - t0
-            return n
-
     Timed.__name__ = base.__name__
     return Timed(), box
 

@@ -75,14 +75,6 @@ class Projection(abc.ABC):
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
         """Write the rows for a batch of events (inside the batch's transaction)."""
 
-    # A projection that can build its rows from the events table in SQL sets `in_sql` and implements
-    # `apply_range`; the runner then never fetches or decodes the batch's events in Python.
-    in_sql: ClassVar[bool] = False
-
-    def apply_range(self, cur: psycopg.Cursor[Any], start: int, end: int, t: dict[str, str]) -> int:
-        """Write the rows for the log positions start < p <= end in SQL; return how many events were applied."""
-        raise NotImplementedError
-
 
 def load_rows(
     cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], keys: Iterable[Any], key: str | None = None
@@ -213,18 +205,6 @@ class Runner:
                 head = min(head, until)
             if head <= start:
                 return 0, False
-            if p.in_sql:
-                # The batch ends at its batch_size-th event, or at the head when fewer are left.
-                row = conn.execute(
-                    f"SELECT notification_id FROM {EVENTS_TABLE} WHERE notification_id > %s AND notification_id <= %s"
-                    " ORDER BY notification_id OFFSET %s LIMIT 1",
-                    (start, head, self.batch_size - 1),
-                ).fetchone()
-                new_position = int(row["notification_id"]) if row else head
-                with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-                    applied = p.apply_range(cur, start, new_position, self.names)
-                self._advance(start, new_position, applied)
-                return applied, True
             query = (
                 f"SELECT notification_id, originator_id, originator_version, topic, state FROM {EVENTS_TABLE}"
                 " WHERE notification_id > %s AND notification_id <= %s"
@@ -424,7 +404,7 @@ def positions(conn: psycopg.Connection[Any], names: Sequence[str]) -> int:
 class Follower:
     """Keeps projections' active generations up to date in one thread: catch-up, then wake on NOTIFY.
 
-    One thread and two connections serve every projection of a process (a LISTEN connection, which also holds
+    One thread and two connections serve a group of projections (a LISTEN connection, which also holds
     the session advisory locks, and a work connection for the batch transactions). Only one process runs a
     projection at a time (its advisory lock); others stand by and take over when the holder dies. Batches are
     interleaved across projections so one long catch-up does not starve the others. The 1-second wait timeout
@@ -495,12 +475,30 @@ class Follower:
                         pass
 
 
-def follow_all(dsn: str, projections: Sequence[Projection], stop: threading.Event) -> list[threading.Thread]:
-    """Start the follower thread for these projections."""
+def follow_all(
+    dsn: str, projections: Sequence[Projection], stop: threading.Event, threads: int = 2
+) -> list[threading.Thread]:
+    """Start `threads` follower threads sharing these projections out.
+
+    Most of a batch's work is PostgreSQL's (COPY, index upkeep), so two threads keep two backends busy and the set
+    catches up about as fast as its slowest member instead of the sum of all. Projections that read every event
+    (no `topics`: audit_log) get threads of their own first; the rest are dealt round-robin."""
     ensure(dsn, projections)
-    t = threading.Thread(target=Follower(dsn, projections, stop).run, name="projections", daemon=True)
-    t.start()
-    return [t]
+    n = max(1, min(threads, len(projections)))
+    groups: list[list[Projection]] = [[] for _ in range(n)]
+    heavy = [p for p in projections if not p.topics]
+    light = [p for p in projections if p.topics]
+    for i, p in enumerate(heavy):
+        groups[i % n].append(p)
+    rest = [g for g in groups if not g] or groups
+    for i, p in enumerate(light):
+        rest[i % len(rest)].append(p)
+    started = []
+    for i, group in enumerate(g for g in groups if g):
+        t = threading.Thread(target=Follower(dsn, group, stop).run, name=f"projections-{i}", daemon=True)
+        t.start()
+        started.append(t)
+    return started
 
 
 def wait_for(conn: psycopg.Connection[Any], names: Sequence[str], position: int, timeout: float) -> int | None:

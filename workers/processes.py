@@ -62,7 +62,7 @@ def run_projectors() -> None:
     prepare(settings)
     stop = threading.Event()
     _on_term(stop)
-    runtime.follow_all(settings.database_url, all_projections(), stop)
+    runtime.follow_all(settings.database_url, all_projections(), stop, settings.projector_threads)
     log.info("projectors running: %s", ", ".join(p.name for p in all_projections()))
     stop.wait()
 

@@ -124,10 +124,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 
 
 class RecordingAuditLog(AuditLog):
-    """The real audit_log projection, also noting the positions of every batch it applies, in order (through its
-    Python path: the batches it is handed are what these tests inspect)."""
-
-    in_sql = False
+    """The real audit_log projection, also noting the positions of every batch it applies, in order."""
 
     def __init__(self) -> None:
         self.batches: list[list[int]] = []
