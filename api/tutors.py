@@ -15,10 +15,13 @@ from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
 from projections.tutors import next_slots, slots_for
 
-PUBLIC_COLS = (
+SEARCH_COLS = (
     "t.tutor_id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency, t.rating_avg,"
-    " t.rating_count, t.availability, t.min_notice_minutes, t.experience"
+    " t.rating_count, t.availability, t.min_notice_minutes"
 )
+PUBLIC_COLS = SEARCH_COLS + ", t.experience"
+HOUR = timedelta(minutes=60)  # search looks for free one-hour lessons
+NEXT_SLOT_DAYS = 29  # next_slots looks 28 days ahead; a lesson starting on day 28 ends on day 29
 
 
 def _iso(t: datetime) -> str:
@@ -36,14 +39,14 @@ def _subjects(conn: Any, ids: list[Any]) -> dict[str, dict[str, Any]]:
     }
 
 
-def busy_by_tutor(conn: Any, tutor_ids: list[Any], now: datetime, days: int = 28) -> dict[Any, list[Any]]:
-    """Pending/confirmed booking intervals of several tutors over the next `days` (one query)."""
+def busy_by_tutor(conn: Any, tutor_ids: list[Any], frm: datetime, to: datetime) -> dict[Any, list[Any]]:
+    """Pending/confirmed booking intervals of several tutors overlapping [frm, to) (one query)."""
     out: dict[Any, list[Any]] = {t: [] for t in tutor_ids}
     if tutor_ids:
         for r in conn.execute(
             "SELECT tutor_id, start_at, end_at FROM bookings WHERE tutor_id = ANY(%s) AND status IN"
             " ('pending', 'confirmed') AND end_at > %s AND start_at < %s",
-            (tutor_ids, now, now + timedelta(days=days + 1)),
+            (tutor_ids, frm, to),
         ).fetchall():
             out[r["tutor_id"]].append((r["start_at"], r["end_at"]))
     return out
@@ -140,25 +143,26 @@ class PublicTutorsController(Controller):
                 p.extend([*key_params, *after])
             order = "ASC" if asc else "DESC"
             sql = (
-                f"SELECT {PUBLIC_COLS}, {key} AS sort_key FROM tutors t WHERE {' AND '.join(w)}"
+                f"SELECT {SEARCH_COLS}, {key} AS sort_key FROM tutors t WHERE {' AND '.join(w)}"
                 f" ORDER BY sort_key {order}, tutor_id {order} LIMIT %s"
             )
             return list(conn.execute(sql, (*key_params, *p, size)).fetchall())
 
         now = services(request.app.state).clock.now()
-        items: list[dict[str, Any]] = []
         decoded = decode_cursor(cursor, tuple[float, UUID])
         last: list[Any] | None = list(decoded) if decoded else None
         more = False
         with reading(request, ("tutors", "bookings")) as (conn, pos):
             size = n + 1 if frm is None else max(50, n * 3)
             scanned = 0
+            chosen: list[dict[str, Any]] = []
             while not more:
                 rows = page(last, size)
-                names = _subjects(conn, list({s for r in rows for s in r["subject_ids"]}))
-                busy = busy_by_tutor(conn, [r["tutor_id"] for r in rows], now)
+                # Under a window filter only bookings overlapping the window matter (the next_slot of the chosen
+                # few is worked out below, with their own 28 days of bookings).
+                busy = busy_by_tutor(conn, [r["tutor_id"] for r in rows], frm, to + HOUR) if frm and to else {}
                 for r in rows:
-                    if len(items) == n:
+                    if len(chosen) == n:
                         more = True
                         break
                     scanned += 1
@@ -171,18 +175,22 @@ class PublicTutorsController(Controller):
                             r["min_notice_minutes"],
                             frm,
                             to,
-                            timedelta(minutes=60),
+                            HOUR,
                             now,
                             busy[r["tutor_id"]],
+                            limit=1,
                         )
                     ):
                         continue
-                    items.append(public_tutor(r, names, now, busy[r["tutor_id"]]))
+                    chosen.append(r)
                 if len(rows) < size:
                     break
                 if scanned >= 2000:  # bound the work of one page under a narrow availability filter
                     more = True
                     break
+            names = _subjects(conn, list({s for r in chosen for s in r["subject_ids"]}))
+            upcoming = busy_by_tutor(conn, [r["tutor_id"] for r in chosen], now, now + timedelta(days=NEXT_SLOT_DAYS))
+            items = [public_tutor(r, names, now, upcoming[r["tutor_id"]]) for r in chosen]
         next_cursor = encode_cursor(last) if more and last else None
         return query({"items": items, "next_cursor": next_cursor}, pos)
 
@@ -197,7 +205,7 @@ class PublicTutorsController(Controller):
             if row is None:
                 raise NotFound("no such tutor")
             names = _subjects(conn, row["subject_ids"])
-            busy = busy_by_tutor(conn, [tutor_id], now)[tutor_id]
+            busy = busy_by_tutor(conn, [tutor_id], now, now + timedelta(days=NEXT_SLOT_DAYS))[tutor_id]
             reviews = conn.execute(
                 "SELECT booking_id, rating, text, created_at, response_text, response_at FROM tutor_reviews"
                 " WHERE tutor_id = %s ORDER BY created_at DESC LIMIT 20",

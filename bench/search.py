@@ -804,7 +804,12 @@ def main() -> None:
     p.add_argument("--students", type=int, default=None, help="students (default 5000; quick 500)")
     p.add_argument("--seconds", type=float, default=None, help="measured seconds per combination (default 10; quick 3)")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per combination (default 2; quick 1)")
-    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument(
+        "--concurrency",
+        default="1,8",
+        help="comma-separated client counts, each measured in turn (default 1,8: one client's latency without"
+        " queueing, then 8 clients for throughput)",
+    )
     a = p.parse_args()
     n_tutors = a.tutors or (1_000 if a.quick else 10_000)
     n_bookings = a.bookings if a.bookings is not None else (20_000 if a.quick else 200_000)
@@ -866,26 +871,31 @@ def main() -> None:
 
             r = httpx.get(root + "/api/v1/tutors?sort=rating", timeout=30)
             assert r.status_code == 200 and len(r.json()["items"]) == 20, r.text[:500]
+            levels = [int(c) for c in str(a.concurrency).split(",") if c.strip()]
             say(
-                f"api up on {root} (1 granian worker); {a.concurrency} connections, {warmup:.0f}s warm-up +"
-                f" {seconds:.0f}s per combination"
+                f"api up on {root} (1 granian worker); {'/'.join(map(str, levels))} connections, {warmup:.0f}s"
+                f" warm-up + {seconds:.0f}s per combination"
             )
-            spec = {
-                "host": "127.0.0.1",
-                "port": port,
-                "seconds": seconds,
-                "warmup": warmup,
-                "concurrency": a.concurrency,
-                "pgid": api.pid,
-                "dbname": dsn.rsplit("/", 1)[1].split("?")[0],
-                "combos": combos(rng, subjects, now),
-            }
-            spec_path = Path(tmp) / "spec.json"
-            spec_path.write_text(json.dumps(spec))
-            out = subprocess.run(
-                [sys.executable, __file__, "--drive", str(spec_path)], check=True, stdout=subprocess.PIPE, text=True
-            )
-            results = json.loads(out.stdout.strip().splitlines()[-1])
+            results: dict[str, Any] = {}
+            for level in levels:
+                say(f"{level} concurrent client(s):")
+                spec = {
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "seconds": seconds,
+                    "warmup": warmup,
+                    "concurrency": level,
+                    "pgid": api.pid,
+                    "dbname": dsn.rsplit("/", 1)[1].split("?")[0],
+                    "combos": combos(rng, subjects, now),
+                }
+                spec_path = Path(tmp) / "spec.json"
+                spec_path.write_text(json.dumps(spec))
+                out = subprocess.run(
+                    [sys.executable, __file__, "--drive", str(spec_path)], check=True, stdout=subprocess.PIPE, text=True
+                )
+                for name, r in json.loads(out.stdout.strip().splitlines()[-1]).items():
+                    results[f"c{level}_{name}"] = r
         finally:
             stop_process(api)
         if "Traceback" in api_log.read_text():

@@ -13,6 +13,7 @@ Openings add UTC intervals, blocks remove them; slots start on the UTC :00/:30 g
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,7 @@ def rule_intervals(rules: Iterable[WeeklyRule], zone: str, frm: datetime, to: da
     return out
 
 
+@functools.lru_cache(maxsize=65536)
 def _day_pieces(tz: ZoneInfo, day: date) -> list[tuple[datetime, datetime, timedelta]]:
     """The UTC span of local `day`, split where the offset changes: [(lo, hi, offset)].
 
@@ -184,17 +186,30 @@ def _ceil_grid(t: datetime) -> datetime:
 
 
 def slots(
-    free: Sequence[Interval], duration: timedelta, frm: datetime, to: datetime, taken: Iterable[Interval] = ()
+    free: Sequence[Interval],
+    duration: timedelta,
+    frm: datetime,
+    to: datetime,
+    taken: Iterable[Interval] = (),
+    limit: int | None = None,
 ) -> list[Interval]:
-    """Grid-aligned [start, start + duration) wholly inside `free`, starting in [frm, to), not overlapping `taken`."""
+    """Grid-aligned [start, start + duration) wholly inside `free`, starting
+    in [frm, to), not overlapping `taken`; the first `limit` of them when given."""
     busy = merge(taken)
     out: list[Interval] = []
-    for a, b in free:
+    i = 0  # candidates only move forward in time, so one pointer walks the sorted busy list
+    for a, b in sorted(free):
         s = _ceil_grid(max(a, frm))
         while s + duration <= b and s < to:
             e = s + duration
-            if not any(x < e and s < y for x, y in busy):
-                out.append((s, e))
+            while i < len(busy) and busy[i][1] <= s:
+                i += 1
+            if i < len(busy) and busy[i][0] < e:
+                s = max(s + GRID, _ceil_grid(busy[i][1]))  # jump past the busy interval
+                continue
+            out.append((s, e))
+            if limit is not None and len(out) >= limit:
+                return out
             s += GRID
     return out
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.booking import Booking
 from domain.inbox import Inbox
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
 
 BOOKING_EVENTS = (
     Booking.Requested,
@@ -29,8 +30,33 @@ BOOKING_EVENTS = (
 )
 
 
+COLUMNS = (
+    "booking_id",
+    "student_id",
+    "tutor_id",
+    "subject_id",
+    "start_at",
+    "end_at",
+    "duration_minutes",
+    "status",
+    "note",
+    "policy",
+    "created_at",
+    "expires_at",
+    "auto_complete_at",
+    "pending_reschedule",
+    "cancelled_by",
+    "refunded_minutes",
+    "forfeited_minutes",
+    "reminded",
+    "updated_position",
+)
+REVIEW_COLUMNS = ("booking_id", "tutor_id", "rating", "text", "created_at", "response_text", "response_at")
+
+
 class Bookings(Projection):
-    """Bookings by student, tutor, status and time."""
+    """Bookings by student, tutor, status and time. A batch is folded in memory (runtime.load_rows): the rows it
+    touches are read once, the events applied in order, and the rows written back with one DELETE and one COPY."""
 
     name = "bookings"
     version = 1
@@ -38,95 +64,113 @@ class Bookings(Projection):
     topics = (*tuple(topic_of(c) for c in BOOKING_EVENTS), topic_of(Inbox.Reminded))
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        table, reviews = t["bookings"], t["tutor_reviews"]
+        table, reviews_t = t["bookings"], t["tutor_reviews"]
+        born = {e.aggregate_id for e in events if e.type == "Booking.Requested"}
+        reminded = {UUID(str(e.data["booking_id"])) for e in events if e.type == "Inbox.Reminded"}
+        touched = {e.aggregate_id for e in events if e.type.startswith("Booking.")} | reminded
+        rows = load_rows(cur, table, COLUMNS, touched - born)
+        stored = set(rows)
+        reviewed = {e.aggregate_id for e in events if e.type == "Booking.Reviewed"}
+        answered = {e.aggregate_id for e in events if e.type == "Booking.ReviewResponded"}
+        reviews = load_rows(cur, reviews_t, REVIEW_COLUMNS, answered - reviewed)
+        stored_reviews = set(reviews)
         for e in events:
             d, bid, kind = e.data, e.aggregate_id, e.type.split(".", 1)[1]
             if e.type == "Inbox.Reminded":
-                cur.execute(f"UPDATE {table} SET reminded = true WHERE booking_id = %s", (d["booking_id"],))
+                if (row := rows.get(UUID(str(d["booking_id"])))) is not None:
+                    row["reminded"] = True
                 continue
             if kind == "Requested":
                 start = datetime.fromisoformat(d["start"])
                 requested = datetime.fromisoformat(d["requested_at"])
                 end = datetime.fromisoformat(d["end"])
                 policy = d["policy"]
-                expires = min(requested + timedelta(hours=int(policy.get("pending_expiry_hours", 24))), start)
-                complete = end + timedelta(hours=int(policy.get("auto_complete_hours", 24)))
-                cur.execute(
-                    f"INSERT INTO {table} (booking_id, student_id, tutor_id, subject_id, start_at, end_at,"
-                    " duration_minutes, status, note, policy, created_at, expires_at, auto_complete_at,"
-                    " updated_position) VALUES (%s, %s, %s, %s, %s, %s, %s, 'pending', %s, %s, %s, %s, %s, %s)",
-                    (
-                        bid,
-                        d["student_id"],
-                        d["tutor_id"],
-                        d["subject_id"],
-                        start,
-                        end,
-                        d["duration_minutes"],
-                        d["note"],
-                        Jsonb(policy),
-                        requested,
-                        expires,
-                        complete,
-                        e.position,
-                    ),
-                )
-                continue
-            sets: dict[str, Any] = {}
-            if kind == "Confirmed":
-                sets = {"status": "confirmed"}
-            elif kind in ("Declined", "Expired"):
-                sets = {"status": kind.lower()}
-            elif kind == "Cancelled":
-                sets = {
-                    "status": "cancelled",
-                    "cancelled_by": d["by"],
-                    "refunded_minutes": d["refunded_minutes"],
-                    "forfeited_minutes": d["forfeited_minutes"],
-                    "pending_reschedule": None,
-                }
-            elif kind == "RescheduleProposed":
-                sets = {"pending_reschedule": Jsonb({"start": d["start"], "proposed_by": d["proposed_by"]})}
-            elif kind == "Rescheduled":
-                row = cur.execute(f"SELECT policy FROM {table} WHERE booking_id = %s", (bid,)).fetchone()
-                hours = int((row[0] if row else {}).get("auto_complete_hours", 24))
-                end = datetime.fromisoformat(d["end"])
-                sets = {
-                    "start_at": d["start"],
+                rows[bid] = {
+                    "booking_id": bid,
+                    "student_id": d["student_id"],
+                    "tutor_id": d["tutor_id"],
+                    "subject_id": d["subject_id"],
+                    "start_at": start,
                     "end_at": end,
+                    "duration_minutes": d["duration_minutes"],
+                    "status": "pending",
+                    "note": d["note"],
+                    "policy": policy,
+                    "created_at": requested,
+                    "expires_at": min(requested + timedelta(hours=int(policy.get("pending_expiry_hours", 24))), start),
+                    "auto_complete_at": end + timedelta(hours=int(policy.get("auto_complete_hours", 24))),
                     "pending_reschedule": None,
+                    "cancelled_by": None,
+                    "refunded_minutes": None,
+                    "forfeited_minutes": None,
                     "reminded": False,
-                    "auto_complete_at": end + timedelta(hours=hours),
+                    "updated_position": e.position,
                 }
+                continue
+            if kind == "Reviewed":
+                reviews[bid] = {
+                    "booking_id": bid,
+                    "tutor_id": d["tutor_id"],
+                    "rating": d["rating"],
+                    "text": d["text"],
+                    "created_at": d["created_at"],
+                    "response_text": None,
+                    "response_at": None,
+                }
+                continue
+            if kind == "ReviewResponded":
+                if (review := reviews.get(bid)) is not None:
+                    review.update(response_text=d["text"], response_at=d["created_at"])
+                continue
+            row = rows.get(bid)
+            if row is None:
+                continue
+            if kind == "Confirmed":
+                row["status"] = "confirmed"
+            elif kind in ("Declined", "Expired"):
+                row["status"] = kind.lower()
+            elif kind == "Cancelled":
+                row.update(
+                    status="cancelled",
+                    cancelled_by=d["by"],
+                    refunded_minutes=d["refunded_minutes"],
+                    forfeited_minutes=d["forfeited_minutes"],
+                    pending_reschedule=None,
+                )
+            elif kind == "RescheduleProposed":
+                row["pending_reschedule"] = {"start": d["start"], "proposed_by": d["proposed_by"]}
+            elif kind == "Rescheduled":
+                end = datetime.fromisoformat(d["end"])
+                hours = int((row["policy"] or {}).get("auto_complete_hours", 24))
+                row.update(
+                    start_at=datetime.fromisoformat(d["start"]),
+                    end_at=end,
+                    pending_reschedule=None,
+                    reminded=False,
+                    auto_complete_at=end + timedelta(hours=hours),
+                )
             elif kind == "RescheduleRejected":
-                sets = {"pending_reschedule": None}
+                row["pending_reschedule"] = None
             elif kind == "Completed":
-                sets = {"status": "completed", "pending_reschedule": None}
+                row.update(status="completed", pending_reschedule=None)
             elif kind == "NoShowMarked":
-                sets = {
-                    "status": "no_show",
-                    "refunded_minutes": d["refunded_minutes"],
-                    "forfeited_minutes": d["forfeited_minutes"],
-                }
-            elif kind == "Reviewed":
-                cur.execute(
-                    f"INSERT INTO {reviews} (booking_id, tutor_id, rating, text, created_at)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    (bid, d["tutor_id"], d["rating"], d["text"], d["created_at"]),
+                row.update(
+                    status="no_show", refunded_minutes=d["refunded_minutes"], forfeited_minutes=d["forfeited_minutes"]
                 )
+            else:
                 continue
-            elif kind == "ReviewResponded":
-                cur.execute(
-                    f"UPDATE {reviews} SET response_text = %s, response_at = %s WHERE booking_id = %s",
-                    (d["text"], d["created_at"], bid),
-                )
-                continue
-            if sets:
-                cols = ", ".join(f"{k} = %s" for k in sets)
-                cur.execute(
-                    f"UPDATE {table} SET {cols}, updated_position = %s WHERE booking_id = %s",
-                    (*sets.values(), e.position, bid),
-                )
+            row["updated_position"] = e.position
+        out = (
+            {
+                **r,
+                "policy": Jsonb(r["policy"]),
+                "pending_reschedule": None if r["pending_reschedule"] is None else Jsonb(r["pending_reschedule"]),
+            }
+            for r in rows.values()
+        )
+        replace_rows(cur, table, COLUMNS, out, stored)
+        if reviews:
+            replace_rows(cur, reviews_t, REVIEW_COLUMNS, reviews.values(), stored_reviews)
 
 
 def taken(conn: Any, tutor_id: Any, frm: datetime, to: datetime) -> list[tuple[datetime, datetime]]:

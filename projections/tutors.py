@@ -70,7 +70,7 @@ class Tutors(Projection):
     COPY; completeness is computed in Python and the search vector by one UPDATE for the touched tutors."""
 
     name = "tutors"
-    version = 2
+    version = 3
     tables = ("tutors", "tutors_people", "tutors_subject_names")
     topics = tuple(
         topic_of(c)
@@ -265,8 +265,10 @@ def slots_for(
     duration: timedelta,
     now: datetime,
     taken: Sequence[tuple[datetime, datetime]] = (),
+    limit: int | None = None,
 ) -> list[tuple[datetime, datetime]]:
-    """Bookable slots of a tutor row: weekly rules in its zone + openings - blocks, after the notice period."""
+    """Bookable slots of a tutor row: weekly rules in its zone + openings - blocks, after the notice period (the
+    first `limit` of them when given)."""
     zone = availability.get("timezone")
     rules = parse_rules(availability.get("weekly") or []) if zone else ()
     earliest = max(frm, now + timedelta(minutes=min_notice_minutes))
@@ -280,7 +282,7 @@ def slots_for(
         earliest,
         to + duration,
     )
-    return slots(free, duration, earliest, to, taken)
+    return slots(free, duration, earliest, to, taken, limit)
 
 
 def next_slots(
@@ -296,7 +298,9 @@ def next_slots(
     start = now
     for _ in range(horizon_days // 7):
         end = start + timedelta(days=7)
-        out.extend(slots_for(availability, min_notice_minutes, start, end, timedelta(minutes=60), now, taken))
+        out.extend(
+            slots_for(availability, min_notice_minutes, start, end, timedelta(minutes=60), now, taken, n - len(out))
+        )
         if len(out) >= n:
             break
         start = end
