@@ -1,7 +1,7 @@
 -- ledger: the double-entry journal derived from money events, and daily balance deltas for as-of queries.
 CREATE TABLE {ledger_entries} (
     position bigint PRIMARY KEY,
-    entry_id text NOT NULL UNIQUE,
+    entry_id text GENERATED ALWAYS AS ('E' || position::text) STORED,  -- derived from the key: no index of its own
     recorded_at timestamptz NOT NULL,
     description text NOT NULL,
     event_type text NOT NULL,
@@ -20,10 +20,12 @@ CREATE TABLE {ledger_postings} (
     PRIMARY KEY (position, seq)
 );
 CREATE INDEX {ledger_postings}_account_idx ON {ledger_postings} (account, recorded_at) INCLUDE (signed, currency);
+-- Per-batch sums of the signed postings per (account, UTC day, currency): a key may have several rows (one per
+-- batch that touched it), so readers sum them. Appending is what lets a replay stream them in by COPY.
 CREATE TABLE {ledger_daily} (
     account text NOT NULL,
     currency text NOT NULL,
     day date NOT NULL,
-    delta bigint NOT NULL,
-    PRIMARY KEY (account, day, currency)
+    delta bigint NOT NULL
 );
+CREATE INDEX {ledger_daily}_account_idx ON {ledger_daily} (account, day) INCLUDE (currency, delta);
