@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import psycopg
 import redis
 from psycopg.rows import dict_row
+from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
 
 from application.audit import Audit
@@ -25,6 +27,15 @@ local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600) end
 return 1
 """
+
+
+def _fast_json(conn: psycopg.Connection[Any]) -> None:
+    """Read-model json/jsonb columns decoded by msgspec (same Python values as the json module, several times
+    faster; search decodes a tutor's availability per row)."""
+    set_json_loads(_decode_json, conn)
+
+
+_decode_json = msgspec.json.Decoder().decode
 
 
 @dataclass
@@ -53,6 +64,7 @@ class Services:
             min_size=1,
             max_size=settings.pool_size * 3,
             kwargs={"autocommit": True, "row_factory": dict_row},
+            configure=_fast_json,
             open=True,
         )
         return cls(

@@ -11,6 +11,7 @@ from litestar import Controller, Request, Response, get, post
 
 from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services, staff
 from api.tutor_profile import documents_out
+from domain.availability import window_cover
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
 from projections.tutors import next_slots, slots_for
@@ -131,6 +132,11 @@ class PublicTutorsController(Controller):
             "price": ("hourly_amount", []),
             "relevance": ("ts_rank(search, websearch_to_tsquery('simple', %s))::float8", [q]),
         }[sort]
+        if frm is not None and to is not None and (cover := window_cover(frm, to)) is not None:
+            # Only tutors whose weekly rules can reach into the window (or who have one-off openings) are worth
+            # working out exactly below.
+            where.append("(has_openings OR weekly_utc && %s::int4multirange)")
+            params.append("{" + ",".join(f"[{a},{b})" for a, b in cover) + "}")
         if q:
             where.append("search @@ websearch_to_tsquery('simple', %s)")
             params.append(q)

@@ -217,3 +217,57 @@ def slots(
 def covers(free: Sequence[Interval], start: datetime, end: datetime) -> bool:
     """True when [start, end) lies wholly inside one free interval."""
     return any(a <= start and end <= b for a, b in free)
+
+
+WEEK_MINUTES = 7 * 1440
+
+
+@functools.lru_cache(maxsize=1024)
+def zone_offsets(zone: str) -> tuple[int, ...]:
+    """Every UTC offset (minutes) the zone uses in 2024-2034, sampled daily (DST, standard and any other time)."""
+    tz = ZoneInfo(zone)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    found = set()
+    for k in range(0, 11 * 365):
+        off = (start + timedelta(days=k)).astimezone(tz).utcoffset()
+        assert off is not None
+        found.add(int(off.total_seconds() // 60))
+    return tuple(sorted(found))
+
+
+def week_cover(rules: Iterable[WeeklyRule], zone: str) -> list[tuple[int, int]]:
+    """A superset of the UTC minutes-of-week (0 = Monday 00:00 UTC) the weekly rules can cover: each rule shifted
+    by every offset of the zone, wrapped around the week, merged. An instant outside it is outside every rule
+    (search uses this to pass over tutors in SQL before working out their exact slots)."""
+    spans = []
+    for r in rules:
+        for off in zone_offsets(zone):
+            a = (r.weekday * 1440 + r.start - off) % WEEK_MINUTES
+            b = a + (r.end - r.start)
+            if b <= WEEK_MINUTES:
+                spans.append((a, b))
+            else:
+                spans += [(a, WEEK_MINUTES), (0, b - WEEK_MINUTES)]
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(b, out[-1][1]))
+        else:
+            out.append((a, b))
+    return out
+
+
+def minute_of_week(t: datetime) -> int:
+    """UTC minute of the week (0 = Monday 00:00 UTC), seconds dropped."""
+    u = t.astimezone(UTC)
+    return u.weekday() * 1440 + u.hour * 60 + u.minute
+
+
+def window_cover(frm: datetime, to: datetime) -> list[tuple[int, int]] | None:
+    """The UTC minutes-of-week of [frm, to) (rounded outwards); None when it spans the whole week."""
+    minutes = -(-int((to - frm).total_seconds()) // 60) + 1
+    if minutes >= WEEK_MINUTES:
+        return None
+    a = minute_of_week(frm)
+    b = a + minutes
+    return [(a, b)] if b <= WEEK_MINUTES else [(a, WEEK_MINUTES), (0, b - WEEK_MINUTES)]

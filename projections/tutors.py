@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -10,7 +11,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from domain.availability import available, parse_rules, slots
+from domain.availability import WeeklyRule, available, parse_rules, slots, week_cover
 from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
@@ -57,6 +58,8 @@ TUTOR_COLUMNS = (
     "rating_sum",
     "rating_count",
     "rating_avg",
+    "weekly_utc",
+    "has_openings",
     "updated_position",
 )
 JSON_COLUMNS = ("experience", "availability", "documents")
@@ -70,7 +73,7 @@ class Tutors(Projection):
     COPY; completeness is computed in Python and the search vector by one UPDATE for the touched tutors."""
 
     name = "tutors"
-    version = 3
+    version = 4
     tables = ("tutors", "tutors_people", "tutors_subject_names")
     topics = tuple(
         topic_of(c)
@@ -193,7 +196,15 @@ class Tutors(Projection):
         if names:
             replace_rows(cur, names_t, NAME_COLUMNS, names.values(), stored_names)
         if by_profile:
-            out = ({**r, **{c: Jsonb(r[c]) for c in JSON_COLUMNS}} for r in by_profile.values())
+            out = (
+                {
+                    **r,
+                    **{c: Jsonb(r[c]) for c in JSON_COLUMNS},
+                    "weekly_utc": cover_literal(r["availability"]),
+                    "has_openings": bool((r["availability"] or {}).get("openings")),
+                }
+                for r in by_profile.values()
+            )
             replace_rows(cur, tutors_t, TUTOR_COLUMNS, out, stored_tutors, key="profile_id")
         if touched or renamed:
             cur.execute(
@@ -253,6 +264,21 @@ def _profile_event(row: dict[str, Any], e: Envelope) -> None:
     row["updated_position"] = e.position
 
 
+def cover_literal(availability: dict[str, Any]) -> str:
+    """The int4multirange of UTC minutes-of-week the tutor's weekly rules can cover (domain week_cover)."""
+    zone = availability.get("timezone")
+    if not zone:
+        return "{}"
+    rules = _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ()))
+    return "{" + ",".join(f"[{a},{b})" for a, b in week_cover(rules, zone)) + "}"
+
+
+@functools.lru_cache(maxsize=16384)
+def _rules(weekly: tuple[tuple[int, str, str], ...]) -> tuple[WeeklyRule, ...]:
+    """Parsed weekly rules, cached: search parses the rules of hundreds of tutors per page, and they rarely change."""
+    return parse_rules([{"weekday": w, "start": a, "end": b} for w, a, b in weekly])
+
+
 def _iv(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
     return [(datetime.fromisoformat(x["start"]), datetime.fromisoformat(x["end"])) for x in raw or []]
 
@@ -270,7 +296,9 @@ def slots_for(
     """Bookable slots of a tutor row: weekly rules in its zone + openings - blocks, after the notice period (the
     first `limit` of them when given)."""
     zone = availability.get("timezone")
-    rules = parse_rules(availability.get("weekly") or []) if zone else ()
+    rules = (
+        _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ())) if zone else ()
+    )
     earliest = max(frm, now + timedelta(minutes=min_notice_minutes))
     if earliest >= to:
         return []

@@ -34,6 +34,10 @@ CREATE TABLE {tutors} (
     rating_count integer NOT NULL DEFAULT 0,
     rating_avg double precision,
     search tsvector NOT NULL DEFAULT ''::tsvector,
+    -- UTC minutes of the week the weekly rules can cover (a superset, see domain.availability.week_cover), and
+    -- whether one-off openings add time outside them: search's window filter passes over the rest in SQL.
+    weekly_utc int4multirange NOT NULL DEFAULT '{{}}',
+    has_openings boolean NOT NULL DEFAULT false,
     updated_position bigint NOT NULL
 );
 CREATE INDEX {tutors}_queue_idx ON {tutors} (status, submitted_at, tutor_id);

@@ -21,7 +21,18 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from domain.availability import WeeklyRule, available, format_hhmm, merge, parse_hhmm, parse_rules, slots
+from domain.availability import (
+    WeeklyRule,
+    available,
+    format_hhmm,
+    merge,
+    minute_of_week,
+    parse_hhmm,
+    parse_rules,
+    slots,
+    week_cover,
+    window_cover,
+)
 from domain.money import Money, split
 from projections.tutors import slots_for
 
@@ -453,3 +464,50 @@ def test_apply_bps_rounds_half_up(amount: int, bps: int) -> None:
 )
 def test_apply_bps_examples(amount: int, bps: int, expected: int) -> None:
     assert Money(amount, "USD").apply_bps(bps).amount == expected
+
+
+# ------------------------------------------------------------------------------- search's SQL pre-filter
+
+
+def _inside(spans: list[tuple[int, int]], m: int) -> bool:
+    return any(a <= m < b for a, b in spans)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=weekly_rules(),
+    zone=st.sampled_from(ZONES),
+    start=st.datetimes(datetime(2024, 1, 1), datetime(2034, 6, 1)),
+    days=st.integers(1, 10),
+)
+def test_week_cover_holds_every_minute_the_rules_cover(
+    rules: list[WeeklyRule], zone: str, start: datetime, days: int
+) -> None:
+    """Search passes over tutors whose week_cover misses the window: it must hold every covered instant."""
+    frm = start.replace(second=0, microsecond=0, tzinfo=UTC)
+    to = frm + timedelta(days=days)
+    cover = week_cover(rules, zone)
+    for a, b in available(rules, zone, [], [], frm, to):
+        t = a
+        while t < b:
+            assert _inside(cover, minute_of_week(t)), (zone, t)
+            t += timedelta(minutes=17)
+        assert _inside(cover, minute_of_week(b - MIN)), (zone, b)
+        # ... and a window around any covered instant meets the cover in SQL terms
+        window = window_cover(a, a + timedelta(minutes=1))
+        assert window is not None and any(x < q and p < y for x, y in window for p, q in cover)
+
+
+@given(frm=st.datetimes(datetime(2024, 1, 1), datetime(2034, 1, 1)), minutes=st.integers(1, 8 * 1440))
+def test_window_cover_holds_every_minute_of_the_window(frm: datetime, minutes: int) -> None:
+    frm = frm.replace(tzinfo=UTC)
+    to = frm + timedelta(minutes=minutes, seconds=7)
+    window = window_cover(frm, to)
+    if window is None:
+        assert to - frm >= timedelta(days=7) - timedelta(minutes=2)
+        return
+    t = frm
+    while t < to:
+        assert _inside(window, minute_of_week(t))
+        t += timedelta(minutes=13)
+    assert _inside(window, minute_of_week(to - timedelta(seconds=1)))
