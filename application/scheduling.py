@@ -168,7 +168,7 @@ class Scheduling(Money):
             to_save: list[Any] = [b]
             bid = str(b.id)
             if action == "confirm":
-                b.confirm(aid)
+                b.confirm(aid, now=now)
                 to_save.append(self._unlock(b))
             elif action in ("decline", "expire"):
                 if action == "decline":

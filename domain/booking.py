@@ -109,11 +109,14 @@ class Booking(Aggregate):
         if self.status not in statuses:
             raise WrongStatus(f"booking is {self.status}")
 
-    def confirm(self, actor_id: UUID | None, auto: bool = False) -> None:
-        """The tutor (or auto-confirm) accepts a pending request."""
+    def confirm(self, actor_id: UUID | None, auto: bool = False, now: datetime | None = None) -> None:
+        """The tutor (or auto-confirm) accepts a pending request, not once it has lapsed (even if the sweep that
+        records the expiry has not run yet)."""
         if not auto and self._party(actor_id) != "tutor":  # type: ignore[arg-type]
             raise Forbidden("only the tutor confirms")
         self._need("pending")
+        if now is not None and now >= self.expires_at:
+            raise WrongStatus("the request has expired")
         self._confirmed(auto=auto)
 
     @event("Confirmed")

@@ -2,7 +2,7 @@
 
 Accounts: payment_clearing (asset), student_credit:{student} (liability, deferred revenue),
 booking_hold:{booking} (liability, escrow), tutor_payable:{tutor} (liability), platform_commission (income),
-breakage (income). Postings are derived from event data only, so the ledger can be rebuilt from the log."""
+breakage (income), refund_writeoff (expense: refunds beyond the unused credit). Postings are derived from event data only, so the ledger can be rebuilt from the log."""
 
 from __future__ import annotations
 

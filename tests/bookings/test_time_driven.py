@@ -173,3 +173,18 @@ def test_running_the_sweep_twice_changes_nothing_twice(env: Env, monkeypatch: py
         actors.remind_booking.fn(str(b))
     assert env.footprint(pending, lesson, upcoming) == first
     assert env.status(upcoming) == "confirmed"
+
+
+def test_a_lapsed_request_cannot_be_confirmed_before_the_sweep_records_its_expiry(env: Env) -> None:
+    from domain.errors import WrongStatus
+
+    t = B0 + timedelta(days=20)
+    env.clock.set(t)
+    late, timely = env.request(t + timedelta(hours=30)), env.request(t + timedelta(hours=31))
+    env.clock.set(t + timedelta(hours=24, minutes=1))  # both lapsed (pending expiry 24 h); no sweep has run
+    with pytest.raises(WrongStatus, match="expired"):
+        env.app.act(Account(env.tutor, "tutor"), late, "confirm")
+    assert env.status(late) == "pending" and env.hold(late) == "open"  # nothing recorded by the refusal
+    env.clock.set(t + timedelta(hours=23, minutes=59))  # a minute before the lapse, confirming still works
+    env.app.act(Account(env.tutor, "tutor"), timely, "confirm")
+    assert env.status(timely) == "confirmed"
