@@ -306,7 +306,9 @@ def make_machine(w: World) -> type[RuleBasedStateMachine]:
         @rule(i=st.integers(0, 10**6), aim=AIM, by=st.sampled_from(("tutor", "tutor", "student")))
         def confirm(self, i: int, aim: bool, by: str) -> None:
             b = self.pick(i, aim, lambda b: b.status == "pending")
-            error = Forbidden if by == "student" else (None if b.status == "pending" else WrongStatus)
+            # a request that has lapsed cannot be confirmed, even before the sweep records its expiry
+            open_ = b.status == "pending" and self.now() < b.expires_at
+            error = Forbidden if by == "student" else (None if open_ else WrongStatus)
             if self.expect(lambda: self.app.act(self.who(b, by), b.id, "confirm"), error, f"confirm {b.id} by {by}"):
                 b.status = "confirmed"
 
