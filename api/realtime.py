@@ -94,15 +94,19 @@ class Hub:
                 await asyncio.sleep(1)
 
     async def _pump(self, conn: psycopg.AsyncConnection[Any], last: int, last_note: int) -> tuple[int, int]:
+        # The head first, then the rows up to it: read the other way round, an event committed between the two
+        # statements would lie below the new position without having been read, and its frame would be lost.
+        head = await (await conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")).fetchone()
+        top = int(head[0]) if head else last
         rows = await (
             await conn.execute(
                 f"SELECT notification_id, originator_id, topic, state FROM {EVENTS_TABLE} WHERE notification_id > %s"
+                " AND notification_id <= %s"
                 " AND (topic LIKE 'domain.messaging:Thread.%%' OR topic LIKE 'domain.booking:Booking.%%')"
                 " ORDER BY notification_id LIMIT 1000",
-                (last,),
+                (last, top),
             )
         ).fetchall()
-        head = await (await conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")).fetchone()
         for _pos, oid, topic, state in rows:
             kind = event_type(topic)
             d = _decode(state)
@@ -132,7 +136,7 @@ class Hub:
                 {"id": str(nid), "type": ntype, "created_at": created.isoformat(), "read": False, "data": data},
             )
             last_note = max(last_note, position)
-        new_last = rows[-1][0] if len(rows) == 1000 else max(last, int(head[0]) if head else last)
+        new_last = rows[-1][0] if len(rows) == 1000 else max(last, top)
         return new_last, last_note
 
 
@@ -152,11 +156,27 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.accept()
     user = str(account.user_id)
     q = hub.subscribe(user)
-    try:
+
+    async def send_frames() -> None:
         while True:
             frame = await q.get()
             await socket.send_text(frame.decode())
-    except Exception as e:  # the client went away (or the socket broke): stop serving it
-        log.debug("websocket for %s closed: %s", user, type(e).__name__)
+
+    async def await_close() -> None:
+        # Read what the client sends (nothing is expected) so that its going away is noticed at once, not only
+        # when the next frame for this user fails to send.
+        while (await socket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    tasks = {asyncio.create_task(send_frames()), asyncio.create_task(await_close())}
+    try:
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in pending:
+            t.cancel()
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:  # the socket broke: stop serving it
+                log.debug("websocket for %s closed: %s", user, type(t.exception()).__name__)
     finally:
+        for t in tasks:
+            t.cancel()
         hub.unsubscribe(user, q)

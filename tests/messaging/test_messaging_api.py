@@ -3,6 +3,7 @@ minutes, soft delete, read receipts, attachment checks, and the WebSocket's toke
 
 from __future__ import annotations
 
+import queue
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -118,3 +119,55 @@ def test_websocket_refuses_a_bad_token(client: TestClient[Any]) -> None:
     with pytest.raises(WebSocketDisconnect) as caught, client.websocket_connect(f"{API}/ws?token=not-a-token") as ws:
         ws.receive_text()
     assert caught.value.code == 4401
+
+
+def test_websocket_delivers_message_frames_to_the_participants_only(client: TestClient[Any]) -> None:
+    a, b, c = register(client, "student"), register(client, "tutor"), register(client, "student")
+    thread = client.post(f"{API}/threads", json={"participant_id": b["user"]["id"]}, headers=bearer(a)).json()
+    with (
+        client.websocket_connect(f"{API}/ws?token={b['access_token']}") as to_b,
+        client.websocket_connect(f"{API}/ws?token={c['access_token']}") as to_c,
+    ):
+        # The hub follows the log from the moment it starts; until its first frame arrives, post again.
+        posted: dict[str, str] = {}
+        frame: dict[str, Any] | None = None
+        for i in range(10):
+            r = client.post(
+                f"{API}/threads/{thread['id']}/messages", json={"body": f"hello {i}, mail me at x{i}@example.com"},
+                headers=bearer(a),
+            )  # fmt: skip
+            assert r.status_code == 201, r.text
+            posted[r.json()["id"]] = r.json()["body"]
+            try:
+                frame = msgspec_json(to_b.receive_text(timeout=2.0))
+                break
+            except queue.Empty:  # no frame within the timeout
+                continue
+        assert frame is not None, "no frame reached the other participant"
+        assert frame["type"] == "message.created"
+        data = frame["data"]
+        assert data["thread_id"] == thread["id"]
+        assert data["body"] == posted[data["message_id"]] and "@example.com" not in data["body"]  # masked
+        read = client.post(
+            f"{API}/threads/{thread['id']}/read", json={"up_to_message_id": data["message_id"]}, headers=bearer(b)
+        )
+        assert read.status_code == 200
+        # b's own receipt comes back to b (every participant hears of it); c, a stranger, hears nothing at all
+        kinds = set()
+        for _ in range(20):
+            f = msgspec_json(to_b.receive_text(timeout=5.0))
+            kinds.add(f["type"])
+            if f["type"] == "message.read":
+                assert f["data"]["thread_id"] == thread["id"]
+                break
+        assert "message.read" in kinds
+        with pytest.raises(queue.Empty):
+            to_c.receive_text(timeout=1.0)
+
+
+def msgspec_json(text: str) -> dict[str, Any]:
+    import json
+
+    value = json.loads(text)
+    assert isinstance(value, dict)
+    return value
