@@ -5,6 +5,9 @@ calendar. Queries carry X-Min-Position from the commands before them."""
 
 from __future__ import annotations
 
+import json
+import queue
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -318,6 +321,53 @@ def test_notifications_and_read_receipts(w: World) -> None:
     ok(w.post(s, f"/bookings/{b['id']}/cancel", {"reason": "sorry"}))
     cancelled = [n for n in ok(w.get(w.tutor, "/notifications"))["items"] if n["type"] == "booking.cancelled"]
     assert len(cancelled) == 1 and cancelled[0]["data"]["booking_id"] == b["id"]
+
+
+def _frames(ws: Any, seconds: float, enough: Any = lambda frames: False) -> list[dict[str, Any]]:
+    """The frames the socket receives within `seconds`, or until `enough(frames)`."""
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0 and not enough(out):
+        try:
+            out.append(json.loads(ws.receive_text(timeout=left)))
+        except queue.Empty:
+            break
+    return out
+
+
+def _has(kind: str, **data: Any) -> Any:
+    return lambda frames: any(f["type"] == kind and all(f["data"].get(k) == v for k, v in data.items()) for f in frames)
+
+
+def test_websocket_frames_for_booking_changes_and_notifications(w: World) -> None:
+    s = w.student(600)
+    token = {u.id: u.headers["Authorization"].split()[1] for u in (s, w.tutor)}
+    with (
+        w.client.websocket_connect(f"{API}/ws?token={token[w.tutor.id]}") as to_tutor,
+        w.client.websocket_connect(f"{API}/ws?token={token[s.id]}") as to_student,
+    ):
+        # The hub follows the log from the moment it starts: book until the tutor hears of a booking.
+        booked: list[str] = []
+        heard: list[dict[str, Any]] = []
+        for hour in (10, 12, 14, 16):
+            booked.append(ok(w.book(s, at(3, hour)), 201)["id"])
+            heard = _frames(to_tutor, 3.0, _has("booking.updated"))
+            if any(f["type"] == "booking.updated" for f in heard):
+                break
+        requested = [f["data"] for f in heard if f["type"] == "booking.updated"]
+        assert requested and requested[0]["event"] == "Requested" and requested[0]["booking_id"] in booked
+        b = requested[0]["booking_id"]
+        ok(w.post(w.tutor, f"/bookings/{b}/confirm"))
+        told = _frames(to_student, 8.0, lambda f: _has("booking.updated", event="Confirmed")(f)
+                       and _has("notification.created", type="booking.confirmed")(f))  # fmt: skip
+        assert {"booking_id": b, "event": "Confirmed"} in [f["data"] for f in told if f["type"] == "booking.updated"]
+        notes = [f["data"] for f in told if f["type"] == "notification.created"]
+        assert any(n["type"] == "booking.confirmed" and n["data"]["booking_id"] == b for n in notes), told
+        # the tutor's own notification of the request reached the tutor, not the student
+        heard += _frames(to_tutor, 8.0, _has("notification.created", type="booking.requested"))
+        tutor_notes = [f["data"] for f in heard if f["type"] == "notification.created"]
+        assert any(n["type"] == "booking.requested" for n in tutor_notes), tutor_notes
+        assert not [n for n in notes if n["type"] == "booking.requested"]
 
 
 def test_tutor_calendar(w: World) -> None:
