@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg
 
+from workers.embedded import free_port, wait_http  # noqa: F401 - re-exported for the scripts
+
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_URL = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")

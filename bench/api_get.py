@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 from _common import (
     backends_cpu_seconds,
     emit,
+    free_port,
     group_cpu_seconds,
     machine,
     make_settings,
@@ -48,6 +48,7 @@ from _common import (
     spawn,
     stop_process,
     temp_database,
+    wait_http,
 )
 
 PASSWORD = "Passw0rd-bench"
@@ -199,29 +200,6 @@ def driver_main(argv: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_healthy(root: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise SystemExit(f"api exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(root + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"api not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=None, help="measured seconds per endpoint (default 15; quick 5)")
@@ -269,7 +247,7 @@ def main() -> None:
         projectors = spawn(["projectors"], env, proj_log)
         api = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], env, api_log)
         try:
-            wait_healthy(root, api, api_log)
+            wait_http(root, api, api_log, timeout=60)
             say(f"api (granian, 1 worker) on {root}; projectors running")
 
             say(f"seeding: {nusers} students via POST /auth/register, one admin via the CLI path + POST /auth/login")
@@ -310,7 +288,7 @@ def main() -> None:
                 while any(s.lag for s in runtime.status(dsn) if s.state == "active"):
                     if time.monotonic() > deadline:
                         raise SystemExit("projections did not catch up in 60 s")
-                    time.sleep(0.1)
+                    time.sleep(0.1)  # projectors run in their own process: ask until lag is 0 (60 s at most)
                 for _, path, who in ENDPOINTS:
                     r = c.get(path, headers={"Authorization": f"Bearer {tokens[who]}"})
                     if r.status_code != 200:

@@ -43,6 +43,7 @@ from typing import Any
 
 from _common import (
     emit,
+    free_port,
     machine,
     make_settings,
     parser,
@@ -53,6 +54,7 @@ from _common import (
     spawn,
     stop_process,
     temp_database,
+    wait_http,
 )
 from search import (
     HttpConn,
@@ -60,10 +62,8 @@ from search import (
     _proc_cpu,
     backend_pids,
     copy_events,
-    free_port,
     make_subjects,
     make_tutor,
-    wait_http,
 )
 
 TARGET_RPS = 300.0
@@ -89,7 +89,7 @@ def cpu_groups(pgids: dict[str, int], dbname: str) -> dict[str, Any]:
         try:
             grp, _comm, cpu = _proc_cpu(pid)
         except (OSError, ValueError, IndexError):
-            continue
+            continue  # the process ended between listing /proc and reading its stat: it has no CPU to count
         if grp in by_pgid:
             groups[by_pgid[grp]] += cpu
         elif pid in backends:
@@ -302,7 +302,7 @@ def wait_caught_up(dsn: str, timeout: float) -> float | None:
             return time.perf_counter() - t0
         if time.perf_counter() - t0 > timeout:
             return None
-        time.sleep(0.1)
+        time.sleep(0.1)  # the figure is "caught up after N s" at 0.1 s resolution: polling is the measurement
 
 
 def main() -> None:

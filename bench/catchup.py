@@ -269,7 +269,7 @@ def run_together(
                         done_at[name] = now
                 if len(done_at) == len(names) or (budget_s and now > budget_s):
                     break
-                time.sleep(0.05)
+                time.sleep(0.05)  # sample the tracking rows: each projection's finish time to within 50 ms
     finally:
         stop.set()
         for t in threads:

@@ -96,7 +96,7 @@ class Watch:
                         else:
                             still.append(w)
                     self.pending = still
-                time.sleep(0.001)
+                time.sleep(0.001)  # the watcher's 1 ms poll is the lag measurement's resolution
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -104,7 +104,7 @@ class Watch:
             with self.lock:
                 if not self.pending:
                     return True
-            time.sleep(0.01)
+            time.sleep(0.01)  # wait for the watcher to see every write (bounded by the timeout)
         return False
 
 
@@ -165,7 +165,7 @@ def writer(
                 if rate:
                     delay = t0 + (k * nwriters + wid) / rate - time.monotonic()
                     if delay > 0:
-                        time.sleep(delay)
+                        time.sleep(delay)  # pace the writers to the target rate: command k at t0 + k/rate
                 futures.append(pool.submit(write, phase))
             for f in futures:
                 f.result()

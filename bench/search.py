@@ -54,6 +54,7 @@ from urllib.parse import urlencode
 
 from _common import (
     emit,
+    free_port,
     machine,
     make_settings,
     parser,
@@ -64,6 +65,7 @@ from _common import (
     spawn,
     stop_process,
     temp_database,
+    wait_http,
 )
 
 TARGET_P99_MS = 25.0
@@ -495,27 +497,6 @@ def analyze(dsn: str, logical: Sequence[str], generation: int = 1) -> None:
             conn.execute(f"VACUUM ANALYZE {physical(t, generation)}")
 
 
-def wait_http(root: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 90) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(root + "/healthz", timeout=2).status_code == 200:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"not up after {timeout}s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 # ------------------------------------------------------------------------------------- HTTP load driving
 
 
@@ -617,7 +598,7 @@ def cpu_snapshot(pgid: int | None, dbname: str | None = None) -> dict[str, Any]:
         try:
             grp, _comm, cpu = _proc_cpu(pid)
         except (OSError, ValueError, IndexError):
-            continue
+            continue  # the process ended between listing /proc and reading its stat: it has no CPU to count
         if pgid is not None and grp == pgid:
             api += cpu
         elif pid in backends:

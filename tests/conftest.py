@@ -7,21 +7,20 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 import redis
 
 from application.settings import Settings, parse_rate_limits
+from workers.embedded import free_port, wait_http, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -44,12 +43,6 @@ def _redis_alive(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_timeout=2).ping())
     except redis.RedisError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -96,10 +89,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while not _redis_alive(url):
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)
+    wait_ready(lambda: _redis_alive(url), 10, "redis-server", proc)
     yield url
     proc.terminate()
     proc.wait(5)
@@ -235,6 +225,20 @@ def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> No
             proc.wait(5)
 
 
+def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition", every: float = 0.2) -> Any:
+    """Poll `predicate` until it returns something truthy and return that; fail the test after `timeout`.
+
+    For what other processes do in their own time (projectors, the worker, the hub): there is no event to
+    wait on from the test's side, so it asks every `every` seconds, never longer than `timeout` in all."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s (last: {value!r})"
+        time.sleep(every)  # see the docstring: nothing to wait on but the predicate; bounded by timeout
+
+
 @pytest.fixture
 def live_server(prepared: Settings, projectors: threading.Event, tmp_path: Path) -> Iterator[str]:
     """A real `tutorconnect api` process (granian) on a free port, for concurrent HTTP clients."""
@@ -242,15 +246,7 @@ def live_server(prepared: Settings, projectors: threading.Event, tmp_path: Path)
     log = tmp_path / "api.log"
     proc = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], server_env(prepared), log)
     root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"api exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(root + "/healthz", timeout=2).status_code == 200:
-                break
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
+    wait_http(root, proc, log)
     yield root
     stop_process(proc)
 

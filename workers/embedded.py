@@ -15,9 +15,11 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -37,16 +39,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait(check: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_ready(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    proc: subprocess.Popen[Any] | None = None,
+    detail: Callable[[], str] | None = None,
+) -> None:
+    """Poll `check` until it returns true (its exceptions count as "not yet"); fail when `proc` exits first or
+    after `timeout`, adding `detail()` (a log tail, say) to the error. Services, test servers and benchmark
+    processes all start this way: nothing tells a client when a port starts answering but asking."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode} while starting")
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting" + _more(detail))
         with contextlib.suppress(Exception):
             if check():
                 return
         time.sleep(0.2)  # poll a starting service until it answers; bounded by the timeout
-    raise RuntimeError(f"{what} did not start within {timeout:.0f}s")
+    raise RuntimeError(f"{what} did not start within {timeout:.0f}s" + _more(detail))
+
+
+def wait_http(root: str, proc: subprocess.Popen[Any], log: Path, timeout: float = 60) -> None:
+    """Until the server at `root` answers /healthz with 200 (fails with its log tail if it exits or never does)."""
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(root + "/healthz", timeout=2) as r:  # noqa: S310 - our own loopback URL
+            return bool(r.status == 200)
+
+    wait_ready(healthy, timeout, f"the server at {root}", proc, lambda: log.read_text()[-3000:])
+
+
+def _more(detail: Callable[[], str] | None) -> str:
+    return f":\n{detail()}" if detail else ""
 
 
 @dataclass
@@ -119,7 +144,7 @@ def start_redis(root: Path, box: Embedded) -> str:
     )
     box.procs.append(proc)
     url = f"redis://127.0.0.1:{port}/0"
-    _wait(lambda: bool(redis.Redis.from_url(url, socket_timeout=1).ping()), 20, "redis-server", proc)
+    wait_ready(lambda: bool(redis.Redis.from_url(url, socket_timeout=1).ping()), 20, "redis-server", proc)
     return url
 
 
@@ -179,7 +204,7 @@ def start_s3(root: Path, box: Embedded, access_key: str, secret_key: str) -> str
         client.bucket_exists("probe")
         return True
 
-    _wait(ready, 120, "weed mini (S3)", proc)
+    wait_ready(ready, 120, "weed mini (S3)", proc)
     return url
 
 

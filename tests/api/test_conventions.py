@@ -432,6 +432,8 @@ def _fresh_window(seconds: int = 60, room: float = 20.0) -> None:
     """Fixed windows: start where the whole test fits inside one (else the counters reset mid-test)."""
     left = seconds - time.time() % seconds
     if left < room:
+        # The limiter counts per wall-clock window (as the contract's "N/minute"); a test that straddled a
+        # boundary would see its counter reset. Waiting out the last `room` seconds is the only way in.
         time.sleep(left + 0.2)
 
 

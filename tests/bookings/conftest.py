@@ -18,7 +18,7 @@ import pytest
 from application.money import Money
 from application.settings import Settings
 from tests.bookings.support import API, approve_tutor, grant, ok, z
-from tests.conftest import bearer, drop_database, make_database, make_settings, register, staff_login
+from tests.conftest import bearer, drop_database, make_database, make_settings, register, staff_login, wait_http
 
 
 @pytest.fixture(scope="session")
@@ -119,9 +119,6 @@ def shared_live_server(
     shared_settings: Settings, shared_projectors: None, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """A real `tutorconnect api` process (granian) for a whole module (as tests/conftest.py's live_server)."""
-    import time
-
-    import httpx
 
     from tests.conftest import free_port, server_env, spawn, stop_process
 
@@ -129,17 +126,7 @@ def shared_live_server(
     log = tmp_path_factory.mktemp("api") / "api.log"
     proc = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], server_env(shared_settings), log)
     root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"api exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(root + "/healthz", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.2)
+    wait_http(root, proc, log)
     yield root
     stop_process(proc)
 

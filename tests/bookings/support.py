@@ -4,9 +4,7 @@ business clock, raw looks at the event log and small HTTP assertions."""
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -20,6 +18,7 @@ from application.money import Money
 from application.settings import Settings
 from projections import runtime
 from projections.runtime import EVENTS_TABLE
+from tests.conftest import wait_until  # noqa: F401 - one poller for every test package
 
 API = "/api/v1"
 PROBLEMS = "https://tutorconnect.dev/problems/"
@@ -147,16 +146,6 @@ def events_of(dsn: str, aggregate_id: Any) -> list[str]:
             (aggregate_id,),
         )
     ]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition", every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s (last: {value!r})"
-        time.sleep(every)
 
 
 # ------------------------------------------------------------------------------------------------- HTTP

@@ -130,6 +130,8 @@ def test_expiry_auto_completion_and_reminder_by_the_worker(env: Env, worker: Any
     assert before["inbox-student"].count("Inbox.Reminded") == before["inbox-tutor"].count("Inbox.Reminded") == 1
     stop_process(proc)
     worker()
+    # Proving that nothing happens needs time to pass: two sweep periods (5 s each) of the restarted worker,
+    # plus its start-up, must leave every stream as it was.
     time.sleep(12)
     assert env.footprint(pending, lesson) == before
     wait_until(lambda: _ledger_position(env.dsn) >= head(env.dsn), 15, "the ledger to catch up")

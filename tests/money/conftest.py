@@ -7,7 +7,6 @@ import contextlib
 import secrets
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 from application.settings import Settings
 from tests.conftest import PG_URL, free_port, make_settings
 from tests.money.support import STRIPE_KEY, WEBHOOK_SECRET, close_helpers, connect
+from workers.embedded import wait_ready
 
 
 @pytest.fixture(scope="session")
@@ -68,14 +68,13 @@ def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         [sys.executable, "-c", code], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=log.parent
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, f"localstripe exited {proc.returncode}:\n{log.read_text()[-2000:]}"
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{base}/v1/balance", auth=(STRIPE_KEY, ""), timeout=2).status_code == 200:
-                break
-        assert time.monotonic() < deadline, "localstripe did not start"
-        time.sleep(0.2)
+    wait_ready(
+        lambda: httpx.get(f"{base}/v1/balance", auth=(STRIPE_KEY, ""), timeout=2).status_code == 200,
+        30,
+        "localstripe",
+        proc,
+        lambda: log.read_text()[-2000:],
+    )
     yield base
     proc.terminate()
     try:

@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -28,6 +28,7 @@ from application.settings import Settings
 from domain.credits import CreditAccount
 from projections import runtime
 from projections.runtime import Projection
+from tests.conftest import wait_until
 
 API = "/api/v1"
 PROBLEMS = "https://tutorconnect.dev/problems/"
@@ -137,7 +138,7 @@ def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
         except psycopg.OperationalError as e:
             if "too many clients" not in str(e) or time.monotonic() > deadline:
                 raise
-            time.sleep(0.2)
+            time.sleep(0.2)  # the shared server's connection slots are few: retry until one frees, bounded above
 
 
 def conn_for(dsn: str) -> psycopg.Connection[Any]:
@@ -221,16 +222,6 @@ def count_events(dsn: str, event: str, needle: str | None = None, aggregate_id: 
 def ledger_balance(dsn: str, account_name: str) -> int:
     """The live ledger balance of an account in its normal direction (0 if it has no postings)."""
     return int(scalar(dsn, "SELECT coalesce(sum(signed), 0) FROM ledger_postings WHERE account = %s", (account_name,)))
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition", every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s (last: {value!r})"
-        time.sleep(every)
 
 
 # ------------------------------------------------------------------------------------------ module stacks

@@ -8,7 +8,6 @@ every test uses students of its own."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import secrets
 import subprocess
@@ -29,7 +28,7 @@ import stripe
 from application.money import Money
 from application.settings import Settings
 from tests.conftest import free_port as _free_port
-from tests.conftest import register, server_env, spawn, staff_login, stop_process
+from tests.conftest import register, server_env, spawn, staff_login, stop_process, wait_http
 from tests.money.support import (
     API,
     STRIPE_KEY,
@@ -158,14 +157,7 @@ def stack(
         proc: subprocess.Popen[bytes] = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], env, log)
         root = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, f"api exited {proc.returncode}:\n{log.read_text()[-3000:]}"
-                with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(root + "/healthz", timeout=2).status_code == 200:
-                        break
-                assert time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.2)
+            wait_http(root, proc, log)
             # localstripe delivers signed payment_intent.* events to this server (one registration, replaced
             # by the next module that registers).
             httpx.post(

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import psycopg
 
 from projections.audit_log import AuditLog
 from projections.runtime import EVENTS_TABLE, Envelope
+from tests.conftest import wait_until  # noqa: F401 - one poller for every test package
 
 
 def connect(dsn: str) -> psycopg.Connection[Any]:
@@ -109,18 +109,6 @@ def seed_copies(dsn: str, template_position: int, n: int) -> None:
             (n, template_position),
         ).rowcount
         assert inserted == n, f"template event {template_position} not found"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class RecordingAuditLog(AuditLog):

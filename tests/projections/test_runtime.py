@@ -178,7 +178,7 @@ class Stepper(threading.Thread):
             while not self.halt.is_set():
                 self.runner.step()
                 self.positions.append(self.runner.position())
-                time.sleep(0.001)
+                time.sleep(0.001)  # a runner stepping in a tight loop, as a busy follower does; yield to the writers
         except BaseException as e:  # reported by the test
             self.error = e
         finally:
@@ -440,7 +440,7 @@ def test_kill_9_during_catch_up_loses_and_duplicates_nothing(prepared: Settings,
             try:
                 if k % 2 == 0 and before < total:
                     wait_until(lambda: positions()["audit_log"] > before, 30, "an audit_log batch", 0.02)  # noqa: B023
-                    time.sleep(rng.uniform(0, 0.5))
+                    time.sleep(rng.uniform(0, 0.5))  # a random moment into the catch-up: where the kill lands varies
                     deadline = time.monotonic() + 3.0
                 else:
                     deadline = time.monotonic() + 20.0  # from the process's start: kill at the first open batch
@@ -452,7 +452,7 @@ def test_kill_9_during_catch_up_loses_and_duplicates_nothing(prepared: Settings,
                     hit = [m for m in MODELS if any(f"{m}__g" in q for q in queries)]
                     if set(hit) & set(targets):
                         break
-                    time.sleep(0.002)
+                    time.sleep(0.002)  # sample pg_stat_activity often enough to catch a batch's open transaction
             finally:
                 alive = proc.poll() is None
                 with contextlib.suppress(ProcessLookupError):
@@ -630,7 +630,7 @@ def test_rebuild_while_writes_arrive_ends_complete(prepared: Settings, followers
             except BaseException as e:
                 failures.append(e)
                 return
-            time.sleep(0.01)
+            time.sleep(0.01)  # a steady trickle of writes during the rebuilds, not a flood
 
     def reader() -> None:
         with connect(dsn) as c:
@@ -641,7 +641,7 @@ def test_rebuild_while_writes_arrive_ends_complete(prepared: Settings, followers
                 except BaseException as e:
                     failures.append(e)
                     return
-                time.sleep(0.005)
+                time.sleep(0.005)  # a reader polling the view throughout: it must never see it fail or shrink
 
     threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
     for t in threads:
@@ -652,7 +652,7 @@ def test_rebuild_while_writes_arrive_ends_complete(prepared: Settings, followers
             started = time.monotonic()
             assert runtime.rebuild(dsn, p, batch_size=500) == 2
             windows.append((started, time.monotonic()))
-        time.sleep(0.3)
+        time.sleep(0.3)  # writes and reads go on a little after the last switch, then the threads stop
     finally:
         stop.set()
         for t in threads:
@@ -702,7 +702,7 @@ def test_wait_for_times_out_with_none_and_returns_the_position_once_reached(prep
         assert runtime.wait_for(conn, ["audit_log"], target - 5, 0) == target - 5
 
         def later() -> None:
-            time.sleep(0.4)
+            time.sleep(0.4)  # the projection catches up only after wait_for has started waiting
             audit.catch_up()
 
         t = threading.Thread(target=later)
