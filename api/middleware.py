@@ -8,7 +8,6 @@ import time
 import uuid
 from typing import Any
 
-import jwt
 import psycopg
 import redis.asyncio as aioredis
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -16,6 +15,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from application import context
 from application.settings import Settings
+from application.tokens import verify_access
+from domain.errors import Unauthenticated
 
 Headers = list[tuple[bytes, bytes]]
 PREFIX = "/api/v1"
@@ -62,11 +63,9 @@ def _bearer_subject(scope: Scope, secret: str) -> str | None:
     if not auth or not auth.lower().startswith("bearer "):
         return None
     try:
-        claims = jwt.decode(auth[7:].strip(), secret, algorithms=["HS256"])
-    except jwt.PyJWTError:
+        return verify_access(secret, auth[7:].strip()).user_id or None
+    except Unauthenticated:
         return None
-    sub = claims.get("sub")
-    return str(sub) if sub else None
 
 
 def _request_id(scope: Scope) -> str:
@@ -116,6 +115,10 @@ class RateLimit:
         self.app = app
         self.settings = settings
         self.redis = aioredis.Redis.from_url(settings.redis_url)
+        # One round trip per request (EVALSHA): count the hit and, on the window's first, set the key's expiry.
+        self.count = self.redis.register_script(
+            "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -133,10 +136,7 @@ class RateLimit:
         now = time.time()
         window = int(now // limit.seconds)
         key = f"tutorconnect:rl:{rule}:{who}:{window}"
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, limit.seconds + 1)
-            count, _ = await pipe.execute()
+        count = int(await self.count(keys=[key], args=[limit.seconds + 1]))
         if count > limit.count:
             retry = max(1, int((window + 1) * limit.seconds - now + 0.999))
             await _send_problem(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -10,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
 from api.deps import command, query, reading, services, staff
-from api.tutors import NEXT_SLOT_DAYS, PUBLIC_COLS, _subjects, busy_by_tutor, public_tutor
+from api.tutors import PUBLIC_COLS, _subjects, next_slot_of, public_tutor
 
 Text = Annotated[str, msgspec.Meta(max_length=5000)]
 
@@ -73,6 +72,6 @@ class StudentController(Controller):
                 (actor.user_id,),
             ).fetchall()
             names = _subjects(conn, list({s for r in rows for s in r["subject_ids"]}))
-            busy = busy_by_tutor(conn, [r["tutor_id"] for r in rows], now, now + timedelta(days=NEXT_SLOT_DAYS))
-        items = [public_tutor(r, names, now, busy[r["tutor_id"]]) for r in rows]
+            nexts = next_slot_of(conn, rows, now)
+        items = [public_tutor(r, names, nexts[r["tutor_id"]]) for r in rows]
         return query({"items": items, "next_cursor": None}, pos)

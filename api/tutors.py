@@ -18,7 +18,7 @@ from projections.tutors import next_slots, slots_for
 
 SEARCH_COLS = (
     "t.tutor_id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency, t.rating_avg,"
-    " t.rating_count, t.availability, t.min_notice_minutes"
+    " t.rating_count, t.availability, t.min_notice_minutes, t.updated_position"
 )
 PUBLIC_COLS = SEARCH_COLS + ", t.experience"
 HOUR = timedelta(minutes=60)  # search looks for free one-hour lessons
@@ -53,11 +53,58 @@ def busy_by_tutor(conn: Any, tutor_ids: list[Any], frm: datetime, to: datetime) 
     return out
 
 
-def public_tutor(
-    row: dict[str, Any], names: dict[str, dict[str, Any]], now: datetime, taken: list[Any] | None = None
-) -> dict[str, Any]:
+Slot = tuple[datetime, datetime]
+# tutor_id -> ((tutor row position, tutor calendar position), worked out at, next free slot then)
+_NEXT_SLOT_MEMO: dict[Any, tuple[tuple[int, int], datetime, Slot]] = {}
+_NEXT_SLOT_MEMO_MAX = 100_000
+
+
+def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[Any, Slot | None]:
+    """Each search row's next free one-hour slot, reusing what this process worked out before when it still holds.
+
+    A tutor's next free slot s, worked out at time T, is still the answer at any later `now` while the tutor's row
+    (availability, notice) and taken time are unchanged and s starts no earlier than now + notice: nothing between
+    then and s was free at T, and nothing was freed since. The bookings projection's `tutor_calendar` position
+    changes with every booking requested, moved or ended; the stamps are read before the bookings, so a slot is
+    never kept under a stamp newer than what it was worked out from. Only the rest are worked out (one bookings
+    query for all of them)."""
+    if not rows:
+        return {}
+    ids = [r["tutor_id"] for r in rows]
+    stamps = {
+        r["tutor_id"]: r["position"]
+        for r in conn.execute("SELECT tutor_id, position FROM tutor_calendar WHERE tutor_id = ANY(%s)", (ids,))
+    }
+    out: dict[Any, Slot | None] = {}
+    todo = []
+    for r in rows:
+        tid = r["tutor_id"]
+        key = (r["updated_position"], stamps.get(tid, 0))
+        hit = _NEXT_SLOT_MEMO.get(tid)
+        if (
+            hit is not None
+            and hit[0] == key
+            and hit[1] <= now
+            and hit[2][0] >= now + timedelta(minutes=r["min_notice_minutes"])
+        ):
+            out[tid] = hit[2]
+        else:
+            todo.append((r, key))
+    if todo:
+        busy = busy_by_tutor(conn, [r["tutor_id"] for r, _ in todo], now, now + timedelta(days=NEXT_SLOT_DAYS))
+        if len(_NEXT_SLOT_MEMO) + len(todo) > _NEXT_SLOT_MEMO_MAX:
+            _NEXT_SLOT_MEMO.clear()  # bounded: start again rather than track recency on every hit
+        for r, key in todo:
+            tid = r["tutor_id"]
+            nxt = next_slots(r["availability"] or {}, r["min_notice_minutes"], now, 1, taken=busy[tid])
+            out[tid] = nxt[0] if nxt else None
+            if nxt:  # "none within 28 days" is not kept: the horizon moves with now
+                _NEXT_SLOT_MEMO[tid] = (key, now, nxt[0])
+    return out
+
+
+def public_tutor(row: dict[str, Any], names: dict[str, dict[str, Any]], nxt: Slot | None) -> dict[str, Any]:
     """The contract's public tutor shape (search item)."""
-    nxt = next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 1, taken=taken or [])
     return {
         "id": str(row["tutor_id"]),
         "full_name": row["full_name"],
@@ -67,7 +114,7 @@ def public_tutor(
         "hourly_rate": {"amount": row["hourly_amount"], "currency": row["currency"]},
         "rating_average": round(row["rating_avg"], 2) if row["rating_avg"] is not None else None,
         "rating_count": row["rating_count"],
-        "next_slot": {"start": _iso(nxt[0][0]), "end": _iso(nxt[0][1])} if nxt else None,
+        "next_slot": {"start": _iso(nxt[0]), "end": _iso(nxt[1])} if nxt else None,
     }
 
 
@@ -195,8 +242,8 @@ class PublicTutorsController(Controller):
                     more = True
                     break
             names = _subjects(conn, list({s for r in chosen for s in r["subject_ids"]}))
-            upcoming = busy_by_tutor(conn, [r["tutor_id"] for r in chosen], now, now + timedelta(days=NEXT_SLOT_DAYS))
-            items = [public_tutor(r, names, now, upcoming[r["tutor_id"]]) for r in chosen]
+            nexts = next_slot_of(conn, chosen, now)
+            items = [public_tutor(r, names, nexts[r["tutor_id"]]) for r in chosen]
         next_cursor = encode_cursor(last) if more and last else None
         return query({"items": items, "next_cursor": next_cursor}, pos)
 
@@ -217,7 +264,8 @@ class PublicTutorsController(Controller):
                 " WHERE tutor_id = %s ORDER BY created_at DESC LIMIT 20",
                 (tutor_id,),
             ).fetchall()
-        body = public_tutor(row, names, now, busy)
+        slots10 = next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 10, taken=busy)
+        body = public_tutor(row, names, slots10[0] if slots10 else None)
         exp = row["experience"] or {}
         body["experience"] = {
             "years": exp.get("years"),
@@ -236,10 +284,7 @@ class PublicTutorsController(Controller):
             }
             for r in reviews
         ]
-        body["next_slots"] = [
-            {"start": _iso(a), "end": _iso(b)}
-            for a, b in next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 10, taken=busy)
-        ]
+        body["next_slots"] = [{"start": _iso(a), "end": _iso(b)} for a, b in slots10]
         return query(body, pos)
 
     @get("/{tutor_id:uuid}/slots", sync_to_thread=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
 import time
@@ -33,13 +34,33 @@ def issue_access(secret: str, user_id: str, role: str, ttl_s: int) -> str:
 
 def verify_access(secret: str, token: str) -> AccessClaims:
     """Check signature, expiry and type; the account's current state is checked by the caller."""
+    claims, expires = _signed(secret, token)
+    if expires <= time.time():  # PyJWT's rule (no leeway), checked on every use: the signature check is cached
+        raise Unauthenticated("invalid or expired access token")
+    return claims
+
+
+@functools.lru_cache(maxsize=8192)
+def _signed(secret: str, token: str) -> tuple[AccessClaims, int]:
+    """The claims of a well-signed access token and its expiry. A client sends the same token for up to 30
+    minutes, and whether a given string is well signed never changes, so the HMAC and JSON work is done once per
+    token (the rate limiter and the auth check both need it). Failures are not cached: they raise."""
     try:
-        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub", "iat"]})
+        claims = jwt.decode(
+            token,
+            secret,
+            algorithms=[ALGORITHM],
+            options={"require": ["exp", "sub", "iat"], "verify_exp": False},
+        )
     except jwt.PyJWTError as e:
         raise Unauthenticated("invalid or expired access token") from e
     if claims.get("typ") != "access":
         raise Unauthenticated("not an access token")
-    return AccessClaims(str(claims["sub"]), str(claims.get("role", "")), int(claims["iat"]))
+    try:
+        expires = int(claims["exp"])
+    except (TypeError, ValueError):
+        raise Unauthenticated("invalid or expired access token") from None
+    return AccessClaims(str(claims["sub"]), str(claims.get("role", "")), int(claims["iat"])), expires
 
 
 def new_refresh_token(family_id: uuid.UUID) -> tuple[str, bytes]:

@@ -94,22 +94,42 @@ def wall_to_utc(day: date, minutes: int, tz: ZoneInfo, *, last: bool) -> datetim
 def rule_intervals(rules: Iterable[WeeklyRule], zone: str, frm: datetime, to: datetime) -> list[Interval]:
     """UTC intervals covered by the weekly rules between frm and to."""
     tz = ZoneInfo(zone)
-    rules = tuple(rules)
+    by_day = _by_weekday(tuple(rules))
     out: list[Interval] = []
     day = frm.astimezone(tz).date() - timedelta(days=1)
     last_day = to.astimezone(tz).date() + timedelta(days=1)
     while day <= last_day:
-        todays = [r for r in rules if r.weekday == day.weekday()]
-        if todays:
-            midnight = datetime.combine(day, time(), UTC)
-            for lo, hi, off in _day_pieces(tz, day):
-                for r in todays:
-                    a = max(lo, midnight + timedelta(minutes=r.start) - off)
-                    b = min(hi, midnight + timedelta(minutes=r.end) - off)
-                    if b > a and b > frm and a < to:
-                        out.append((max(a, frm), min(b, to)))
-        day += timedelta(days=1)
+        windows = by_day[day.weekday()]
+        if windows:
+            for a, b in _local_day(windows, tz, day):
+                if b > frm and a < to:
+                    out.append((max(a, frm), min(b, to)))
+        day += _DAY
     return out
+
+
+_DAY = timedelta(days=1)
+
+
+@functools.lru_cache(maxsize=16384)
+def _by_weekday(rules: tuple[WeeklyRule, ...]) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """The rules' windows (start, end minutes) for each weekday 0-6."""
+    return tuple(tuple(sorted((r.start, r.end) for r in rules if r.weekday == wd)) for wd in range(7))
+
+
+@functools.lru_cache(maxsize=262144)
+def _local_day(windows: tuple[tuple[int, int], ...], tz: ZoneInfo, day: date) -> tuple[Interval, ...]:
+    """The UTC intervals of one local day's windows (unclipped), cached: search and booking checks work out the
+    same tutors' days again and again, and a day's answer depends only on the windows, the zone and the date."""
+    midnight = datetime.combine(day, time(), UTC)
+    out = []
+    for lo, hi, off in _day_pieces(tz, day):
+        for start, end in windows:
+            a = max(lo, midnight + timedelta(minutes=start) - off)
+            b = min(hi, midnight + timedelta(minutes=end) - off)
+            if b > a:
+                out.append((a, b))
+    return tuple(out)
 
 
 @functools.lru_cache(maxsize=65536)

@@ -51,6 +51,9 @@ COLUMNS = (
     "reminded",
     "updated_position",
 )
+# Events that change which times of a tutor are taken (Requested is handled with the new row): search's
+# next-slot memo (api.tutors) is valid while the tutor's `tutor_calendar.position` stays the same.
+BUSY_CHANGES = ("Declined", "Expired", "Cancelled", "Rescheduled", "Completed", "NoShowMarked")
 REVIEW_COLUMNS = ("booking_id", "tutor_id", "rating", "text", "created_at", "response_text", "response_at")
 
 
@@ -59,12 +62,13 @@ class Bookings(Projection):
     touches are read once, the events applied in order, and the rows written back with one DELETE and one COPY."""
 
     name = "bookings"
-    version = 1
-    tables = ("bookings", "tutor_reviews")
+    version = 2
+    tables = ("bookings", "tutor_reviews", "tutor_calendar")
     topics = (*tuple(topic_of(c) for c in BOOKING_EVENTS), topic_of(Inbox.Reminded))
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
         table, reviews_t = t["bookings"], t["tutor_reviews"]
+        moved: dict[Any, int] = {}  # tutor -> position of the newest change to the tutor's busy time
         born = {e.aggregate_id for e in events if e.type == "Booking.Requested"}
         reminded = {UUID(str(e.data["booking_id"])) for e in events if e.type == "Inbox.Reminded"}
         touched = {e.aggregate_id for e in events if e.type.startswith("Booking.")} | reminded
@@ -106,6 +110,7 @@ class Bookings(Projection):
                     "reminded": False,
                     "updated_position": e.position,
                 }
+                moved[UUID(str(d["tutor_id"]))] = e.position
                 continue
             if kind == "Reviewed":
                 reviews[bid] = {
@@ -160,6 +165,8 @@ class Bookings(Projection):
             else:
                 continue
             row["updated_position"] = e.position
+            if kind in BUSY_CHANGES:
+                moved[UUID(str(row["tutor_id"]))] = e.position
         out = (
             {
                 **r,
@@ -171,6 +178,12 @@ class Bookings(Projection):
         replace_rows(cur, table, COLUMNS, out, stored)
         if reviews:
             replace_rows(cur, reviews_t, REVIEW_COLUMNS, reviews.values(), stored_reviews)
+        if moved:
+            cur.execute(
+                f"INSERT INTO {t['tutor_calendar']} (tutor_id, position) SELECT * FROM unnest(%s::uuid[], %s::int8[])"
+                " ON CONFLICT (tutor_id) DO UPDATE SET position = excluded.position",
+                (list(moved), list(moved.values())),
+            )
 
 
 def taken(conn: Any, tutor_id: Any, frm: datetime, to: datetime) -> list[tuple[datetime, datetime]]:

@@ -36,3 +36,9 @@ CREATE TABLE {tutor_reviews} (
     response_at timestamptz
 );
 CREATE INDEX {tutor_reviews}_tutor_idx ON {tutor_reviews} (tutor_id, created_at DESC);
+-- tutor_calendar: the log position of the newest change to each tutor's taken time (a booking requested, moved or
+-- ended); search reuses a tutor's worked-out next free slot while this and the tutor's row are unchanged.
+CREATE TABLE {tutor_calendar} (
+    tutor_id uuid PRIMARY KEY,
+    position bigint NOT NULL
+);

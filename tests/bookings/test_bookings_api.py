@@ -471,3 +471,28 @@ def test_a_student_cannot_cancel_a_lesson_that_already_took_place(w: World) -> N
     problem(w.post(s, f"/bookings/{b['id']}/cancel", {"reason": "after the fact"}), 409)
     assert ok(w.get(s, f"/bookings/{b['id']}"))["status"] == "confirmed"
     assert ok(w.post(w.tutor, f"/bookings/{b['id']}/complete"))["status"] == "completed"
+
+
+def test_search_next_slot_follows_bookings_and_time(w: World) -> None:
+    """Search's next_slot (worked out once, then reused per tutor) moves when the slot is booked, freed, or
+    passes out of the notice period, and stays right when the tutor changes nothing."""
+    s = w.student(600)
+
+    def next_slot() -> Any:
+        items = ok(w.get(s, "/tutors", params={"subject": w.subject_id}))["items"]
+        mine = [i for i in items if i["id"] == str(w.tutor.id)]
+        assert len(mine) == 1, items
+        return mine[0]["next_slot"]
+
+    # business time runs on from NOW (08:00) and the tutor wants 60 minutes' notice: 09:30 is the first grid start
+    hour = {"start": z(at(0, 9, 30)), "end": z(at(0, 10, 30))}
+    assert next_slot() == hour
+    assert next_slot() == hour  # the reused answer
+    b = ok(w.book(s, at(0, 9, 30)), 201)
+    assert next_slot() == {"start": z(at(0, 10, 30)), "end": z(at(0, 11, 30))}
+    ok(w.post(s, f"/bookings/{b['id']}/cancel", {"reason": "clash"}))
+    assert next_slot() == hour
+    w.set_clock(NOW + timedelta(minutes=45))  # 09:30 is within the notice from 08:45 on
+    assert next_slot() == {"start": z(at(0, 10)), "end": z(at(0, 11))}
+    w.set_clock(NOW)  # back in time: worked out again, not taken from a later answer
+    assert next_slot() == hour
