@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
 from api.deps import command, query, reading, services, staff
-from api.tutors import PUBLIC_COLS, _subjects, next_slot_of, public_tutor
+from api.tutors import PUBLIC_COLS, next_slot_of, public_tutor
 
 Text = Annotated[str, msgspec.Meta(max_length=5000)]
 
@@ -71,7 +71,6 @@ class StudentController(Controller):
                 " WHERE f.student_id = %s AND t.status = 'approved' ORDER BY f.added_position DESC",
                 (actor.user_id,),
             ).fetchall()
-            names = _subjects(conn, list({s for r in rows for s in r["subject_ids"]}))
             nexts = next_slot_of(conn, rows, now)
-        items = [public_tutor(r, names, nexts[r["tutor_id"]]) for r in rows]
+        items = [public_tutor(r, nexts[r["tutor_id"]]) for r in rows]
         return query({"items": items, "next_cursor": None}, pos)

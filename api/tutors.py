@@ -17,8 +17,14 @@ from projections.bookings import taken
 from projections.tutors import next_slots, slots_for
 
 SEARCH_COLS = (
-    "t.tutor_id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency, t.rating_avg,"
-    " t.rating_count, t.availability, t.min_notice_minutes, t.updated_position"
+    "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency,"
+    " t.rating_avg, t.rating_count, t.availability, t.min_notice_minutes, t.updated_position,"
+    # the public subjects as JSON text, spliced into the response as is (msgspec.Raw), in the tutor's order
+    " (SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.subject_id, 'name', n.name, 'category', n.category)"
+    " ORDER BY array_position(t.subject_ids, n.subject_id)), '[]')::text FROM tutors_subject_names n"
+    " WHERE n.subject_id = ANY(t.subject_ids)) AS subjects_json,"
+    # read in the same statement as the row, before any bookings: see next_slot_of
+    " (SELECT c.position FROM tutor_calendar c WHERE c.tutor_id = t.tutor_id) AS calendar_position"
 )
 PUBLIC_COLS = SEARCH_COLS + ", t.experience"
 HOUR = timedelta(minutes=60)  # search looks for free one-hour lessons
@@ -27,17 +33,6 @@ NEXT_SLOT_DAYS = 29  # next_slots looks 28 days ahead; a lesson starting on day 
 
 def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _subjects(conn: Any, ids: list[Any]) -> dict[str, dict[str, Any]]:
-    if not ids:
-        return {}
-    rows = conn.execute(
-        "SELECT subject_id, name, category FROM tutors_subject_names WHERE subject_id = ANY(%s)", (list(ids),)
-    ).fetchall()
-    return {
-        str(r["subject_id"]): {"id": str(r["subject_id"]), "name": r["name"], "category": r["category"]} for r in rows
-    }
 
 
 def busy_by_tutor(conn: Any, tutor_ids: list[Any], frm: datetime, to: datetime) -> dict[Any, list[Any]]:
@@ -65,21 +60,14 @@ def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[A
     A tutor's next free slot s, worked out at time T, is still the answer at any later `now` while the tutor's row
     (availability, notice) and taken time are unchanged and s starts no earlier than now + notice: nothing between
     then and s was free at T, and nothing was freed since. The bookings projection's `tutor_calendar` position
-    changes with every booking requested, moved or ended; the stamps are read before the bookings, so a slot is
-    never kept under a stamp newer than what it was worked out from. Only the rest are worked out (one bookings
-    query for all of them)."""
-    if not rows:
-        return {}
-    ids = [r["tutor_id"] for r in rows]
-    stamps = {
-        r["tutor_id"]: r["position"]
-        for r in conn.execute("SELECT tutor_id, position FROM tutor_calendar WHERE tutor_id = ANY(%s)", (ids,))
-    }
+    changes with every booking requested, moved or ended; rows carry it (`calendar_position`, read in the same
+    statement as the row and before the bookings), so a slot is never kept under a stamp newer than what it was
+    worked out from. Only the rest are worked out (one bookings query for all of them)."""
     out: dict[Any, Slot | None] = {}
     todo = []
     for r in rows:
         tid = r["tutor_id"]
-        key = (r["updated_position"], stamps.get(tid, 0))
+        key = (r["updated_position"], r["calendar_position"] or 0)
         hit = _NEXT_SLOT_MEMO.get(tid)
         if (
             hit is not None
@@ -103,14 +91,14 @@ def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[A
     return out
 
 
-def public_tutor(row: dict[str, Any], names: dict[str, dict[str, Any]], nxt: Slot | None) -> dict[str, Any]:
-    """The contract's public tutor shape (search item)."""
+def public_tutor(row: dict[str, Any], nxt: Slot | None) -> dict[str, Any]:
+    """The contract's public tutor shape (search item) of a row with SEARCH_COLS."""
     return {
-        "id": str(row["tutor_id"]),
+        "id": row["id"],
         "full_name": row["full_name"],
         "bio": row["bio"],
         "languages": row["languages"],
-        "subjects": [names[str(s)] for s in row["subject_ids"] if str(s) in names],
+        "subjects": msgspec.Raw(row["subjects_json"]),
         "hourly_rate": {"amount": row["hourly_amount"], "currency": row["currency"]},
         "rating_average": round(row["rating_avg"], 2) if row["rating_avg"] is not None else None,
         "rating_count": row["rating_count"],
@@ -241,9 +229,8 @@ class PublicTutorsController(Controller):
                 if scanned >= 2000:  # bound the work of one page under a narrow availability filter
                     more = True
                     break
-            names = _subjects(conn, list({s for r in chosen for s in r["subject_ids"]}))
             nexts = next_slot_of(conn, chosen, now)
-            items = [public_tutor(r, names, nexts[r["tutor_id"]]) for r in chosen]
+            items = [public_tutor(r, nexts[r["tutor_id"]]) for r in chosen]
         next_cursor = encode_cursor(last) if more and last else None
         return query({"items": items, "next_cursor": next_cursor}, pos)
 
@@ -257,7 +244,6 @@ class PublicTutorsController(Controller):
             ).fetchone()
             if row is None:
                 raise NotFound("no such tutor")
-            names = _subjects(conn, row["subject_ids"])
             busy = busy_by_tutor(conn, [tutor_id], now, now + timedelta(days=NEXT_SLOT_DAYS))[tutor_id]
             reviews = conn.execute(
                 "SELECT booking_id, rating, text, created_at, response_text, response_at FROM tutor_reviews"
@@ -265,7 +251,7 @@ class PublicTutorsController(Controller):
                 (tutor_id,),
             ).fetchall()
         slots10 = next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 10, taken=busy)
-        body = public_tutor(row, names, slots10[0] if slots10 else None)
+        body = public_tutor(row, slots10[0] if slots10 else None)
         exp = row["experience"] or {}
         body["experience"] = {
             "years": exp.get("years"),

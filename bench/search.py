@@ -791,6 +791,12 @@ def main() -> None:
         help="comma-separated client counts, each measured in turn (default 1,8: one client's latency without"
         " queueing, then 8 clients for throughput)",
     )
+    p.add_argument(
+        "--api-workers",
+        type=int,
+        default=2,
+        help="granian workers of the one API process (default 2: one per core, as a deployment on this machine runs)",
+    )
     a = p.parse_args()
     n_tutors = a.tutors or (1_000 if a.quick else 10_000)
     n_bookings = a.bookings if a.bookings is not None else (20_000 if a.quick else 200_000)
@@ -832,7 +838,9 @@ def main() -> None:
 
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE tutorconnect_events")
-        figures.update(tutors=n_tutors, future_bookings=made, reviews=n_reviews, events=n_events)
+        figures.update(
+            tutors=n_tutors, future_bookings=made, reviews=n_reviews, events=n_events, api_workers=a.api_workers
+        )
 
         say("catching up the subjects, tutors and bookings projections (Runner.catch_up, one process each)")
         t0 = time.perf_counter()
@@ -844,7 +852,11 @@ def main() -> None:
 
         port = free_port()
         api_log = Path(tmp) / "api.log"
-        api = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], server_env(settings), api_log)
+        api = spawn(
+            ["api", "--host", "127.0.0.1", "--port", str(port), "--workers", str(a.api_workers)],
+            server_env(settings),
+            api_log,
+        )
         try:
             root = f"http://127.0.0.1:{port}"
             wait_http(root, api, api_log)
@@ -854,7 +866,7 @@ def main() -> None:
             assert r.status_code == 200 and len(r.json()["items"]) == 20, r.text[:500]
             levels = [int(c) for c in str(a.concurrency).split(",") if c.strip()]
             say(
-                f"api up on {root} (1 granian worker); {'/'.join(map(str, levels))} connections, {warmup:.0f}s"
+                f"api up on {root} ({a.api_workers} granian workers); {'/'.join(map(str, levels))} connections, {warmup:.0f}s"
                 f" warm-up + {seconds:.0f}s per combination"
             )
             results: dict[str, Any] = {}

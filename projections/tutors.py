@@ -73,7 +73,7 @@ class Tutors(Projection):
     COPY; completeness is computed in Python and the search vector by one UPDATE for the touched tutors."""
 
     name = "tutors"
-    version = 4
+    version = 5
     tables = ("tutors", "tutors_people", "tutors_subject_names")
     topics = tuple(
         topic_of(c)
