@@ -48,9 +48,9 @@ def busy_by_tutor(conn: Any, tutor_ids: list[Any], frm: datetime, to: datetime) 
     return out
 
 
-Slot = tuple[datetime, datetime]
-# tutor_id -> ((tutor row position, tutor calendar position), worked out at, next free slot then)
-_NEXT_SLOT_MEMO: dict[Any, tuple[tuple[int, int], datetime, Slot]] = {}
+Slot = dict[str, str]  # {"start": RFC 3339, "end": RFC 3339}, as the response shows it
+# tutor_id -> ((tutor row position, tutor calendar position), worked out at, next slot's start, the slot then)
+_NEXT_SLOT_MEMO: dict[Any, tuple[tuple[int, int], datetime, datetime, Slot]] = {}
 _NEXT_SLOT_MEMO_MAX = 100_000
 
 
@@ -73,9 +73,9 @@ def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[A
             hit is not None
             and hit[0] == key
             and hit[1] <= now
-            and hit[2][0] >= now + timedelta(minutes=r["min_notice_minutes"])
+            and hit[2] >= now + timedelta(minutes=r["min_notice_minutes"])
         ):
-            out[tid] = hit[2]
+            out[tid] = hit[3]
         else:
             todo.append((r, key))
     if todo:
@@ -85,10 +85,16 @@ def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[A
         for r, key in todo:
             tid = r["tutor_id"]
             nxt = next_slots(r["availability"] or {}, r["min_notice_minutes"], now, 1, taken=busy[tid])
-            out[tid] = nxt[0] if nxt else None
-            if nxt:  # "none within 28 days" is not kept: the horizon moves with now
-                _NEXT_SLOT_MEMO[tid] = (key, now, nxt[0])
+            out[tid] = slot = {"start": _iso(nxt[0][0]), "end": _iso(nxt[0][1])} if nxt else None
+            if nxt and slot:  # "none within 28 days" is not kept: the horizon moves with now
+                _NEXT_SLOT_MEMO[tid] = (key, now, nxt[0][0], slot)
     return out
+
+
+def _pairs(flat: list[datetime]) -> list[tuple[datetime, datetime]]:
+    """[s1, s2, ..., e1, e2, ...] (starts then ends, as the window_busy column reads) -> [(s1, e1), ...]."""
+    half = len(flat) // 2
+    return list(zip(flat[:half], flat[half:], strict=True))
 
 
 def public_tutor(row: dict[str, Any], nxt: Slot | None) -> dict[str, Any]:
@@ -102,7 +108,7 @@ def public_tutor(row: dict[str, Any], nxt: Slot | None) -> dict[str, Any]:
         "hourly_rate": {"amount": row["hourly_amount"], "currency": row["currency"]},
         "rating_average": round(row["rating_avg"], 2) if row["rating_avg"] is not None else None,
         "rating_count": row["rating_count"],
-        "next_slot": {"start": _iso(nxt[0]), "end": _iso(nxt[1])} if nxt else None,
+        "next_slot": nxt,
     }
 
 
@@ -183,25 +189,33 @@ class PublicTutorsController(Controller):
                 w.append(f"({key}, tutor_id) {'>' if asc else '<'} (%s, %s::uuid)")
                 p.extend([*key_params, *after])
             order = "ASC" if asc else "DESC"
+            cols, col_params = SEARCH_COLS, []
+            if frm is not None and to is not None:
+                # the window's taken intervals of each candidate, in the same statement (one round trip)
+                cols += (
+                    ", (SELECT coalesce(array_agg(b.start_at), '{}') || coalesce(array_agg(b.end_at), '{}')"
+                    " FROM bookings b WHERE b.tutor_id = t.tutor_id AND b.status IN ('pending', 'confirmed')"
+                    " AND b.end_at > %s AND b.start_at < %s) AS window_busy"
+                )
+                col_params = [frm, to + HOUR]
             sql = (
-                f"SELECT {SEARCH_COLS}, {key} AS sort_key FROM tutors t WHERE {' AND '.join(w)}"
+                f"SELECT {cols}, {key} AS sort_key FROM tutors t WHERE {' AND '.join(w)}"
                 f" ORDER BY sort_key {order}, tutor_id {order} LIMIT %s"
             )
-            return list(conn.execute(sql, (*key_params, *p, size)).fetchall())
+            return list(conn.execute(sql, (*col_params, *key_params, *p, size)).fetchall())
 
         now = services(request.app.state).clock.now()
         decoded = decode_cursor(cursor, tuple[float, UUID])
         last: list[Any] | None = list(decoded) if decoded else None
         more = False
         with reading(request, ("tutors", "bookings")) as (conn, pos):
-            size = n + 1 if frm is None else max(50, n * 3)
+            # Under a window filter the first page asks for a few more than a page (most candidates that pass the
+            # SQL cover check have a free hour in the window), later ones for more: a page is mostly one round.
+            size = n + 1 if frm is None else n + 5
             scanned = 0
             chosen: list[dict[str, Any]] = []
             while not more:
                 rows = page(last, size)
-                # Under a window filter only bookings overlapping the window matter (the next_slot of the chosen
-                # few is worked out below, with their own 28 days of bookings).
-                busy = busy_by_tutor(conn, [r["tutor_id"] for r in rows], frm, to + HOUR) if frm and to else {}
                 for r in rows:
                     if len(chosen) == n:
                         more = True
@@ -218,7 +232,7 @@ class PublicTutorsController(Controller):
                             to,
                             HOUR,
                             now,
-                            busy[r["tutor_id"]],
+                            _pairs(r["window_busy"]),
                             limit=1,
                         )
                     ):
@@ -226,6 +240,7 @@ class PublicTutorsController(Controller):
                     chosen.append(r)
                 if len(rows) < size:
                     break
+                size = max(50, n * 3)
                 if scanned >= 2000:  # bound the work of one page under a narrow availability filter
                     more = True
                     break
@@ -251,7 +266,7 @@ class PublicTutorsController(Controller):
                 (tutor_id,),
             ).fetchall()
         slots10 = next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 10, taken=busy)
-        body = public_tutor(row, slots10[0] if slots10 else None)
+        body = public_tutor(row, {"start": _iso(slots10[0][0]), "end": _iso(slots10[0][1])} if slots10 else None)
         exp = row["experience"] or {}
         body["experience"] = {
             "years": exp.get("years"),

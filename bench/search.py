@@ -791,6 +791,7 @@ def main() -> None:
         help="comma-separated client counts, each measured in turn (default 1,8: one client's latency without"
         " queueing, then 8 clients for throughput)",
     )
+    p.add_argument("--only", default="", help="comma-separated combinations to run (default all)")
     p.add_argument(
         "--api-workers",
         type=int,
@@ -880,7 +881,9 @@ def main() -> None:
                     "concurrency": level,
                     "pgid": api.pid,
                     "dbname": dsn.rsplit("/", 1)[1].split("?")[0],
-                    "combos": combos(rng, subjects, now),
+                    "combos": {
+                        k: v for k, v in combos(rng, subjects, now).items() if not a.only or k in a.only.split(",")
+                    },
                 }
                 spec_path = Path(tmp) / "spec.json"
                 spec_path.write_text(json.dumps(spec))

@@ -488,10 +488,18 @@ def test_search_next_slot_follows_bookings_and_time(w: World) -> None:
     hour = {"start": z(at(0, 9, 30)), "end": z(at(0, 10, 30))}
     assert next_slot() == hour
     assert next_slot() == hour  # the reused answer
+    window = {"subject": w.subject_id, "available_from": z(at(0, 9, 30)), "available_to": z(at(0, 10, 30))}
+
+    def in_window() -> bool:
+        return str(w.tutor.id) in {i["id"] for i in ok(w.get(s, "/tutors", params=window))["items"]}
+
+    assert in_window()
     b = ok(w.book(s, at(0, 9, 30)), 201)
     assert next_slot() == {"start": z(at(0, 10, 30)), "end": z(at(0, 11, 30))}
+    assert not in_window()  # 09:30 is taken and 10:00-11:00 would overlap it
     ok(w.post(s, f"/bookings/{b['id']}/cancel", {"reason": "clash"}))
     assert next_slot() == hour
+    assert in_window()
     w.set_clock(NOW + timedelta(minutes=45))  # 09:30 is within the notice from 08:45 on
     assert next_slot() == {"start": z(at(0, 10)), "end": z(at(0, 11))}
     w.set_clock(NOW)  # back in time: worked out again, not taken from a later answer
