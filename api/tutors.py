@@ -191,8 +191,9 @@ class PublicTutorsController(Controller):
             order = "ASC" if asc else "DESC"
             cols, col_params = SEARCH_COLS, []
             if frm is not None and to is not None:
-                # the window's taken intervals of each candidate, in the same statement (one round trip)
-                cols += (
+                # Candidates are checked in Python first: only what the check needs is read, with each candidate's
+                # taken intervals in the window (same statement); the chosen rows are read whole afterwards.
+                cols = "t.tutor_id, t.availability, t.min_notice_minutes" + (
                     ", (SELECT coalesce(array_agg(b.start_at), '{}') || coalesce(array_agg(b.end_at), '{}')"
                     " FROM bookings b WHERE b.tutor_id = t.tutor_id AND b.status IN ('pending', 'confirmed')"
                     " AND b.end_at > %s AND b.start_at < %s) AS window_busy"
@@ -209,9 +210,7 @@ class PublicTutorsController(Controller):
         last: list[Any] | None = list(decoded) if decoded else None
         more = False
         with reading(request, ("tutors", "bookings")) as (conn, pos):
-            # Under a window filter the first page asks for a few more than a page (most candidates that pass the
-            # SQL cover check have a free hour in the window), later ones for more: a page is mostly one round.
-            size = n + 1 if frm is None else n + 5
+            size = n + 1 if frm is None else max(50, n * 3)
             scanned = 0
             chosen: list[dict[str, Any]] = []
             while not more:
@@ -240,10 +239,18 @@ class PublicTutorsController(Controller):
                     chosen.append(r)
                 if len(rows) < size:
                     break
-                size = max(50, n * 3)
                 if scanned >= 2000:  # bound the work of one page under a narrow availability filter
                     more = True
                     break
+            if frm is not None and chosen:
+                whole = {
+                    r["tutor_id"]: r
+                    for r in conn.execute(
+                        f"SELECT {SEARCH_COLS} FROM tutors t WHERE tutor_id = ANY(%s)",
+                        ([r["tutor_id"] for r in chosen],),
+                    )
+                }
+                chosen = [whole[r["tutor_id"]] for r in chosen if r["tutor_id"] in whole]
             nexts = next_slot_of(conn, chosen, now)
             items = [public_tutor(r, nexts[r["tutor_id"]]) for r in chosen]
         next_cursor = encode_cursor(last) if more and last else None
