@@ -14,9 +14,11 @@ from application.money import Money
 from application.store import retrying
 from domain.availability import available, covers, on_grid, parse_rules
 from domain.booking import Booking, BookingConflict, Calendar, OutsideAvailability, TooShortNotice, weeks_between
+from domain.credits import CreditAccount
 from domain.errors import Forbidden, NotFound, ValidationFailed
 from domain.inbox import Inbox
 from domain.messaging import Thread, thread_id_for
+from domain.platform import SETTINGS_ID, PlatformSettings
 from domain.subject import Subject
 from domain.tutor import TutorNotBookable, TutorProfile
 
@@ -106,33 +108,47 @@ class Scheduling(Money):
         """One atomic write: Booking + the tutor's calendar week(s) + the student's credit hold."""
         start = start.astimezone(UTC)  # one representation: the grid, the ISO week and the views are UTC's
         Booking.request(actor.user_id, tutor_id, subject_id, start, minutes, note, {}, 0, self.now())  # body rules
-        tutor = self._profile(tutor_id)
+        weeks = weeks_between(start, start + timedelta(minutes=minutes))
+        calendar_ids = [Calendar.create_id(tutor_id, w) for w in weeks]
+        account_id = CreditAccount.create_id(actor.user_id)
+        profile_id = TutorProfile.create_id(tutor_id)
+        thread_id = thread_id_for(actor.user_id, tutor_id)  # written when the request confirms itself
+        # Everything the request reads, brought up to date in one query; the retries below read again only what
+        # they write.
+        loaded = self.get_many([profile_id, subject_id, SETTINGS_ID, *calendar_ids, account_id, thread_id])
+        tutor: Any = loaded.get(profile_id)
+        if not isinstance(tutor, TutorProfile):
+            raise TutorNotBookable("this tutor cannot be booked")
         tutor.check_bookable()
-        subject: Any = None
-        try:
-            subject = self.repository.get(subject_id)
-        except AggregateNotFoundError:
-            pass
+        subject = loaded.get(subject_id)
         if str(subject_id) not in tutor.subjects or not isinstance(subject, Subject) or not subject.active:
             raise ValidationFailed([("subject_id", "a subject this tutor teaches")])
         now = self.now()
         self._check_time(tutor, start, minutes, now)
-        settings = self.platform()
+        settings: Any = loaded.get(SETTINGS_ID) or PlatformSettings.defaults()
         policy = {k: settings.values[k] for k in (*POLICY_KEYS, "pending_expiry_hours", "auto_complete_hours")}
+        first = True
 
         def attempt() -> tuple[dict[str, Any], int]:
+            nonlocal loaded, first
+            if not first:
+                loaded = self.get_many([*calendar_ids, account_id, thread_id])
+            first = False
             booking = Booking.request(
                 actor.user_id, tutor_id, subject_id, start, minutes, note, policy, settings.settings_version, now
             )
-            calendars = self._calendars(tutor_id, start, booking.end)
+            calendars = [
+                loaded.get(cid) or Calendar(tutor_id=tutor_id, week=w)
+                for cid, w in zip(calendar_ids, weeks, strict=True)
+            ]
             for c in calendars:
                 c.reserve(str(booking.id), start, booking.end)
-            account = self._account(actor.user_id)
+            account = loaded.get(account_id) or CreditAccount(student_id=actor.user_id)
             account.hold(str(booking.id), str(tutor_id), minutes, now, int(policy["commission_bps"]))
             extra: list[Any] = []
             if tutor.auto_confirm and start - now > AUTO_CONFIRM_AFTER:
                 booking.confirm(None, auto=True)
-                extra.append(self._unlock(booking))
+                extra.append(self._unlock(booking, loaded.get(thread_id)))
             return booking_view(booking), self.record(booking, *calendars, account, *extra)
 
         try:
@@ -219,12 +235,15 @@ class Scheduling(Money):
 
         return retrying(attempt, attempts=12)
 
-    def _unlock(self, b: Booking) -> Thread:
-        """A confirmed booking lets the pair see each other's contact details from now on."""
-        try:
-            t: Any = self.repository.get(thread_id_for(b.student_id, b.tutor_id))
-        except AggregateNotFoundError:
-            t = Thread(participant_ids=[str(b.student_id), str(b.tutor_id)])
+    def _unlock(self, b: Booking, loaded: Any = None) -> Thread:
+        """A confirmed booking lets the pair see each other's contact details from now on (`loaded`: the pair's
+        thread if the caller has just read it)."""
+        t: Any = loaded
+        if t is None:
+            try:
+                t = self.repository.get(thread_id_for(b.student_id, b.tutor_id))
+            except AggregateNotFoundError:
+                t = Thread(participant_ids=[str(b.student_id), str(b.tutor_id)])
         t.unlock_contacts()
         return t  # type: ignore[no-any-return]
 

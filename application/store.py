@@ -6,6 +6,7 @@ command may save aggregates of several contexts in one transaction."""
 from __future__ import annotations
 
 import functools
+import pickle
 import random
 import time
 import typing
@@ -16,17 +17,20 @@ from uuid import UUID
 
 import msgspec
 import psycopg
-from eventsourcing.application import Application
+import psycopg.sql
+from eventsourcing.application import AggregateNotFoundError, Application, Repository, project_aggregate
 from eventsourcing.persistence import (
     InfrastructureFactory,
     IntegrityError,
+    InterfaceError,
     Mapper,
     MapperDeserialisationError,
+    OperationalError,
     StoredEvent,
     Transcoder,
 )
 from eventsourcing.postgres import PostgresApplicationRecorder
-from eventsourcing.utils import get_topic, resolve_topic
+from eventsourcing.utils import get_topic, resolve_topic, retry
 
 from application import context
 from application.clock import SYSTEM, Clock
@@ -128,15 +132,162 @@ class MetaMapper(Mapper[UUID]):
 
 
 class Recorder(PostgresApplicationRecorder):
-    """eventsourcing's recorder, plus `side_writes`: SQL run in the same transaction as the events.
+    """eventsourcing's recorder, plus `side_writes`: SQL run in the same transaction as the events, and a
+    one-round-trip append.
 
-    Used for the few things that must change atomically with events but may not enter the log (password
-    hashes, refresh-token digests) and for command-side lookup rows (the account table the auth check reads).
+    Side writes are for the few things that must change atomically with events but may not enter the log
+    (password hashes, refresh-token digests) and for command-side lookup rows (the account table the auth check
+    reads); such a save goes through the library's own path (a pipelined BEGIN, lock, NOTIFY, side writes,
+    INSERT, COMMIT). Every other save calls `tutorconnect_append` (created with the table): the same lock,
+    NOTIFY and INSERT done by the server in the one statement's own transaction. The library's optional
+    "DB functions" mode is not used for this because its function takes no table lock: ids would no longer be
+    issued in commit order, and followers that pass over gaps would skip events (ADR 0002).
     """
+
+    APPEND = "SELECT tutorconnect_append(%s::uuid[], %s::int4[], %s::text[], %s::bytea[], %s) AS id"
+    # In the calling statement's own transaction: the EXCLUSIVE table lock that keeps ids in commit order, the
+    # NOTIFY that wakes followers (delivered at commit), the INSERT; ids come back in order.
+    APPEND_FUNCTION = """
+        CREATE OR REPLACE FUNCTION tutorconnect_append(
+            ids uuid[], versions int4[], topics text[], states bytea[], lock_timeout text
+        ) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+        BEGIN
+            PERFORM set_config('lock_timeout', lock_timeout, true);
+            LOCK TABLE {table} IN EXCLUSIVE MODE;
+            NOTIFY {channel};
+            RETURN QUERY
+                INSERT INTO {table} (originator_id, originator_version, topic, state)
+                SELECT * FROM unnest(ids, versions, topics, states)
+                RETURNING notification_id;
+        END
+        $body$"""
+    CREATE_LOCK = 7_301_552_003  # serialises concurrent starters' CREATE OR REPLACE of the function
+
+    def _create_table(self, curs: Any) -> None:
+        super()._create_table(curs)
+        curs.execute("SELECT pg_advisory_xact_lock(%s)", (self.CREATE_LOCK,))
+        curs.execute(
+            psycopg.sql.SQL(self.APPEND_FUNCTION).format(
+                table=psycopg.sql.Identifier(self.events_table_name),
+                channel=psycopg.sql.Identifier(self.channel_name),
+            )
+        )
 
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         for sql, params in kwargs.get("side_writes", ()):
             curs.execute(sql, params)
+
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        if kwargs.get("side_writes") or not stored_events:
+            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return ids
+        appended: Sequence[int] = self._append(stored_events)
+        return appended
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's insert_events
+    def _append(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
+        params = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            f"{self.datastore.lock_timeout}s",
+        )
+        with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
+            curs.execute(self.APPEND, params, prepare=True)
+            return [row["id"] for row in curs.fetchall()]
+
+
+def _copy(aggregate: T) -> T:
+    """An independent copy of an aggregate: pickle round trip, ~5x faster than copy.deepcopy for the dict-heavy
+    aggregates here (a credit account with 20 lots and 40 holds: 77 vs 365 us)."""
+    # the bytes are the ones just made from our own object, never input from outside
+    return pickle.loads(pickle.dumps(aggregate, pickle.HIGHEST_PROTOCOL))  # type: ignore[no-any-return]  # noqa: S301
+
+
+class CachingRepository(Repository[UUID]):
+    """eventsourcing's repository with its aggregate cache used copy-on-write, and several aggregates brought up to
+    date in one query.
+
+    The library fast-forwards a cached aggregate in place (under a per-aggregate lock) with one SELECT per
+    aggregate, then deep-copies it. Here a cached aggregate is never changed: new events are applied to a copy,
+    which replaces it in the cache, and callers always get their own copy. `get_many` reads the new events of
+    every asked-for aggregate with one SELECT (a booking request needs five). A saved aggregate goes into the
+    cache as it is (`remember`), so the next command does not decode the events it just wrote."""
+
+    SELECT_NEWER = (
+        f"SELECT e.originator_id, e.originator_version, e.topic, e.state"
+        f" FROM unnest(%s::uuid[], %s::int4[]) AS q(id, v)"
+        f" JOIN {EVENTS_TABLE} e ON e.originator_id = q.id AND e.originator_version > q.v"
+        f" ORDER BY e.originator_id, e.originator_version"
+    )
+
+    def get(self, aggregate_id: UUID, *, version: int | None = None, **kwargs: Any) -> Any:
+        if version is not None or self.cache is None:
+            return super().get(aggregate_id, version=version, **kwargs)
+        found = self.get_many([aggregate_id])
+        if aggregate_id not in found:
+            raise AggregateNotFoundError(aggregate_id)
+        return found[aggregate_id]
+
+    def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """Current copies of the aggregates that exist among `ids` (absent ones are left out)."""
+        wanted = list(dict.fromkeys(ids))
+        cached: dict[UUID, Any] = {}
+        for i in wanted:
+            if self.cache is not None:
+                try:
+                    cached[i] = self.cache.get(i)
+                except KeyError:
+                    pass
+        versions = [cached[i].version if i in cached else 0 for i in wanted]
+        recorder: Any = self.event_store.recorder
+        with recorder.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
+            curs.execute(self.SELECT_NEWER, (wanted, versions), prepare=True)
+            rows = curs.fetchall()
+        newer: dict[UUID, list[Any]] = {}
+        for r in rows:
+            newer.setdefault(r["originator_id"], []).append(r)
+        mapper = self.event_store.mapper
+        out: dict[UUID, Any] = {}
+        for i in wanted:
+            base = cached.get(i)
+            events = newer.get(i)
+            if events:
+                aggregate = _copy(base) if base is not None else None
+                aggregate = project_aggregate(
+                    aggregate,
+                    (
+                        mapper.to_domain_event(
+                            StoredEvent(
+                                originator_id=r["originator_id"],
+                                originator_version=r["originator_version"],
+                                topic=r["topic"],
+                                state=bytes(r["state"]),
+                            )
+                        )
+                        for r in events
+                    ),
+                )
+                if aggregate is None:
+                    continue
+                self.remember(aggregate)
+                out[i] = _copy(aggregate)
+            elif base is not None:
+                out[i] = _copy(base)
+        return out
+
+    def remember(self, aggregate: Any) -> None:
+        """Cache an up-to-date aggregate (unless the cache already holds a newer version). The caller must not
+        change it afterwards."""
+        if self.cache is None:
+            return
+        try:
+            current: Any = self.cache.get(aggregate.id)
+        except KeyError:
+            current = None
+        if current is None or current.version < aggregate.version:
+            self.cache.put(aggregate.id, aggregate)
 
 
 _FACTORIES: dict[tuple[tuple[str, str], ...], InfrastructureFactory[Any]] = {}
@@ -173,6 +324,15 @@ class EventStoreApp(Application[UUID]):
     def construct_mapper(self) -> Mapper[UUID]:
         return MetaMapper(MsgspecTranscoder(), self.clock)
 
+    def construct_repository(self) -> CachingRepository:
+        size = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return CachingRepository(event_store=self.events, cache_maxsize=int(size) if size else None)
+
+    def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """Current copies of several aggregates in one query (missing ones left out)."""
+        repo: Any = self.repository
+        return repo.get_many(ids)  # type: ignore[no-any-return]
+
     def close(self) -> None:
         # The shared pool outlives one context; `close_all()` closes it.
         pass
@@ -184,6 +344,10 @@ class EventStoreApp(Application[UUID]):
     def record(self, *aggregates: Any, side_writes: Iterable[SideWrite] = ()) -> int:
         """Save aggregates (and side writes) in one transaction; return the last event's global position."""
         recordings = self.save(*aggregates, side_writes=list(side_writes))
+        repo: Any = self.repository
+        for a in aggregates:
+            if a is not None and hasattr(a, "version"):
+                repo.remember(a)
         if recordings:
             return max(r.notification.id for r in recordings)
         return self.head()
