@@ -113,9 +113,9 @@ class Scheduling(Money):
         account_id = CreditAccount.create_id(actor.user_id)
         profile_id = TutorProfile.create_id(tutor_id)
         thread_id = thread_id_for(actor.user_id, tutor_id)  # written when the request confirms itself
-        # Everything the request reads, brought up to date in one query; the retries below read again only what
-        # they write.
-        loaded = self.get_many([profile_id, subject_id, SETTINGS_ID, *calendar_ids, account_id, thread_id])
+        # Everything the request reads, brought up to date in one query (profile, subject and settings are only
+        # read: the cached objects themselves); the retries below read again only what they write.
+        loaded = self.get_many([*calendar_ids, account_id, thread_id], read_only=[profile_id, subject_id, SETTINGS_ID])
         tutor: Any = loaded.get(profile_id)
         if not isinstance(tutor, TutorProfile):
             raise TutorNotBookable("this tutor cannot be booked")

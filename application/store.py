@@ -212,8 +212,9 @@ class CachingRepository(Repository[UUID]):
     The library fast-forwards a cached aggregate in place (under a per-aggregate lock) with one SELECT per
     aggregate, then deep-copies it. Here a cached aggregate is never changed: new events are applied to a copy,
     which replaces it in the cache, and callers always get their own copy. `get_many` reads the new events of
-    every asked-for aggregate with one SELECT (a booking request needs five). A saved aggregate goes into the
-    cache as it is (`remember`), so the next command does not decode the events it just wrote."""
+    every asked-for aggregate with one SELECT (a booking request needs seven), and hands out the cached objects
+    themselves to callers that only read them. A saved aggregate goes into the cache as it is (`remember`), so
+    the next command does not decode the events it just wrote."""
 
     SELECT_NEWER = (
         f"SELECT e.originator_id, e.originator_version, e.topic, e.state"
@@ -230,16 +231,25 @@ class CachingRepository(Repository[UUID]):
             raise AggregateNotFoundError(aggregate_id)
         return found[aggregate_id]
 
-    def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Any]:
-        """Current copies of the aggregates that exist among `ids` (absent ones are left out)."""
-        wanted = list(dict.fromkeys(ids))
+    def get_many(self, ids: Iterable[UUID], read_only: Iterable[UUID] = ()) -> dict[UUID, Any]:
+        """Current versions of the aggregates that exist among `ids` (absent ones are left out): the caller's own
+        copies, except for the `read_only` ones, which are the cached objects themselves and must not be changed.
+        A writable aggregate that had new events is not cached here: the command that changes it caches what it
+        saves (`EventStoreApp.record`), so each is copied once."""
+        shared = set(read_only)
+        wanted = list(dict.fromkeys([*ids, *shared]))
         cached: dict[UUID, Any] = {}
+        cache: Any = self.cache  # holds (version when cached, aggregate) pairs: see remember
         for i in wanted:
-            if self.cache is not None:
+            if cache is not None:
                 try:
-                    cached[i] = self.cache.get(i)
+                    version, aggregate = cache.get(i)
                 except KeyError:
-                    pass
+                    continue
+                # An aggregate changed after it was cached (a caller broke the contract, or a save of it failed
+                # after collecting its events) is not trusted: it is read again from the store.
+                if aggregate.version == version and not aggregate._pending_events:
+                    cached[i] = aggregate
         versions = [cached[i].version if i in cached else 0 for i in wanted]
         recorder: Any = self.event_store.recorder
         with recorder.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
@@ -271,23 +281,25 @@ class CachingRepository(Repository[UUID]):
                 )
                 if aggregate is None:
                     continue
-                self.remember(aggregate)
-                out[i] = _copy(aggregate)
+                if i in shared:
+                    self.remember(aggregate)
+                out[i] = aggregate
             elif base is not None:
-                out[i] = _copy(base)
+                out[i] = base if i in shared else _copy(base)
         return out
 
     def remember(self, aggregate: Any) -> None:
         """Cache an up-to-date aggregate (unless the cache already holds a newer version). The caller must not
-        change it afterwards."""
-        if self.cache is None:
+        change it afterwards (if it does, get_many notices by its version and reads it again)."""
+        cache: Any = self.cache
+        if cache is None or aggregate._pending_events:
             return
         try:
-            current: Any = self.cache.get(aggregate.id)
+            version, _ = cache.get(aggregate.id)
         except KeyError:
-            current = None
-        if current is None or current.version < aggregate.version:
-            self.cache.put(aggregate.id, aggregate)
+            version = 0
+        if version < aggregate.version:
+            cache.put(aggregate.id, (aggregate.version, aggregate))  # the version it was cached at: see get_many
 
 
 _FACTORIES: dict[tuple[tuple[str, str], ...], InfrastructureFactory[Any]] = {}
@@ -328,10 +340,10 @@ class EventStoreApp(Application[UUID]):
         size = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
         return CachingRepository(event_store=self.events, cache_maxsize=int(size) if size else None)
 
-    def get_many(self, ids: Iterable[UUID]) -> dict[UUID, Any]:
-        """Current copies of several aggregates in one query (missing ones left out)."""
+    def get_many(self, ids: Iterable[UUID], read_only: Iterable[UUID] = ()) -> dict[UUID, Any]:
+        """Several aggregates in one query (missing ones left out); see CachingRepository.get_many."""
         repo: Any = self.repository
-        return repo.get_many(ids)  # type: ignore[no-any-return]
+        return repo.get_many(ids, read_only)  # type: ignore[no-any-return]
 
     def close(self) -> None:
         # The shared pool outlives one context; `close_all()` closes it.

@@ -311,3 +311,81 @@ def test_a_failed_side_write_rolls_back_the_events(app: EventStoreApp, settings:
     assert raw_rows(settings, s.id) == []
     assert app.head() == head
     assert side_keys(settings) == {"taken"}
+
+
+# ------------------------------------------------------------------------------------------ the aggregate cache
+
+
+def test_cached_aggregates_follow_writes_from_elsewhere(settings: Settings) -> None:
+    """Two applications (two API processes, say): what one writes, the other's cache sees on its next read, for
+    one aggregate and for several read in one query."""
+    a, b = EventStoreApp(settings), EventStoreApp(settings)
+    s1, s2 = Subject.create("Chemistry", "science"), Subject.create("Biology", "science")
+    a.record(s1, s2)
+    assert {x.name for x in b.get_many([s1.id, s2.id]).values()} == {"Chemistry", "Biology"}
+    mine = a.repository.get(s1.id)
+    mine.rename("Organic chemistry")
+    a.record(mine)
+    assert b.repository.get(s1.id).name == "Organic chemistry"
+    theirs = b.get_many([s2.id], read_only=[s1.id])
+    assert theirs[s1.id].name == "Organic chemistry" and theirs[s2.id].name == "Biology"
+    assert b.get_many([uuid4()]) == {}
+
+
+def test_writable_reads_are_copies_and_shared_reads_are_not(app: EventStoreApp) -> None:
+    s = Subject.create("Geology", "science")
+    app.record(s)
+    one, two = app.repository.get(s.id), app.repository.get(s.id)
+    assert one is not two
+    one.rename("Changed but never saved")
+    assert app.repository.get(s.id).name == "Geology"
+    shared = app.get_many([], read_only=[s.id])[s.id]
+    assert app.get_many([], read_only=[s.id])[s.id] is shared
+
+
+def test_a_changed_cached_aggregate_is_read_again(app: EventStoreApp, settings: Settings) -> None:
+    """A shared object a caller changed anyway, or a saved one changed again and whose next save failed, is not
+    trusted: the next read comes from the store."""
+    s = Subject.create("Astronomy", "science")
+    app.record(s)  # remembered as saved
+    s.rename("Never stored")  # the contract broken: the cached object changed
+    assert app.repository.get(s.id).name == "Astronomy"
+
+    shared = app.get_many([], read_only=[s.id])[s.id]
+    shared.rename("Changed in the cache")
+    assert app.repository.get(s.id).name == "Astronomy"
+
+    # a save that fails after collecting the events: another writer took the version first
+    mine = app.repository.get(s.id)
+    app.record(mine)
+    other = EventStoreApp(settings).repository.get(s.id)
+    other.rename("Theirs")
+    EventStoreApp(settings).record(other)
+    mine.rename("Mine")
+    with pytest.raises(IntegrityError):
+        app.save(mine)
+    assert app.repository.get(s.id).name == "Theirs"
+
+
+def test_one_round_trip_append_keeps_order_and_refuses_clashes(app: EventStoreApp, settings: Settings) -> None:
+    """Saves without side writes go through tutorconnect_append: ids in the order given, a version clash an
+    IntegrityError with nothing written."""
+    subjects = [Subject.create(f"Subject {i}", "science") for i in range(5)]
+    position = app.record(*subjects)
+    rows = [
+        r
+        for r in psycopg.connect(settings.database_url)
+        .execute(f"SELECT notification_id, originator_id FROM {EVENTS_TABLE} ORDER BY notification_id")
+        .fetchall()
+    ]
+    assert [r[1] for r in rows[-5:]] == [s.id for s in subjects] and rows[-1][0] == position
+    stale = app.repository.get(subjects[0].id)
+    fresh = app.repository.get(subjects[0].id)
+    fresh.rename("First")
+    app.record(fresh)
+    stale.rename("Second")
+    late = Subject.create("Late", "science")
+    with pytest.raises(IntegrityError):
+        app.save(stale, late)
+    assert app.get_many([late.id]) == {}
+    assert app.repository.get(subjects[0].id).name == "First"
