@@ -115,16 +115,21 @@ class Scheduling(Money):
         thread_id = thread_id_for(actor.user_id, tutor_id)  # written when the request confirms itself
         # Everything the request reads, brought up to date in one query (profile, subject and settings are only
         # read: the cached objects themselves); the retries below read again only what they write.
-        loaded = self.get_many([*calendar_ids, account_id, thread_id], read_only=[profile_id, subject_id, SETTINGS_ID])
-        tutor: Any = loaded.get(profile_id)
-        if not isinstance(tutor, TutorProfile):
-            raise TutorNotBookable("this tutor cannot be booked")
-        tutor.check_bookable()
-        subject = loaded.get(subject_id)
-        if str(subject_id) not in tutor.subjects or not isinstance(subject, Subject) or not subject.active:
-            raise ValidationFailed([("subject_id", "a subject this tutor teaches")])
-        now = self.now()
-        self._check_time(tutor, start, minutes, now)
+        writes = [*calendar_ids, account_id, thread_id]  # never read shared (read_only) anywhere
+        loaded = self.get_many([], read_only=[profile_id, subject_id, SETTINGS_ID], take=writes)
+        try:
+            tutor: Any = loaded.get(profile_id)
+            if not isinstance(tutor, TutorProfile):
+                raise TutorNotBookable("this tutor cannot be booked")
+            tutor.check_bookable()
+            subject = loaded.get(subject_id)
+            if str(subject_id) not in tutor.subjects or not isinstance(subject, Subject) or not subject.active:
+                raise ValidationFailed([("subject_id", "a subject this tutor teaches")])
+            now = self.now()
+            self._check_time(tutor, start, minutes, now)
+        except Exception:
+            self.give_back(loaded.values(), {i: loaded[i].version for i in writes if i in loaded})
+            raise
         settings: Any = loaded.get(SETTINGS_ID) or PlatformSettings.defaults()
         policy = {k: settings.values[k] for k in (*POLICY_KEYS, "pending_expiry_hours", "auto_complete_hours")}
         first = True
@@ -132,8 +137,16 @@ class Scheduling(Money):
         def attempt() -> tuple[dict[str, Any], int]:
             nonlocal loaded, first
             if not first:
-                loaded = self.get_many([*calendar_ids, account_id, thread_id])
+                loaded = self.get_many([], take=writes)
             first = False
+            taken = {i: loaded[i].version for i in writes if i in loaded}
+            try:
+                return attempt_with(loaded)
+            finally:
+                # what this attempt left unchanged (refused, or not needed) goes back; what it saved is cached
+                self.give_back((loaded.get(i) for i in writes), taken)
+
+        def attempt_with(loaded: dict[UUID, Any]) -> tuple[dict[str, Any], int]:
             booking = Booking.request(
                 actor.user_id, tutor_id, subject_id, start, minutes, note, policy, settings.settings_version, now
             )

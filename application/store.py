@@ -231,19 +231,29 @@ class CachingRepository(Repository[UUID]):
             raise AggregateNotFoundError(aggregate_id)
         return found[aggregate_id]
 
-    def get_many(self, ids: Iterable[UUID], read_only: Iterable[UUID] = ()) -> dict[UUID, Any]:
-        """Current versions of the aggregates that exist among `ids` (absent ones are left out): the caller's own
-        copies, except for the `read_only` ones, which are the cached objects themselves and must not be changed.
+    def get_many(
+        self, ids: Iterable[UUID], read_only: Iterable[UUID] = (), take: Iterable[UUID] = ()
+    ) -> dict[UUID, Any]:
+        """Current versions of the aggregates that exist among `ids`, `read_only` and `take` (absent ones are left
+        out), in one query:
+
+        - `ids`: the caller's own copies;
+        - `read_only`: the cached objects themselves, shared with other threads: they must not be changed;
+        - `take`: the cached objects themselves, taken out of the cache (no copy: no other thread can get the
+          same object), for a command that changes them. Its save puts them back (`EventStoreApp.record`); a
+          command that fails may put back the ones it left unchanged (`give_back`). Only for aggregates nobody
+          reads with `read_only`.
+
         A writable aggregate that had new events is not cached here: the command that changes it caches what it
-        saves (`EventStoreApp.record`), so each is copied once."""
-        shared = set(read_only)
-        wanted = list(dict.fromkeys([*ids, *shared]))
+        saves, so each is copied at most once."""
+        shared, taken = set(read_only), set(take)
+        wanted = list(dict.fromkeys([*ids, *shared, *taken]))
         cached: dict[UUID, Any] = {}
         cache: Any = self.cache  # holds (version when cached, aggregate) pairs: see remember
         for i in wanted:
             if cache is not None:
                 try:
-                    version, aggregate = cache.get(i)
+                    version, aggregate = cache.get(i, evict=i in taken)
                 except KeyError:
                     continue
                 # An aggregate changed after it was cached (a caller broke the contract, or a save of it failed
@@ -264,7 +274,7 @@ class CachingRepository(Repository[UUID]):
             base = cached.get(i)
             events = newer.get(i)
             if events:
-                aggregate = _copy(base) if base is not None else None
+                aggregate = _copy(base) if base is not None and i not in taken else base
                 aggregate = project_aggregate(
                     aggregate,
                     (
@@ -285,7 +295,7 @@ class CachingRepository(Repository[UUID]):
                     self.remember(aggregate)
                 out[i] = aggregate
             elif base is not None:
-                out[i] = base if i in shared else _copy(base)
+                out[i] = base if i in shared or i in taken else _copy(base)
         return out
 
     def remember(self, aggregate: Any) -> None:
@@ -340,10 +350,20 @@ class EventStoreApp(Application[UUID]):
         size = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
         return CachingRepository(event_store=self.events, cache_maxsize=int(size) if size else None)
 
-    def get_many(self, ids: Iterable[UUID], read_only: Iterable[UUID] = ()) -> dict[UUID, Any]:
+    def get_many(
+        self, ids: Iterable[UUID], read_only: Iterable[UUID] = (), take: Iterable[UUID] = ()
+    ) -> dict[UUID, Any]:
         """Several aggregates in one query (missing ones left out); see CachingRepository.get_many."""
         repo: Any = self.repository
-        return repo.get_many(ids, read_only)  # type: ignore[no-any-return]
+        return repo.get_many(ids, read_only, take)  # type: ignore[no-any-return]
+
+    def give_back(self, aggregates: Iterable[Any], versions: dict[UUID, int]) -> None:
+        """Put taken aggregates (get_many's `take`) that a failed command left unchanged back in the cache:
+        `versions` are their versions when taken."""
+        repo: Any = self.repository
+        for a in aggregates:
+            if a is not None and versions.get(a.id) == a.version and not a._pending_events:
+                repo.remember(a)
 
     def close(self) -> None:
         # The shared pool outlives one context; `close_all()` closes it.

@@ -389,3 +389,21 @@ def test_one_round_trip_append_keeps_order_and_refuses_clashes(app: EventStoreAp
         app.save(stale, late)
     assert app.get_many([late.id]) == {}
     assert app.repository.get(subjects[0].id).name == "First"
+
+
+def test_taken_aggregates_are_not_shared_and_come_back_only_unchanged(app: EventStoreApp) -> None:
+    """`take` hands out the cached object itself and removes it from the cache: a second taker (another thread's
+    command) gets its own, read from the store. Given back unchanged it is cached again; changed, it is not."""
+    s = Subject.create("Botany", "science")
+    app.record(s)
+    first = app.get_many([], take=[s.id])[s.id]
+    assert first is s  # the saved object was cached; taking it copies nothing
+    second = app.get_many([], take=[s.id])[s.id]
+    assert second is not first and second.name == "Botany"
+    app.give_back([first], {s.id: first.version})
+    assert app.get_many([], take=[s.id])[s.id] is first
+    taken_at = first.version
+    first.rename("Changed, then the command failed")
+    app.give_back([first], {s.id: taken_at})
+    again = app.get_many([], read_only=[s.id])[s.id]
+    assert again is not first and again.name == "Botany"
