@@ -121,13 +121,26 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         await asyncio.sleep(max(0, t_end - time.perf_counter()))
         snaps["b"] = await asyncio.to_thread(cpu_groups, spec["pgids"], spec["dbname"])
 
+    rate = spec.get("rate") or 0.0
+    period = len(spec["clients"]) / rate if rate else 0.0
+    sent_lat: list[float] = []
+
     async def client(c: dict[str, Any]) -> None:
         conn = HttpConn(spec["host"], spec["port"])
         await conn.open()
         headers = f"Authorization: Bearer {c['token']}\r\n".encode()
         mine = c["tutors"]
+        due = t_start + rng.uniform(0, period)  # paced: this client's next request is due then
         while True:
-            t0 = time.perf_counter()
+            if period:
+                # Paced (open loop per client): requests are due every `period` s whatever the answers; latency
+                # counts from when a request was due, so a slow answer that delays the next one is not hidden.
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            t_sent = time.perf_counter()
+            t0 = due if period else t_sent
+            due += period
             if t0 >= t_end:
                 break
             ti = rng.choice(mine)
@@ -177,6 +190,7 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
                 totals["created"] += 1
             if t0 >= t_measure and t1 <= t_end + 10:
                 lat.append(t1 - t0)
+                sent_lat.append(t1 - t_sent)
                 outcomes[kind] = outcomes.get(kind, 0) + 1
                 if kind == "created":
                     ok_lat.append(t1 - t0)
@@ -201,6 +215,8 @@ async def drive(spec: dict[str, Any]) -> dict[str, Any]:
         "p90_ms": 1000 * percentile(lat, 90),
         "p99_ms": 1000 * percentile(lat, 99),
         "max_ms": 1000 * max(lat) if lat else float("nan"),
+        "sent_p50_ms": 1000 * percentile(sent_lat, 50),
+        "sent_p99_ms": 1000 * percentile(sent_lat, 99),
         "created_p50_ms": 1000 * percentile(ok_lat, 50),
         "created_p99_ms": 1000 * percentile(ok_lat, 99),
         "created_total": totals["created"],
@@ -317,6 +333,13 @@ def main() -> None:
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds (default 5; quick 2)")
     p.add_argument("--collide", type=float, default=0.15, help="share of requests aimed at an already tried slot")
     p.add_argument("--api-workers", type=int, default=2)
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="paced load: requests/s offered in all, spread evenly over the clients (default 0: each client posts"
+        " back to back, measuring throughput)",
+    )
     a = p.parse_args()
     n_tutors = a.tutors or (300 if a.quick else 1_000)
     n_clients = a.clients or (40 if a.quick else 100)
@@ -380,6 +403,7 @@ def main() -> None:
                 "seconds": seconds,
                 "warmup": warmup,
                 "collide": a.collide,
+                "rate": a.rate,
                 "dbname": dsn.rsplit("/", 1)[1].split("?")[0],
                 "pgids": {name: proc.pid for name, proc in procs.items()},
                 "tutors": [
@@ -391,7 +415,9 @@ def main() -> None:
             spec_path = Path(tmp) / "spec.json"
             spec_path.write_text(json.dumps(spec))
             say(
-                f"driving: {n_clients} clients, {warmup:.0f}s warm-up + {seconds:.0f}s measured,"
+                f"driving: {n_clients} clients"
+                + (f" paced at {a.rate:.0f} requests/s in all" if a.rate else " back to back")
+                + f", {warmup:.0f}s warm-up + {seconds:.0f}s measured,"
                 f" {100 * a.collide:.0f}% of requests aimed at an already tried slot"
             )
             out = subprocess.run(
@@ -443,6 +469,9 @@ def main() -> None:
         p50_ms=rnd(r["p50_ms"], 1),
         p90_ms=rnd(r["p90_ms"], 1),
         p99_ms=rnd(r["p99_ms"], 1),
+        offered_requests_per_s=a.rate or None,
+        sent_p50_ms=rnd(r["sent_p50_ms"], 1),
+        sent_p99_ms=rnd(r["sent_p99_ms"], 1),
         max_ms=rnd(r["max_ms"], 1),
         created_p50_ms=rnd(r["created_p50_ms"], 1),
         created_p99_ms=rnd(r["created_p99_ms"], 1),
