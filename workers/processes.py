@@ -62,7 +62,9 @@ def run_projectors() -> None:
     prepare(settings)
     stop = threading.Event()
     _on_term(stop)
-    runtime.follow_all(settings.database_url, all_projections(), stop, settings.projector_threads)
+    runtime.follow_all(
+        settings.database_url, all_projections(), stop, settings.projector_threads, settings.projector_gather_ms
+    )
     log.info("projectors running: %s", ", ".join(p.name for p in all_projections()))
     stop.wait()
 

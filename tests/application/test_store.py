@@ -372,12 +372,10 @@ def test_one_round_trip_append_keeps_order_and_refuses_clashes(app: EventStoreAp
     IntegrityError with nothing written."""
     subjects = [Subject.create(f"Subject {i}", "science") for i in range(5)]
     position = app.record(*subjects)
-    rows = [
-        r
-        for r in psycopg.connect(settings.database_url)
-        .execute(f"SELECT notification_id, originator_id FROM {EVENTS_TABLE} ORDER BY notification_id")
-        .fetchall()
-    ]
+    with psycopg.connect(settings.database_url) as conn:
+        rows = conn.execute(
+            f"SELECT notification_id, originator_id FROM {EVENTS_TABLE} ORDER BY notification_id"
+        ).fetchall()
     assert [r[1] for r in rows[-5:]] == [s.id for s in subjects] and rows[-1][0] == position
     stale = app.repository.get(subjects[0].id)
     fresh = app.repository.get(subjects[0].id)
