@@ -11,7 +11,12 @@ Processes: `python -m workers.cli projectors` and `python -m workers.cli api --w
 size), started after the seed and waited for until every projection reached the log head.
 
 Load: a separate driver process (a minimal asyncio HTTP/1.1 client) runs --clients keep-alive connections, one per
-student, each posting bookings back to back for a warm-up and then --seconds. A request picks one of the
+student, for a warm-up and then --seconds. Paced (the default, --rate 360): each client's requests fall due every
+clients/rate seconds (100 clients at 3.6 requests/s each, phases spread at random), whatever the answers, and a
+request's latency counts from when it was due (a slow answer that delays the next request is not hidden);
+360 requests/s with ~15 % conflicts is 300 bookings/s, the target's rate. Back to back (--rate 0): each client
+posts its next request as soon as the last is answered, which measures the most bookings/s the system does (the
+latency is then queueing, clients / throughput, and is not judged). A request picks one of the
 student's credited tutors and a 60-minute slot on the hour inside that tutor's availability (1 to 29 days ahead):
 a slot nobody has tried yet, or -- with probability --collide -- one that another request already tried for that
 tutor (possibly still in flight), which is how ~10-20 % of requests meet a taken slot (409 booking-conflict; a race
@@ -21,9 +26,9 @@ tutor's Calendar week and the student's CreditAccount hold (+ Confirmed for auto
 Reports successes/s, conflicts (and their share), other failures by status, latency p50/p90/p99 of all requests and
 of successes, CPU per success of the API workers, the projectors and PostgreSQL, how far the projections lagged at
 the end and how long they took to catch up, and a double-booking check on the bookings read model.
-Targets: >= 300 bookings/s and p99 < 100 ms.
+Targets: >= 300 bookings/s and p99 < 100 ms (paced), >= 300 bookings/s (back to back).
 
-Run: .venv/bin/python bench/booking.py [--quick] [--seconds 30] [--clients 100] [--tutors 1000]
+Run: .venv/bin/python bench/booking.py [--quick] [--rate 360|0] [--seconds 30] [--clients 100] [--tutors 1000]
 """
 
 from __future__ import annotations
@@ -336,9 +341,10 @@ def main() -> None:
     p.add_argument(
         "--rate",
         type=float,
-        default=0.0,
-        help="paced load: requests/s offered in all, spread evenly over the clients (default 0: each client posts"
-        " back to back, measuring throughput)",
+        default=360.0,
+        help="paced load: requests/s offered in all, spread evenly over the clients (default 360: with ~15 %% of"
+        " them conflicts, 300 bookings/s, the target's rate); 0: each client posts back to back, which measures"
+        " the most bookings/s (latency is then queueing: clients / throughput)",
     )
     a = p.parse_args()
     n_tutors = a.tutors or (300 if a.quick else 1_000)
@@ -500,14 +506,19 @@ def main() -> None:
     below = []
     if created / seconds < TARGET_RPS:
         below.append("bookings_per_s")
-    if not r["p99_ms"] < TARGET_P99_MS:
+    # Back to back, every client always has a request waiting, so each waits clients / throughput (Little's law):
+    # 100 clients at 380/s is ~260 ms whatever the server does. The latency target is judged at a paced rate.
+    if a.rate and not r["p99_ms"] < TARGET_P99_MS:
         below.append("p99_ms")
     if overlaps or rows != requested:
         below.append("consistency")
     figures["below_target"] = below
     figures["meets_target"] = not below
+    figures["mode"] = "paced" if a.rate else "back_to_back"
     say(
-        f"targets (>= {TARGET_RPS:.0f} bookings/s, p99 < {TARGET_P99_MS:.0f} ms): "
+        f"targets (>= {TARGET_RPS:.0f} bookings/s"
+        + (f", p99 < {TARGET_P99_MS:.0f} ms" if a.rate else "; p99 judged in paced runs")
+        + "): "
         + ("met" if not below else f"NOT met: {', '.join(below)}")
     )
     emit(figures)
