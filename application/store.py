@@ -161,17 +161,29 @@ class Recorder(PostgresApplicationRecorder):
                 RETURNING notification_id;
         END
         $body$"""
-    CREATE_LOCK = 7_301_552_003  # serialises concurrent starters' CREATE OR REPLACE of the function
+    CREATE_LOCK = 7_301_552_003  # serialises concurrent starters' table and function creation
+
+    def create_table(self) -> None:
+        # Processes starting together (granian's workers, `serve`'s children) each create the table: the
+        # library's statements include a CREATE OR REPLACE FUNCTION, and two of those at once fail with "tuple
+        # concurrently updated". One at a time, under a session advisory lock.
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (self.CREATE_LOCK,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (self.CREATE_LOCK,))
 
     def _create_table(self, curs: Any) -> None:
         super()._create_table(curs)
-        curs.execute("SELECT pg_advisory_xact_lock(%s)", (self.CREATE_LOCK,))
-        curs.execute(
-            psycopg.sql.SQL(self.APPEND_FUNCTION).format(
-                table=psycopg.sql.Identifier(self.events_table_name),
-                channel=psycopg.sql.Identifier(self.channel_name),
-            )
+        statement = psycopg.sql.SQL(self.APPEND_FUNCTION).format(
+            table=psycopg.sql.Identifier(self.events_table_name),
+            channel=psycopg.sql.Identifier(self.channel_name),
         )
+        body = statement.as_string(curs.connection).split("$body$")[1]
+        curs.execute("SELECT prosrc FROM pg_proc WHERE proname = 'tutorconnect_append'")
+        if [r["prosrc"] for r in curs.fetchall()] != [body]:  # every process start would replace it otherwise
+            curs.execute(statement)
 
     def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
         for sql, params in kwargs.get("side_writes", ()):

@@ -405,3 +405,30 @@ def test_taken_aggregates_are_not_shared_and_come_back_only_unchanged(app: Event
     app.give_back([first], {s.id: taken_at})
     again = app.get_many([], read_only=[s.id])[s.id]
     assert again is not first and again.name == "Botany"
+
+
+def _start_app(database_url: str, redis_url: str, results: Any) -> None:
+    from tests.conftest import make_settings
+
+    try:
+        EventStoreApp(make_settings(database_url, redis_url))
+        results.put("ok")
+    except Exception as e:  # reported to the test, which fails on it
+        results.put(repr(e))
+
+
+def test_processes_starting_together_create_the_store_once_each_without_clashing(database: str, redis_url: str) -> None:
+    """granian's workers and `serve`'s children start at the same moment and each create the events table and
+    functions; without the creation lock two CREATE OR REPLACE FUNCTIONs at once fail ("tuple concurrently
+    updated") and a worker dies at start."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    for _ in range(3):  # a clash is a matter of timing: without the lock 2 runs in 3 failed here
+        results = ctx.Queue()
+        procs = [ctx.Process(target=_start_app, args=(database, redis_url, results)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [results.get(timeout=5) for _ in procs] == ["ok"] * 6
