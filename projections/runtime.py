@@ -522,8 +522,8 @@ class Follower:
                     if self.gather_s:
                         # Let the commits arriving right behind this one join the next round: under load a round
                         # then applies several commands' events in one transaction (fewer statements, commits and
-                        # position updates per event) for a few ms more lag.
-                        time.sleep(self.gather_s)
+                        # position updates per event) for a few ms more lag. A stop cuts it short.
+                        self.stop.wait(self.gather_s)
 
     def _step_together(
         self, conn: psycopg.Connection[Any], runners: Sequence[Runner]
