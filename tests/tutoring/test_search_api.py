@@ -197,8 +197,15 @@ def test_filters(world: World) -> None:
     assert w.names(q="mechanics", subject=s["french"]) == ["dana"]
 
 
-def test_availability_window(world: World) -> None:
+@pytest.mark.parametrize("first_page", ["sized", "one row"])
+def test_availability_window(world: World, first_page: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also with first pages of one row, so the candidates come from later pages (read narrow, the chosen ones
+    read whole afterwards)."""
     w = world
+    if first_page == "one row":
+        import api.tutors
+
+        monkeypatch.setattr(api.tutors, "window_first_page", lambda n, span: 1)
 
     # Alice: Mon 10-12 UTC; Bruno: Mon 17-19 Paris (16-18Z in January); Chen: Wed 09-12 New York (14-17Z);
     # Dana: Tue 08-09 UTC
