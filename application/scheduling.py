@@ -128,7 +128,7 @@ class Scheduling(Money):
             now = self.now()
             self._check_time(tutor, start, minutes, now)
         except Exception:
-            self.give_back(loaded.values(), {i: loaded[i].version for i in writes if i in loaded})
+            self.give_back((loaded.get(i) for i in writes), {i: loaded[i].version for i in writes if i in loaded})
             raise
         settings: Any = loaded.get(SETTINGS_ID) or PlatformSettings.defaults()
         policy = {k: settings.values[k] for k in (*POLICY_KEYS, "pending_expiry_hours", "auto_complete_hours")}

@@ -222,11 +222,11 @@ class CachingRepository(Repository[UUID]):
     date in one query.
 
     The library fast-forwards a cached aggregate in place (under a per-aggregate lock) with one SELECT per
-    aggregate, then deep-copies it. Here a cached aggregate is never changed: new events are applied to a copy,
-    which replaces it in the cache, and callers always get their own copy. `get_many` reads the new events of
-    every asked-for aggregate with one SELECT (a booking request needs seven), and hands out the cached objects
-    themselves to callers that only read them. A saved aggregate goes into the cache as it is (`remember`), so
-    the next command does not decode the events it just wrote."""
+    aggregate, then deep-copies it. Here a cached aggregate is never changed while it is in the cache: new events
+    are applied to a copy (or to an object a command took out, see `get_many`), and callers get their own copy
+    unless they only read (`read_only`) or took it (`take`). `get_many` reads the new events of every asked-for
+    aggregate with one SELECT (a booking request needs seven). A saved aggregate goes into the cache as it is
+    (`remember`), so the next command does not decode the events it just wrote."""
 
     SELECT_NEWER = (
         f"SELECT e.originator_id, e.originator_version, e.topic, e.state"

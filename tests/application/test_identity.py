@@ -428,3 +428,25 @@ def test_password_hash_is_argon2id_with_the_configured_cost(identity: Identity, 
         prepared.argon2_parallelism,
     )
     assert PasswordHasher().verify(stored, PASSWORD)
+
+
+def test_a_token_checked_once_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signature check of a token string is remembered; its expiry is checked on every use, and a token
+    signed with another secret or of another type is refused every time."""
+    import time as real_time
+
+    from application import tokens
+
+    secret = "s" * 40
+    token = issue_access(secret, str(uuid4()), "student", 60)
+    assert tokens.verify_access(secret, token).role == "student"
+    assert tokens.verify_access(secret, token).role == "student"  # the remembered check
+    later = real_time.time() + 61
+    monkeypatch.setattr(tokens.time, "time", lambda: later)
+    with pytest.raises(Unauthenticated):
+        tokens.verify_access(secret, token)
+    monkeypatch.undo()
+    with pytest.raises(Unauthenticated):
+        tokens.verify_access("t" * 40, token)
+    with pytest.raises(Unauthenticated):
+        tokens.verify_access(secret, token + "x")
