@@ -135,13 +135,16 @@ class Recorder(PostgresApplicationRecorder):
     """eventsourcing's recorder, plus `side_writes`: SQL run in the same transaction as the events, and a
     one-round-trip append.
 
-    Side writes are for the few things that must change atomically with events but may not enter the log
-    (password hashes, refresh-token digests) and for command-side lookup rows (the account table the auth check
-    reads); such a save goes through the library's own path (a pipelined BEGIN, lock, NOTIFY, side writes,
-    INSERT, COMMIT). Every other save calls `tutorconnect_append` (created with the table): the same lock,
-    NOTIFY and INSERT done by the server in the one statement's own transaction. The library's optional
-    "DB functions" mode is not used for this because its function takes no table lock: ids would no longer be
-    issued in commit order, and followers that pass over gaps would skip events (ADR 0002).
+    Every save calls `tutorconnect_append` (created with the table): the EXCLUSIVE table lock, NOTIFY and INSERT
+    done by the server in one statement, its own transaction in autocommit. Side writes are for the few things
+    that must change atomically with events but may not enter the log (password hashes, refresh-token digests)
+    and for command-side lookup rows (the account table the auth check reads): such a save runs them and then the
+    append in one plain transaction. The library's own path is not used: it pipelines BEGIN, lock, NOTIFY,
+    side writes, INSERT and COMMIT with prepared statements, and once, in the contract tests right after 20
+    concurrent registrations of one email (19 refused in the pipeline), later requests on a connection failed
+    with "prepared statement _pg3_N does not exist" (not reproduced in isolation; no pipeline is used now). The library's optional "DB functions" mode is not
+    used either: its function takes no table lock, so ids would no longer be issued in commit order and
+    followers that pass over gaps would skip events (ADR 0002).
     """
 
     APPEND = "SELECT tutorconnect_append(%s::uuid[], %s::int4[], %s::text[], %s::bytea[], %s) AS id"
@@ -185,19 +188,19 @@ class Recorder(PostgresApplicationRecorder):
         if [r["prosrc"] for r in curs.fetchall()] != [body]:  # every process start would replace it otherwise
             curs.execute(statement)
 
-    def _insert_events(self, curs: Any, stored_events: Any, **kwargs: Any) -> None:
-        for sql, params in kwargs.get("side_writes", ()):
-            curs.execute(sql, params)
-
-    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
-        if kwargs.get("side_writes") or not stored_events:
-            ids: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
-            return ids
-        appended: Sequence[int] = self._append(stored_events)
-        return appended
-
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's insert_events
-    def _append(self, stored_events: Sequence[StoredEvent]) -> Sequence[int]:
+    def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        side_writes = kwargs.get("side_writes") or ()
+        with self.datastore.get_connection() as conn:
+            if not side_writes:  # autocommit: the one statement is the transaction
+                return self._append(conn, stored_events) if stored_events else None
+            with conn.transaction():
+                with conn.cursor() as curs:
+                    for sql, params in side_writes:
+                        curs.execute(sql, params)
+                return self._append(conn, stored_events) if stored_events else None
+
+    def _append(self, conn: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
         params = (
             [e.originator_id for e in stored_events],
             [e.originator_version for e in stored_events],
@@ -205,7 +208,7 @@ class Recorder(PostgresApplicationRecorder):
             [e.state for e in stored_events],
             f"{self.datastore.lock_timeout}s",
         )
-        with self.datastore.get_connection() as conn, conn.cursor(binary=True) as curs:
+        with conn.cursor(binary=True) as curs:
             curs.execute(self.APPEND, params, prepare=True)
             return [row["id"] for row in curs.fetchall()]
 

@@ -432,3 +432,19 @@ def test_processes_starting_together_create_the_store_once_each_without_clashing
         for p in procs:
             p.join(60)
         assert [results.get(timeout=5) for _ in procs] == ["ok"] * 6
+
+
+def test_a_save_after_a_failed_side_write_works(app: EventStoreApp, settings: Settings, side_table: str) -> None:
+    """A side write that fails (a registration racing for a taken email), then the next saves with side writes
+    on the same pooled connections: they must work, and nothing of the refused save stays."""
+    for i in range(4):
+        with pytest.raises(IntegrityError):
+            app.record(
+                Subject.create(f"Refused {i}", "science"),
+                side_writes=[("INSERT INTO side_effects VALUES (%s)", ("taken",))],
+            )
+        app.record(
+            Subject.create(f"Accepted {i}", "science"),
+            side_writes=[("INSERT INTO side_effects VALUES (%s)", (f"ok-{i}",))],
+        )
+    assert side_keys(settings) == {"taken", *(f"ok-{i}" for i in range(4))}
