@@ -16,28 +16,18 @@ from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
 from projections.tutors import next_slots, slots_for
 
-SEARCH_CORE = (
+SEARCH_COLS = (
     "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency,"
-    " t.rating_avg, t.rating_count, t.min_notice_minutes, t.updated_position,"
+    " t.rating_avg, t.rating_count, t.availability, t.min_notice_minutes, t.updated_position,"
     # the public subjects as JSON text, spliced into the response as is (msgspec.Raw), in the tutor's order
     " (SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.subject_id, 'name', n.name, 'category', n.category)"
     " ORDER BY array_position(t.subject_ids, n.subject_id)), '[]')::text FROM tutors_subject_names n"
-    " WHERE n.subject_id = ANY(t.subject_ids)) AS subjects_json"
-)
-SEARCH_COLS = (
-    SEARCH_CORE + ", t.availability,"
+    " WHERE n.subject_id = ANY(t.subject_ids)) AS subjects_json,"
     # read in the same statement as the row, before any bookings: see next_slot_of
     " (SELECT c.position FROM tutor_calendar c WHERE c.tutor_id = t.tutor_id) AS calendar_position"
 )
 PUBLIC_COLS = SEARCH_COLS + ", t.experience"
 HOUR = timedelta(minutes=60)  # search looks for free one-hour lessons
-# Search answers "a free lesson in the window?" and next_slot from the bookings projection's tutor_calendar in SQL
-# where the question lies inside the row's horizon, and works them out in Python otherwise; tests turn this off to
-# check that both ways give the same answers.
-CALENDAR_ANSWERS = True
-_MIN = " '1 minute'"
-# the first :00/:30 (UTC) instant at or after {}
-_CEIL = "(date_bin('30 minutes', {} - interval '1 microsecond', timestamptz '2000-01-01 00:00:00+00') + interval '30 minutes')"
 NEXT_SLOT_DAYS = 29  # next_slots looks 28 days ahead; a lesson starting on day 28 ends on day 29
 
 
@@ -101,8 +91,11 @@ def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[A
     return out
 
 
-def _slot(start: datetime) -> Slot:
-    return {"start": _iso(start), "end": _iso(start + HOUR)}
+def window_first_page(n: int, span: timedelta) -> int:
+    """How many candidates the first page of a window search reads (whole rows; later pages read 3n, narrow).
+    Most candidates that pass the SQL cover check of a long window have a free hour in it, fewer of a short one
+    (measured: a day's window ~80 %, 3 hours ~50 %): a few more than asked for, or twice as many."""
+    return n + 10 if span >= timedelta(hours=12) else 2 * n
 
 
 def _pairs(flat: list[datetime]) -> list[tuple[datetime, datetime]]:
@@ -187,91 +180,65 @@ class PublicTutorsController(Controller):
             "price": ("hourly_amount", []),
             "relevance": ("ts_rank(search, websearch_to_tsquery('simple', %s))::float8", [q]),
         }[sort]
+        if frm is not None and to is not None and (cover := window_cover(frm, to)) is not None:
+            # Only tutors whose weekly rules can reach into the window (or who have one-off openings) are worth
+            # working out exactly below.
+            where.append("(has_openings OR weekly_utc && %s::int4multirange)")
+            params.append("{" + ",".join(f"[{a},{b})" for a, b in cover) + "}")
         if q:
             where.append("search @@ websearch_to_tsquery('simple', %s)")
             params.append(q)
-        now = services(request.app.state).clock.now()
-        horizon = now + timedelta(days=NEXT_SLOT_DAYS - 1)  # next_slots: starts within 28 days
-        # g.nlo / g.wlo: the first grid start after the notice (and, with a window, not before its start). A row's
-        # calendar answers in SQL when the question lies inside its horizon [anchor, free_until); else Python does.
-        lateral = (
-            f"CROSS JOIN LATERAL (SELECT {_CEIL.format('%s::timestamptz + t.min_notice_minutes * interval' + _MIN)}"
-            f" AS nlo, {_CEIL.format('greatest(%s::timestamptz, %s::timestamptz + t.min_notice_minutes * interval' + _MIN + ')')}"
-            " AS wlo) g"
-        )
-        lateral_params = [now, frm or now, now]
-        on = "true" if CALENDAR_ANSWERS else "false"
-        next_exact = f"({on} AND c.anchor <= g.nlo AND c.free_until >= %s::timestamptz)"
-        window_exact = f"({on} AND c.anchor <= g.wlo AND c.free_until >= %s::timestamptz)"
-        window = frm is not None and to is not None
-        cols = SEARCH_CORE + (
-            f", c.position AS calendar_position, coalesce({next_exact}, false) AS next_exact,"
-            f" CASE WHEN {next_exact} AND g.nlo < %s THEN lower(c.free_starts * tstzmultirange(tstzrange(g.nlo, %s)))"
-            " END AS next_start"
-        )
-        col_params: list[Any] = [horizon, horizon, horizon, horizon]
-        if window:
-            assert frm is not None and to is not None
-            cols += (
-                f", coalesce({window_exact}, false) AS window_exact,"
-                f" CASE WHEN {next_exact} AND {window_exact} THEN NULL ELSE t.availability END AS availability,"
-                f" CASE WHEN {window_exact} THEN NULL ELSE"
-                " (SELECT coalesce(array_agg(b.start_at), '{}') || coalesce(array_agg(b.end_at), '{}')"
-                " FROM bookings b WHERE b.tutor_id = t.tutor_id AND b.status IN ('pending', 'confirmed')"
-                " AND b.end_at > %s AND b.start_at < %s) END AS window_busy"
-            )
-            col_params += [to, horizon, to, to, frm, to + HOUR]
-            # Inside the horizon: a free start in [wlo, to). Outside: the weekly rules must be able to reach into
-            # the window (or the tutor has one-off openings); Python then works it out exactly.
-            fallback = "true"
-            fallback_params: list[Any] = []
-            if (cover := window_cover(frm, to)) is not None:
-                fallback = "(t.has_openings OR t.weekly_utc && %s::int4multirange)"
-                fallback_params.append("{" + ",".join(f"[{a},{b})" for a, b in cover) + "}")
-            where.append(
-                f"CASE WHEN {window_exact} THEN g.wlo < %s AND c.free_starts && tstzrange(g.wlo, %s) ELSE {fallback} END"
-            )
-            params.extend([to, to, to, *fallback_params])
-        else:
-            cols += f", CASE WHEN {next_exact} THEN NULL ELSE t.availability END AS availability"
-            col_params.append(horizon)
         asc = sort == "price"
 
-        def page(after: list[Any] | None, size: int) -> list[dict[str, Any]]:
+        def page(after: list[Any] | None, size: int, whole: bool = True) -> list[dict[str, Any]]:
             w, p = list(where), list(params)
             if after is not None:
-                w.append(f"({key}, t.tutor_id) {'>' if asc else '<'} (%s, %s::uuid)")
+                w.append(f"({key}, tutor_id) {'>' if asc else '<'} (%s, %s::uuid)")
                 p.extend([*key_params, *after])
             order = "ASC" if asc else "DESC"
+            cols, col_params = SEARCH_COLS, []
+            if frm is not None and to is not None:
+                # Candidates are checked in Python against their taken intervals in the window (same statement).
+                # The first page reads whole rows; later, larger pages only what the check needs, and the rows
+                # chosen from them are read whole afterwards.
+                cols = (SEARCH_COLS if whole else "t.tutor_id, t.availability, t.min_notice_minutes") + (
+                    ", (SELECT coalesce(array_agg(b.start_at), '{}') || coalesce(array_agg(b.end_at), '{}')"
+                    " FROM bookings b WHERE b.tutor_id = t.tutor_id AND b.status IN ('pending', 'confirmed')"
+                    " AND b.end_at > %s AND b.start_at < %s) AS window_busy"
+                )
+                col_params = [frm, to + HOUR]
             sql = (
-                f"SELECT {cols}, {key} AS sort_key FROM tutors t LEFT JOIN tutor_calendar c ON c.tutor_id = t.tutor_id"
-                f" {lateral} WHERE {' AND '.join(w)} ORDER BY sort_key {order}, t.tutor_id {order} LIMIT %s"
+                f"SELECT {cols}, {key} AS sort_key FROM tutors t WHERE {' AND '.join(w)}"
+                f" ORDER BY sort_key {order}, tutor_id {order} LIMIT %s"
             )
-            return list(conn.execute(sql, (*col_params, *key_params, *lateral_params, *p, size)).fetchall())
+            return list(conn.execute(sql, (*col_params, *key_params, *p, size)).fetchall())
 
+        now = services(request.app.state).clock.now()
         decoded = decode_cursor(cursor, tuple[float, UUID])
         last: list[Any] | None = list(decoded) if decoded else None
         more = False
         with reading(request, ("tutors", "bookings")) as (conn, pos):
-            size = n + 1
+            size = n + 1 if frm is None or to is None else window_first_page(n, to - frm)
             scanned = 0
             chosen: list[dict[str, Any]] = []
+            first = True
             while not more:
-                rows = page(last, size)
+                rows = page(last, size, whole=first)
+                first = False
                 for r in rows:
                     if len(chosen) == n:
                         more = True
                         break
                     scanned += 1
-                    last = [r["sort_key"], r["id"]]
+                    last = [r["sort_key"], str(r["tutor_id"])]
                     if (
-                        window
-                        and not r["window_exact"]
+                        frm is not None
+                        and to is not None
                         and not slots_for(
                             r["availability"] or {},
                             r["min_notice_minutes"],
-                            frm,  # type: ignore[arg-type]
-                            to,  # type: ignore[arg-type]
+                            frm,
+                            to,
                             HOUR,
                             now,
                             _pairs(r["window_busy"]),
@@ -286,16 +253,18 @@ class PublicTutorsController(Controller):
                 if scanned >= 2000:  # bound the work of one page under a narrow availability filter
                     more = True
                     break
-            nexts = next_slot_of(conn, [r for r in chosen if not r["next_exact"]], now)
-            items = [
-                public_tutor(
-                    r,
-                    (_slot(r["next_start"]) if r["next_start"] is not None else None)
-                    if r["next_exact"]
-                    else nexts[r["tutor_id"]],
-                )
-                for r in chosen
-            ]
+            if partial := [r["tutor_id"] for r in chosen if "subjects_json" not in r]:
+                whole = {
+                    r["tutor_id"]: r
+                    for r in conn.execute(f"SELECT {SEARCH_COLS} FROM tutors t WHERE tutor_id = ANY(%s)", (partial,))
+                }
+                chosen = [
+                    r if "subjects_json" in r else whole[r["tutor_id"]]
+                    for r in chosen
+                    if r["tutor_id"] in whole or "subjects_json" in r
+                ]
+            nexts = next_slot_of(conn, chosen, now)
+            items = [public_tutor(r, nexts[r["tutor_id"]]) for r in chosen]
         next_cursor = encode_cursor(last) if more and last else None
         return query({"items": items, "next_cursor": next_cursor}, pos)
 

@@ -234,29 +234,6 @@ def slots(
     return out
 
 
-def start_ranges(free: Sequence[Interval], duration: timedelta, frm: datetime, to: datetime) -> list[Interval]:
-    """The grid starts `slots` would offer with nothing taken, as closed ranges [first, last] (both on the grid):
-    s is a start when frm <= s < to and [s, s + duration) lies inside one free interval. The bookings projection
-    stores these per tutor, so that search can answer "a free lesson in this window?" and "the next free lesson"
-    in SQL (a booking [bs, be) then removes the open range (floor(bs - duration), ceil(be)) of starts)."""
-    out: list[Interval] = []
-    for a, b in sorted(free):
-        first = _ceil_grid(max(a, frm))
-        last = min(b - duration, to - timedelta(microseconds=1))
-        last = _floor_grid(last)
-        if first <= last:
-            if out and first <= out[-1][1] + GRID:
-                out[-1] = (out[-1][0], max(last, out[-1][1]))
-            else:
-                out.append((first, last))
-    return out
-
-
-def _floor_grid(t: datetime) -> datetime:
-    base = t.replace(second=0, microsecond=0)
-    return base.replace(minute=0) + (GRID if base.minute >= 30 else timedelta(0))
-
-
 def covers(free: Sequence[Interval], start: datetime, end: datetime) -> bool:
     """True when [start, end) lies wholly inside one free interval."""
     return any(a <= start and end <= b for a, b in free)

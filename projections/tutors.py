@@ -279,15 +279,7 @@ def _rules(weekly: tuple[tuple[int, str, str], ...]) -> tuple[WeeklyRule, ...]:
     return parse_rules([{"weekday": w, "start": a, "end": b} for w, a, b in weekly])
 
 
-def availability_rules(availability: dict[str, Any]) -> tuple[WeeklyRule, ...]:
-    """The weekly rules of a stored availability (none without a time zone)."""
-    if not availability.get("timezone"):
-        return ()
-    return _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ()))
-
-
-def intervals(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
-    """Stored openings or blocks ({start, end} RFC 3339) as UTC intervals."""
+def _iv(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
     return [(datetime.fromisoformat(x["start"]), datetime.fromisoformat(x["end"])) for x in raw or []]
 
 
@@ -304,15 +296,17 @@ def slots_for(
     """Bookable slots of a tutor row: weekly rules in its zone + openings - blocks, after the notice period (the
     first `limit` of them when given)."""
     zone = availability.get("timezone")
-    rules = availability_rules(availability)
+    rules = (
+        _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ())) if zone else ()
+    )
     earliest = max(frm, now + timedelta(minutes=min_notice_minutes))
     if earliest >= to:
         return []
     free = available(
         rules,
         zone or "UTC",
-        intervals(availability.get("openings", [])),
-        intervals(availability.get("blocks", [])),
+        _iv(availability.get("openings", [])),
+        _iv(availability.get("blocks", [])),
         earliest,
         to + duration,
     )

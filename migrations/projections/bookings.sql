@@ -36,21 +36,9 @@ CREATE TABLE {tutor_reviews} (
     response_at timestamptz
 );
 CREATE INDEX {tutor_reviews}_tutor_idx ON {tutor_reviews} (tutor_id, created_at DESC);
--- tutor_calendar: one row per tutor (from TutorProfile.Created). `position`: the log position of the newest change to
--- the tutor's taken time (a booking requested, moved or ended); search reuses a worked-out next free slot while this
--- and the tutor's row are unchanged. `free_starts`: the start instants of free one-hour lessons in
--- [anchor, free_until) as closed ranges with ends on the UTC :00/:30 grid (weekly rules in the tutor's zone plus
--- openings minus blocks, computed in Python by domain.availability, minus the tutor's pending and confirmed
--- bookings, subtracted in SQL); search answers its availability window and next_slot from it in SQL. The horizon
--- is anchored at the recorded time of the event that last worked out `base_starts` (never the wall clock), so a
--- rebuild writes the same rows; it moves on with the tutor's events (see projections.bookings.HORIZON).
+-- tutor_calendar: the log position of the newest change to each tutor's taken time (a booking requested, moved or
+-- ended); search reuses a tutor's worked-out next free slot while this and the tutor's row are unchanged.
 CREATE TABLE {tutor_calendar} (
     tutor_id uuid PRIMARY KEY,
-    profile_id uuid UNIQUE,
-    position bigint NOT NULL DEFAULT 0,
-    availability jsonb,
-    anchor timestamptz,
-    free_until timestamptz,
-    base_starts tstzmultirange NOT NULL DEFAULT '{{}}',
-    free_starts tstzmultirange NOT NULL DEFAULT '{{}}'
+    position bigint NOT NULL
 );

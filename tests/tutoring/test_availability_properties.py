@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from fractions import Fraction
 from functools import lru_cache
-from itertools import pairwise
 from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
@@ -31,7 +30,6 @@ from domain.availability import (
     parse_hhmm,
     parse_rules,
     slots,
-    start_ranges,
     week_cover,
     window_cover,
 )
@@ -513,49 +511,3 @@ def test_window_cover_holds_every_minute_of_the_window(frm: datetime, minutes: i
         assert _inside(window, minute_of_week(t))
         t += timedelta(minutes=13)
     assert _inside(window, minute_of_week(to - timedelta(seconds=1)))
-
-
-# --------------------------------------------------------------------------------------------------- start ranges
-
-
-def _grid_points(ranges: list[Interval]) -> list[datetime]:
-    out = []
-    for a, b in ranges:
-        assert a.minute in (0, 30) and b.minute in (0, 30) and a.second == b.second == 0 and a <= b
-        t = a
-        while t <= b:
-            out.append(t)
-            t += timedelta(minutes=30)
-    return out
-
-
-_T0 = datetime(2030, 3, 1, tzinfo=UTC)
-_minutes = st.integers(0, 6 * 1440)
-
-
-@settings(max_examples=300, deadline=None)
-@given(
-    spans=st.lists(st.tuples(_minutes, st.integers(1, 600)), max_size=8),
-    taken=st.lists(st.tuples(_minutes, st.integers(15, 180)), max_size=6),
-    frm=_minutes,
-    length=st.integers(1, 3 * 1440),
-    minutes=st.sampled_from([30, 60, 90, 120]),
-)
-def test_start_ranges_minus_bookings_are_exactly_the_slots(
-    spans: list[tuple[int, int]], taken: list[tuple[int, int]], frm: int, length: int, minutes: int
-) -> None:
-    """What the bookings projection stores (start ranges, each booking removing the open range
-    (floor(bs - duration), ceil(be)) of starts) holds exactly the grid starts `slots` offers; ranges are disjoint,
-    sorted and have grid ends, so "is there a start in [lo, to)" is an overlap test once lo is on the grid."""
-    free = merge((_T0 + timedelta(minutes=a), _T0 + timedelta(minutes=a + n)) for a, n in spans)
-    busy = [(_T0 + timedelta(minutes=a), _T0 + timedelta(minutes=a + n)) for a, n in taken]
-    lo, hi = _T0 + timedelta(minutes=frm), _T0 + timedelta(minutes=frm + length)
-    dur = timedelta(minutes=minutes)
-    ranges = start_ranges(free, dur, lo, hi)
-    assert all(b1 < a2 for (_, b1), (a2, _) in pairwise(ranges))
-    points = set(_grid_points(ranges))
-    for bs, be in busy:  # the projection's SQL subtraction, point-wise
-        cut_lo = bs - dur
-        points = {p for p in points if not (p > cut_lo and p < be)}
-    expected = {s for s, _ in slots(free, dur, lo, hi, busy)}
-    assert points == expected
