@@ -142,9 +142,9 @@ class Recorder(PostgresApplicationRecorder):
     append in one plain transaction. The library's own path is not used: it pipelines BEGIN, lock, NOTIFY,
     side writes, INSERT and COMMIT with prepared statements, and once, in the contract tests right after 20
     concurrent registrations of one email (19 refused in the pipeline), later requests on a connection failed
-    with "prepared statement _pg3_N does not exist" (not reproduced in isolation; no pipeline is used now). The library's optional "DB functions" mode is not
-    used either: its function takes no table lock, so ids would no longer be issued in commit order and
-    followers that pass over gaps would skip events (ADR 0002).
+    with "prepared statement _pg3_N does not exist" (not reproduced in isolation; no pipeline is used now).
+    The library's optional "DB functions" mode is not used either: its function takes no table lock, so ids
+    would no longer be issued in commit order and followers that pass over gaps would skip events (ADR 0002).
     """
 
     APPEND = "SELECT tutorconnect_append(%s::uuid[], %s::int4[], %s::text[], %s::bytea[], %s) AS id"
