@@ -9,10 +9,10 @@ import uuid
 from typing import Any
 
 import psycopg
-import redis.asyncio as aioredis
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from psycopg_pool import AsyncConnectionPool
 
+from api.counter import HitCounter
 from application import context
 from application.settings import Settings
 from application.tokens import verify_access
@@ -114,11 +114,8 @@ class RateLimit:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
         # One round trip per request (EVALSHA): count the hit and, on the window's first, set the key's expiry.
-        self.count = self.redis.register_script(
-            "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
-        )
+        self.counter = HitCounter(settings.redis_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -136,7 +133,7 @@ class RateLimit:
         now = time.time()
         window = int(now // limit.seconds)
         key = f"tutorconnect:rl:{rule}:{who}:{window}"
-        count = int(await self.count(keys=[key], args=[limit.seconds + 1]))
+        count = await self.counter.hit(key, limit.seconds + 1)
         if count > limit.count:
             retry = max(1, int((window + 1) * limit.seconds - now + 0.999))
             await _send_problem(

@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -621,6 +621,70 @@ def cpu_delta(a: dict[str, Any], b: dict[str, Any], n: int) -> dict[str, float]:
     }
 
 
+def _server_side_inodes(port: int) -> dict[int, int]:
+    """Client port -> inode of the server's accepted socket, for established TCP connections to `port`."""
+    out = {}
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            cols = line.split()
+            local, remote, state, inode = cols[1], cols[2], cols[3], int(cols[9])
+            if state == "01" and int(local.split(":")[1], 16) == port:
+                out[int(remote.split(":")[1], 16)] = inode
+    return out
+
+
+def _worker_sockets(pgid: int) -> dict[int, int]:
+    """Socket inode -> pid, over the processes of the API's process group that hold sockets."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if _proc_cpu(pid)[0] != pgid:
+                continue
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    out[int(target[8:-1])] = int(pid)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+async def open_placed(
+    host: str, port: int, n: int, pgid: int | None, workers: int, balance: bool
+) -> tuple[list[HttpConn], list[int]]:
+    """n open keep-alive connections, and how many of them each API worker serves (largest first).
+
+    On Linux every granian worker has its own SO_REUSEPORT listening socket and the kernel hashes each new
+    connection to one of them. A crowd of clients, or a load balancer in front, spreads over the workers; a handful
+    of long-lived connections does not: 8 split 4/4 only 27 % of the time, and at 7/1 one worker serves seven
+    clients on one core while the other idles, so a run would measure that lottery. With `balance`, a connection
+    that lands on a worker which already has its share is set aside and another opened (at most 40 tries per
+    connection); the spares stay open until all are placed, so that each try is hashed afresh."""
+    share = -(-n // max(1, workers))
+    conns: list[HttpConn] = []
+    owner: list[int] = []
+    spare: list[HttpConn] = []
+    while len(conns) < n:
+        c = HttpConn(host, port)
+        await c.open()
+        await c.request("GET", "/healthz")  # accepted and answered: the socket is in its worker by now
+        pid = 0
+        if pgid is not None and c.writer is not None:
+            inode = _server_side_inodes(port).get(c.writer.get_extra_info("sockname")[1])
+            pid = _worker_sockets(pgid).get(inode or -1, 0)
+        if balance and pid and owner.count(pid) >= share and len(spare) < 40 * n:
+            spare.append(c)
+            continue
+        conns.append(c)
+        owner.append(pid)
+    for c in spare:
+        c.close()
+    return conns, sorted((owner.count(p) for p in set(owner)), reverse=True)
+
+
 async def drive_combo(
     host: str,
     port: int,
@@ -631,11 +695,11 @@ async def drive_combo(
     pgid: int | None,
     seed: int,
     dbname: str | None = None,
+    workers: int = 1,
+    balance: bool = True,
 ) -> dict[str, Any]:
     rng = random.Random(seed)
-    conns = [HttpConn(host, port) for _ in range(concurrency)]
-    for c in conns:
-        await c.open()
+    conns, split = await open_placed(host, port, concurrency, pgid, workers, balance)
     lat: list[float] = []
     statuses: dict[str, int] = {}
     items: list[int] = []
@@ -682,6 +746,7 @@ async def drive_combo(
         "mean_items": sum(items) / len(items) if items else 0.0,
         "errors": n - statuses.get("200", 0),
         "statuses": statuses,
+        "conns_per_worker": split,
         **cpu_delta(snaps["a"], snaps["b"], n),
     }
 
@@ -702,13 +767,15 @@ def driver_main(spec_path: str) -> None:
                 spec["pgid"],
                 i,
                 spec.get("dbname"),
+                spec.get("workers", 1),
+                spec.get("balance", True),
             )
         )
         print(
             f"  {name:20s} {r['rps']:7.1f} req/s  p50 {r['p50_ms']:6.1f} ms  p90 {r['p90_ms']:6.1f} ms"
             f"  p99 {r['p99_ms']:6.1f} ms  items {r['mean_items']:4.1f}  errors {r['errors']}"
             f"  api {r['api_cpu_ms_per_req']:.1f} / pg {r['postgres_cpu_ms_per_req']:.1f} cpu-ms/req"
-            f"  machine {r['machine_busy_pct']:.0f}% busy",
+            f"  machine {r['machine_busy_pct']:.0f}% busy  conns/worker {'/'.join(map(str, r['conns_per_worker']))}",
             file=sys.stderr,
             flush=True,
         )
@@ -771,6 +838,82 @@ def combos(rng: random.Random, subjects: Sequence[dict[str, Any]], now: datetime
     return out
 
 
+def seed(
+    dsn: str,
+    figures: dict[str, Any],
+    rng: random.Random,
+    now: datetime,
+    n_tutors: int,
+    n_students: int,
+    n_reviews: int,
+    n_bookings: int,
+    api_workers: int,
+) -> list[dict[str, Any]]:
+    """Seed the events, catch up the projections the search reads; returns the subjects."""
+    say(
+        f"generating events: {n_tutors:,} tutors, {n_students:,} students, {n_reviews:,} reviewed lessons,"
+        f" {n_bookings:,} future bookings (real aggregates through MetaMapper)"
+    )
+    t0 = time.perf_counter()
+    log = LogBuilder(now - timedelta(days=30), timedelta(milliseconds=5))
+    subjects = make_subjects(log)
+    students = make_students(log, n_students, now)
+    tutors = [make_tutor(log, rng, i, subjects, now) for i in range(n_tutors)]
+    copy_events(dsn, log.rows, vacuum=False)
+    n_events = len(log.rows)
+    del log
+    say(f"  {n_events:,} catalog, student and tutor events generated and COPY'd in {time.perf_counter() - t0:.1f}s")
+    t0 = time.perf_counter()
+    more, made = seed_lessons(dsn, tutors, students, n_reviews, n_bookings, now, 20260601)
+    n_events += more
+    say(
+        f"  {more:,} lesson events ({made:,} future bookings) generated and COPY'd by {os.cpu_count()} forked"
+        f" workers in {time.perf_counter() - t0:.1f}s"
+    )
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE tutorconnect_events")
+    figures.update(tutors=n_tutors, future_bookings=made, reviews=n_reviews, events=n_events, api_workers=api_workers)
+
+    say("catching up the subjects, tutors and bookings projections (Runner.catch_up, one process each)")
+    t0 = time.perf_counter()
+    done = catch_up(dsn, ["subjects", "tutors", "bookings"])
+    for name, (n, dt) in done.items():
+        say(f"  {name}: {n:,} events in {dt:.1f}s ({n / dt:,.0f}/s)")
+    analyze(dsn, ["tutors", "tutors_subject_names", "bookings", "tutor_reviews"])
+    say(f"  caught up and analysed in {time.perf_counter() - t0:.1f}s")
+    return subjects
+
+
+@contextlib.contextmanager
+def reused_database(name: str) -> Iterator[str]:
+    """The URL of a database an earlier run kept; it stays."""
+    from _common import database_url
+
+    say(f"reusing database {name} (not seeded, not dropped)")
+    try:
+        yield database_url(name)
+    finally:
+        from application.store import close_all
+
+        close_all()
+
+
+def reused_seed(dsn: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The subjects and sizes of a kept database."""
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        subjects = [
+            {"id": r[0], "name": r[1], "category": r[2]}
+            for r in conn.execute("SELECT subject_id, name, category FROM subjects ORDER BY name")
+        ]
+        tutors = conn.execute("SELECT count(*) FROM tutors WHERE status = 'approved'").fetchone()
+        future = conn.execute("SELECT count(*) FROM bookings WHERE start_at > now()").fetchone()
+    return subjects, {"tutors": tutors[0] if tutors else 0, "future_bookings": future[0] if future else 0}
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--drive":
         driver_main(sys.argv[2])
@@ -793,6 +936,17 @@ def main() -> None:
     )
     p.add_argument("--only", default="", help="comma-separated combinations to run (default all)")
     p.add_argument(
+        "--kernel-split",
+        action="store_true",
+        help="keep the connections on the API workers the kernel hashed them to (default: place them evenly)",
+    )
+    p.add_argument(
+        "--reuse-db",
+        default="",
+        help="measure against a database an earlier run kept (--keep-db) instead of seeding a new one (its"
+        " bookings lie ahead of the time it was seeded; the read models must be of this code's versions)",
+    )
+    p.add_argument(
         "--api-workers",
         type=int,
         default=2,
@@ -810,46 +964,18 @@ def main() -> None:
     from workers.processes import prepare
 
     rng = random.Random(20260601)
-    with temp_database(a.keep_db) as dsn, tempfile.TemporaryDirectory(prefix="bench-search-") as tmp:
+    with (
+        reused_database(a.reuse_db) if a.reuse_db else temp_database(a.keep_db) as dsn,
+        tempfile.TemporaryDirectory(prefix="bench-search-") as tmp,
+    ):
         settings = make_settings(dsn)
         prepare(settings)
         now = datetime.now(UTC)
-
-        say(
-            f"generating events: {n_tutors:,} tutors, {n_students:,} students, {n_reviews:,} reviewed lessons,"
-            f" {n_bookings:,} future bookings (real aggregates through MetaMapper)"
-        )
-        t0 = time.perf_counter()
-        log = LogBuilder(now - timedelta(days=30), timedelta(milliseconds=5))
-        subjects = make_subjects(log)
-        students = make_students(log, n_students, now)
-        tutors = [make_tutor(log, rng, i, subjects, now) for i in range(n_tutors)]
-        copy_events(dsn, log.rows, vacuum=False)
-        n_events = len(log.rows)
-        del log
-        say(f"  {n_events:,} catalog, student and tutor events generated and COPY'd in {time.perf_counter() - t0:.1f}s")
-        t0 = time.perf_counter()
-        more, made = seed_lessons(dsn, tutors, students, n_reviews, n_bookings, now, 20260601)
-        n_events += more
-        say(
-            f"  {more:,} lesson events ({made:,} future bookings) generated and COPY'd by {os.cpu_count()} forked"
-            f" workers in {time.perf_counter() - t0:.1f}s"
-        )
-        import psycopg
-
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE tutorconnect_events")
-        figures.update(
-            tutors=n_tutors, future_bookings=made, reviews=n_reviews, events=n_events, api_workers=a.api_workers
-        )
-
-        say("catching up the subjects, tutors and bookings projections (Runner.catch_up, one process each)")
-        t0 = time.perf_counter()
-        done = catch_up(dsn, ["subjects", "tutors", "bookings"])
-        for name, (n, dt) in done.items():
-            say(f"  {name}: {n:,} events in {dt:.1f}s ({n / dt:,.0f}/s)")
-        analyze(dsn, ["tutors", "tutors_subject_names", "bookings", "tutor_reviews"])
-        say(f"  caught up and analysed in {time.perf_counter() - t0:.1f}s")
+        if a.reuse_db:
+            subjects, figures_seed = reused_seed(dsn)
+            figures.update(figures_seed, api_workers=a.api_workers)
+        else:
+            subjects = seed(dsn, figures, rng, now, n_tutors, n_students, n_reviews, n_bookings, a.api_workers)
 
         port = free_port()
         api_log = Path(tmp) / "api.log"
@@ -880,6 +1006,8 @@ def main() -> None:
                     "warmup": warmup,
                     "concurrency": level,
                     "pgid": api.pid,
+                    "workers": a.api_workers,
+                    "balance": not a.kernel_split,
                     "dbname": dsn.rsplit("/", 1)[1].split("?")[0],
                     "combos": {
                         k: v for k, v in combos(rng, subjects, now).items() if not a.only or k in a.only.split(",")
