@@ -20,9 +20,7 @@ SEARCH_COLS = (
     "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency,"
     " t.rating_avg, t.rating_count, t.availability, t.min_notice_minutes, t.updated_position,"
     # the public subjects as JSON text, spliced into the response as is (msgspec.Raw), in the tutor's order
-    " (SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.subject_id, 'name', n.name, 'category', n.category)"
-    " ORDER BY array_position(t.subject_ids, n.subject_id)), '[]')::text FROM tutors_subject_names n"
-    " WHERE n.subject_id = ANY(t.subject_ids)) AS subjects_json,"
+    " t.subjects_json,"
     # read in the same statement as the row, before any bookings: see next_slot_of
     " (SELECT c.position FROM tutor_calendar c WHERE c.tutor_id = t.tutor_id) AS calendar_position"
 )
@@ -181,9 +179,9 @@ class PublicTutorsController(Controller):
             "relevance": ("ts_rank(search, websearch_to_tsquery('simple', %s))::float8", [q]),
         }[sort]
         if frm is not None and to is not None and (cover := window_cover(frm, to)) is not None:
-            # Only tutors whose weekly rules can reach into the window (or who have one-off openings) are worth
-            # working out exactly below.
-            where.append("(has_openings OR weekly_utc && %s::int4multirange)")
+            # Only tutors whose weekly rules can start a one-hour lesson in the window (or who have one-off
+            # openings) are worth working out exactly below.
+            where.append("(has_openings OR hour_starts_utc && %s::int4multirange)")
             params.append("{" + ",".join(f"[{a},{b})" for a, b in cover) + "}")
         if q:
             where.append("search @@ websearch_to_tsquery('simple', %s)")

@@ -277,6 +277,39 @@ def week_cover(rules: Iterable[WeeklyRule], zone: str) -> list[tuple[int, int]]:
     return out
 
 
+def start_cover(rules: Iterable[WeeklyRule], zone: str, minutes: int) -> list[tuple[int, int]]:
+    """A superset of the UTC minutes-of-week at which a lesson of `minutes` from the weekly rules can start.
+
+    A lesson [s, s + minutes) from the rules lies wholly inside the rules' free time, so every one of its minutes is
+    in week_cover, and (the cover's stretches being merged, so separated by gaps) all in the same stretch: s is at
+    most that stretch's end minus the lesson. So each stretch is shortened at its end by the lesson, after joining
+    the stretch that runs into the end of the week with the one that starts the next (they are one). Tighter than
+    week_cover for search's window filter: a rule that only touches the window's edge offers no start in it."""
+    cover = week_cover(rules, zone)
+    if not cover or cover == [(0, WEEK_MINUTES)]:
+        return cover
+    spans = list(cover)
+    if len(spans) > 1 and spans[0][0] == 0 and spans[-1][1] == WEEK_MINUTES:
+        head, tail = spans.pop(0), spans.pop()
+        spans.append((tail[0], WEEK_MINUTES + head[1]))
+    pieces = []
+    for a, b in spans:
+        end = b - minutes + 1  # the last start is b - minutes
+        if end <= a:
+            continue
+        if end <= WEEK_MINUTES:
+            pieces.append((a, end))
+        else:
+            pieces += [(a, WEEK_MINUTES), (0, end - WEEK_MINUTES)]
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(pieces):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(b, out[-1][1]))
+        else:
+            out.append((a, b))
+    return out
+
+
 def minute_of_week(t: datetime) -> int:
     """UTC minute of the week (0 = Monday 00:00 UTC), seconds dropped."""
     u = t.astimezone(UTC)

@@ -11,7 +11,7 @@ from uuid import UUID
 import psycopg
 from psycopg.types.json import Jsonb
 
-from domain.availability import WeeklyRule, available, parse_rules, slots, week_cover
+from domain.availability import WeeklyRule, available, parse_rules, slots, start_cover
 from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
@@ -58,7 +58,7 @@ TUTOR_COLUMNS = (
     "rating_sum",
     "rating_count",
     "rating_avg",
-    "weekly_utc",
+    "hour_starts_utc",
     "has_openings",
     "updated_position",
 )
@@ -70,10 +70,11 @@ NAME_COLUMNS = ("subject_id", "name", "category", "active")
 class Tutors(Projection):
     """One row per tutor, folded per batch in memory (runtime.load_rows / replace_rows): the rows a batch touches
     are read with one SELECT per table, the events applied in order, and written back with one DELETE and one
-    COPY; completeness is computed in Python and the search vector by one UPDATE for the touched tutors."""
+    COPY; completeness is computed in Python, the search vector and public subjects by one UPDATE of the rows
+    written."""
 
     name = "tutors"
-    version = 5
+    version = 6
     tables = ("tutors", "tutors_people", "tutors_subject_names")
     topics = tuple(
         topic_of(c)
@@ -111,7 +112,7 @@ class Tutors(Projection):
             by_profile[r["profile_id"]] = r
             by_tutor[r["tutor_id"]] = r
         stored_tutors = set(by_profile)
-        touched: set[UUID] = set()  # profiles whose completeness and search text are to be recomputed
+        touched: set[UUID] = set()  # profiles whose completeness is to be recomputed
         renamed: set[UUID] = set()
 
         # 2. The events, in order, on the rows in memory.
@@ -200,19 +201,25 @@ class Tutors(Projection):
                 {
                     **r,
                     **{c: Jsonb(r[c]) for c in JSON_COLUMNS},
-                    "weekly_utc": cover_literal(r["availability"]),
+                    "hour_starts_utc": cover_literal(r["availability"]),
                     "has_openings": bool((r["availability"] or {}).get("openings")),
                 }
                 for r in by_profile.values()
             )
             replace_rows(cur, tutors_t, TUTOR_COLUMNS, out, stored_tutors, key="profile_id")
-        if touched or renamed:
+        # 4. The columns made from the subject names: the search vector and the public subjects (JSON text that
+        # search splices into its response as is, in the tutor's order), for every row written back above (COPY
+        # wrote them as their defaults) and every tutor teaching a renamed subject.
+        if by_profile or renamed:
             cur.execute(
                 f"UPDATE {tutors_t} t SET search = to_tsvector('simple', t.full_name || ' ' || t.bio || ' '"
                 f" || array_to_string(t.languages, ' ') || ' ' || coalesce((SELECT string_agg(n.name || ' '"
-                f" || n.category, ' ') FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids)), ''))"
+                f" || n.category, ' ') FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids)), '')),"
+                " subjects_json = (SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.subject_id, 'name', n.name,"
+                " 'category', n.category) ORDER BY array_position(t.subject_ids, n.subject_id)), '[]')::text"
+                f" FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids))"
                 f" WHERE t.profile_id = ANY(%s) OR t.subject_ids && %s::uuid[]",
-                (list(touched), list(renamed)),
+                (list(by_profile), list(renamed)),
             )
 
 
@@ -265,12 +272,13 @@ def _profile_event(row: dict[str, Any], e: Envelope) -> None:
 
 
 def cover_literal(availability: dict[str, Any]) -> str:
-    """The int4multirange of UTC minutes-of-week the tutor's weekly rules can cover (domain week_cover)."""
+    """The int4multirange of UTC minutes-of-week at which the weekly rules can start a one-hour lesson (a superset:
+    domain start_cover)."""
     zone = availability.get("timezone")
     if not zone:
         return "{}"
     rules = _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ()))
-    return "{" + ",".join(f"[{a},{b})" for a, b in week_cover(rules, zone)) + "}"
+    return "{" + ",".join(f"[{a},{b})" for a, b in start_cover(rules, zone, 60)) + "}"
 
 
 @functools.lru_cache(maxsize=16384)

@@ -34,9 +34,12 @@ CREATE TABLE {tutors} (
     rating_count integer NOT NULL DEFAULT 0,
     rating_avg double precision,
     search tsvector NOT NULL DEFAULT ''::tsvector,
-    -- UTC minutes of the week the weekly rules can cover (a superset, see domain.availability.week_cover), and
-    -- whether one-off openings add time outside them: search's window filter passes over the rest in SQL.
-    weekly_utc int4multirange NOT NULL DEFAULT '{{}}',
+    -- the public subjects [{{id, name, category}}] as JSON text, in the tutor's order (search returns it as is)
+    subjects_json text NOT NULL DEFAULT '[]',
+    -- UTC minutes of the week at which the weekly rules can start a one-hour lesson (a superset, see
+    -- domain.availability.start_cover), and whether one-off openings add time outside them: search's window
+    -- filter passes over the rest in SQL.
+    hour_starts_utc int4multirange NOT NULL DEFAULT '{{}}',
     has_openings boolean NOT NULL DEFAULT false,
     updated_position bigint NOT NULL
 );

@@ -242,6 +242,11 @@ def test_review_once_and_response_once(w: World) -> None:
     r = tutor["reviews"][0]
     assert (r["rating"], r["text"], r["response"]["text"]) == (4, "Clear explanations", "Thank you!")
     assert r["created_at"].endswith("Z") and r["response"]["created_at"].endswith("Z")
+    # a reviewed tutor is still found by full-text search (the projection once dropped the search vector of a
+    # tutor row it rewrote for a review), with the rating and the subjects
+    found = ok(w.get(s, "/tutors", params={"q": "physics"}))["items"]
+    assert [(x["id"], x["rating_count"]) for x in found] == [(str(w.tutor.id), 1)], found
+    assert found[0]["subjects"] and found[0]["subjects"] == tutor["subjects"]
 
 
 # ----------------------------------------------------------------------------------------------- queries

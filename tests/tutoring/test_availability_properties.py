@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from domain.availability import (
+    WEEK_MINUTES,
     WeeklyRule,
     available,
     format_hhmm,
@@ -30,6 +31,7 @@ from domain.availability import (
     parse_hhmm,
     parse_rules,
     slots,
+    start_cover,
     week_cover,
     window_cover,
 )
@@ -496,6 +498,47 @@ def test_week_cover_holds_every_minute_the_rules_cover(
         # ... and a window around any covered instant meets the cover in SQL terms
         window = window_cover(a, a + timedelta(minutes=1))
         assert window is not None and any(x < q and p < y for x, y in window for p, q in cover)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rules=weekly_rules(),
+    zone=st.sampled_from(ZONES),
+    start=st.datetimes(datetime(2024, 1, 1), datetime(2034, 6, 1)),
+    days=st.integers(1, 10),
+    minutes=st.sampled_from([30, 60, 90]),
+)
+def test_start_cover_holds_every_lesson_start_of_the_rules(
+    rules: list[WeeklyRule], zone: str, start: datetime, days: int, minutes: int
+) -> None:
+    """Search passes over tutors whose start cover misses the window: it must hold every start the rules allow,
+    and it lies inside week_cover."""
+    frm = start.replace(second=0, microsecond=0, tzinfo=UTC)
+    to = frm + timedelta(days=days)
+    starts = start_cover(rules, zone, minutes)
+    cover = week_cover(rules, zone)
+    for a, b in starts:
+        assert any(x <= a and b <= y for x, y in cover), (a, b)
+    duration = timedelta(minutes=minutes)
+    for s, _ in slots(available(rules, zone, [], [], frm, to + duration), duration, frm, to):
+        assert _inside(starts, minute_of_week(s)), (zone, s)
+        window = window_cover(s, s + timedelta(minutes=1))
+        assert window is not None and any(x < q and p < y for x, y in window for p, q in starts)
+
+
+def test_start_cover_examples() -> None:
+    """A rule shorter than the lesson offers no start; one that ends at the window's start offers none in it."""
+    berlin = [WeeklyRule(0, 17 * 60, 18 * 60 + 30)]  # Monday 17:00-18:30 local
+    got = start_cover(berlin, "Europe/Berlin", 60)
+    # 16:00-16:30 UTC in winter (UTC+1) and 15:00-15:30 in summer (UTC+2), merged over both offsets
+    assert got == [(15 * 60, 16 * 60 + 31)]
+    assert start_cover([WeeklyRule(2, 600, 645)], "UTC", 60) == []
+    assert start_cover([WeeklyRule(2, 600, 660)], "UTC", 60) == [(2 * 1440 + 600, 2 * 1440 + 601)]
+    # Sunday 23:30 - Monday 00:30 UTC from two rules: one stretch across the week's end
+    assert start_cover([WeeklyRule(6, 1410, 1440), WeeklyRule(0, 0, 30)], "UTC", 60) == [
+        (6 * 1440 + 1410, 6 * 1440 + 1411)
+    ]
+    assert start_cover([WeeklyRule(d, 0, 1440) for d in range(7)], "UTC", 60) == [(0, WEEK_MINUTES)]
 
 
 @given(frm=st.datetimes(datetime(2024, 1, 1), datetime(2034, 1, 1)), minutes=st.integers(1, 8 * 1440))
