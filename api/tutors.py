@@ -164,11 +164,15 @@ class PublicTutorsController(Controller):
         if subject:
             where.append("%s = ANY(subject_ids)")
             params.append(subject)
+        # Under another sort than price, the range is checked inside the sort's index walk, written so that the
+        # price index cannot serve it: a prepared statement's generic plan guesses a parameterised range small and
+        # would read all of it from the price index and sort it (1,100 rows for a $15 range) instead.
+        price = "hourly_amount" if sort == "price" else "(hourly_amount + 0)"
         if min_price is not None:
-            where.append("hourly_amount >= %s")
+            where.append(f"{price} >= %s")
             params.append(min_price)
         if max_price is not None:
-            where.append("hourly_amount <= %s")
+            where.append(f"{price} <= %s")
             params.append(max_price)
         if min_rating is not None:
             where.append("rating_avg >= %s")
@@ -176,7 +180,7 @@ class PublicTutorsController(Controller):
         key, key_params = {
             "rating": ("coalesce(rating_avg, -1)", []),
             "price": ("hourly_amount", []),
-            "relevance": ("ts_rank(search, websearch_to_tsquery('simple', %s))::float8", [q]),
+            "relevance": ("ts_rank(t.search, tq)::float8", []),
         }[sort]
         if frm is not None and to is not None and (cover := window_cover(frm, to)) is not None:
             # Only tutors whose weekly rules can start a one-hour lesson in the window (or who have one-off
@@ -184,14 +188,16 @@ class PublicTutorsController(Controller):
             where.append("(has_openings OR hour_starts_utc && %s::int4multirange)")
             params.append("{" + ",".join(f"[{a},{b})" for a, b in cover) + "}")
         if q:
-            where.append("search @@ websearch_to_tsquery('simple', %s)")
-            params.append(q)
+            where.append("t.search @@ tq")
         asc = sort == "price"
+        # The query is parsed once, in FROM: as `websearch_to_tsquery(%s)` in the WHERE and the rank, a prepared
+        # statement's generic plan called it for every matching row, twice (0.9 ms of a 2 ms query).
+        source, source_params = (", websearch_to_tsquery('simple', %s) AS tq", [q]) if q else ("", [])
 
         def page(after: list[Any] | None, size: int, whole: bool = True) -> list[dict[str, Any]]:
             w, p = list(where), list(params)
             if after is not None:
-                w.append(f"({key}, tutor_id) {'>' if asc else '<'} (%s, %s::uuid)")
+                w.append(f"({key}, t.tutor_id) {'>' if asc else '<'} (%s, %s::uuid)")
                 p.extend([*key_params, *after])
             order = "ASC" if asc else "DESC"
             cols, col_params = SEARCH_COLS, []
@@ -205,11 +211,18 @@ class PublicTutorsController(Controller):
                     " AND b.end_at > %s AND b.start_at < %s) AS window_busy"
                 )
                 col_params = [frm, to + HOUR]
-            sql = (
-                f"SELECT {cols}, {key} AS sort_key FROM tutors t WHERE {' AND '.join(w)}"
-                f" ORDER BY sort_key {order}, tutor_id {order} LIMIT %s"
+            # Two steps in one statement: the page's ids and sort keys from the sort's index (an index-only walk:
+            # every filtered column is in it; relevance ranks narrow rows of the full-text matches), then those
+            # rows read whole. Filters that pass over many rows then read no table pages for them.
+            top = (
+                f"SELECT t.tutor_id, {key} AS sort_key FROM tutors t{source} WHERE {' AND '.join(w)}"
+                f" ORDER BY sort_key {order}, t.tutor_id {order} LIMIT %s"
             )
-            return list(conn.execute(sql, (*col_params, *key_params, *p, size)).fetchall())
+            sql = (
+                f"SELECT {cols}, top.sort_key FROM ({top}) top JOIN tutors t ON t.tutor_id = top.tutor_id"
+                f" ORDER BY top.sort_key {order}, t.tutor_id {order}"
+            )
+            return list(conn.execute(sql, (*col_params, *source_params, *key_params, *p, size)).fetchall())
 
         now = services(request.app.state).clock.now()
         decoded = decode_cursor(cursor, tuple[float, UUID])
