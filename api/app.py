@@ -112,7 +112,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         ],
     )
 
-    def shutdown() -> None:
+    async def shutdown() -> None:
+        await svc.aclose()
         svc.close()
 
     def tune_gc() -> None:

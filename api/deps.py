@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
@@ -17,7 +17,7 @@ from api.services import Services
 from application import context
 from application.identity import Account, require_role
 from domain.errors import Unauthenticated, ValidationFailed
-from projections.runtime import wait_for
+from projections.runtime import wait_for, wait_for_async
 
 MAX_WAIT_S = 5.0
 
@@ -68,6 +68,25 @@ def reading(
     with svc.reads.connection() as conn:
         reached = wait_for(conn, names, wanted, MAX_WAIT_S)
         if reached is None:
+            raise ProjectionLagging(f"read models {', '.join(names)} have not reached position {wanted} yet")
+        yield conn, reached
+
+
+@contextlib.asynccontextmanager
+async def reading_async(
+    request: Request[Any, Any, Any], names: tuple[str, ...]
+) -> AsyncIterator[tuple[Any, int | None]]:
+    """`reading` for async handlers (anonymous reads: X-Min-Position only), on the async read pool.
+
+    Without X-Min-Position there is nothing to wait for, and the position is not read here (None): the handler
+    reads it in its first statement (POSITION_SQL as a column), one round trip fewer, and as of the very snapshot
+    its rows come from."""
+    svc = services(request.app.state)
+    wanted = min_position(request, None)
+    pool = await svc.async_reads()
+    async with pool.connection() as conn:
+        reached = await wait_for_async(conn, names, wanted, MAX_WAIT_S) if wanted > 0 else None
+        if wanted > 0 and reached is None:
             raise ProjectionLagging(f"read models {', '.join(names)} have not reached position {wanted} yet")
         yield conn, reached
 

@@ -10,7 +10,7 @@ import psycopg
 import redis
 from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from application.audit import Audit
 from application.catalog import Catalog
@@ -27,6 +27,10 @@ local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600) end
 return 1
 """
+
+
+async def _fast_json_async(conn: psycopg.AsyncConnection[Any]) -> None:
+    set_json_loads(_decode_json, conn)
 
 
 def _fast_json(conn: psycopg.Connection[Any]) -> None:
@@ -54,6 +58,39 @@ class Services:
     reads: ConnectionPool[Any]
     redis: redis.Redis
     extras: dict[str, Any] = field(default_factory=dict)
+    _areads: AsyncConnectionPool[Any] | None = None
+    _areads_loop: Any = None
+    _areads_open: Any = None
+
+    async def async_reads(self) -> AsyncConnectionPool[Any]:
+        """The read-model pool for async handlers, opened on first use in this process's event loop.
+
+        Handlers that answer a query with a few short statements and a little Python (search) run on the event
+        loop with this pool instead of in Litestar's thread pool: handing each request to a thread and back, and
+        the two threads taking turns at the GIL, cost about 30 % of a search request's CPU and most of its tail
+        latency (docs/PERFORMANCE.md)."""
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        if self._areads is None or self._areads_loop is not loop:
+            pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+                self.settings.database_url,
+                min_size=1,
+                max_size=self.settings.pool_size * 3,
+                kwargs={"autocommit": True, "row_factory": dict_row},
+                configure=_fast_json_async,
+                open=False,
+            )
+            # requests arriving while it opens wait for the same opening
+            self._areads, self._areads_loop, self._areads_open = pool, loop, loop.create_task(pool.open())
+        await self._areads_open
+        return self._areads
+
+    async def aclose(self) -> None:
+        """Release the async pool (on shutdown, in its loop)."""
+        if self._areads is not None:
+            pool, self._areads = self._areads, None
+            await pool.close()
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

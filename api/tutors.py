@@ -9,11 +9,12 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services, staff
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services, staff
 from api.tutor_profile import documents_out
 from domain.availability import window_cover
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
+from projections.runtime import POSITION_SQL, positions_async
 from projections.tutors import next_slots, slots_for
 
 SEARCH_COLS = (
@@ -26,6 +27,7 @@ SEARCH_COLS = (
 )
 PUBLIC_COLS = SEARCH_COLS + ", t.experience"
 HOUR = timedelta(minutes=60)  # search looks for free one-hour lessons
+READS = ("tutors", "bookings")  # the read models search answers from
 NEXT_SLOT_DAYS = 29  # next_slots looks 28 days ahead; a lesson starting on day 28 ends on day 29
 
 
@@ -33,17 +35,29 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+BUSY_SQL = (
+    "SELECT tutor_id, start_at, end_at FROM bookings WHERE tutor_id = ANY(%s) AND status IN"
+    " ('pending', 'confirmed') AND end_at > %s AND start_at < %s"
+)
+
+
+def _busy(tutor_ids: list[Any], rows: list[dict[str, Any]]) -> dict[Any, list[Any]]:
+    out: dict[Any, list[Any]] = {t: [] for t in tutor_ids}
+    for r in rows:
+        out[r["tutor_id"]].append((r["start_at"], r["end_at"]))
+    return out
+
+
 def busy_by_tutor(conn: Any, tutor_ids: list[Any], frm: datetime, to: datetime) -> dict[Any, list[Any]]:
     """Pending/confirmed booking intervals of several tutors overlapping [frm, to) (one query)."""
-    out: dict[Any, list[Any]] = {t: [] for t in tutor_ids}
-    if tutor_ids:
-        for r in conn.execute(
-            "SELECT tutor_id, start_at, end_at FROM bookings WHERE tutor_id = ANY(%s) AND status IN"
-            " ('pending', 'confirmed') AND end_at > %s AND start_at < %s",
-            (tutor_ids, frm, to),
-        ).fetchall():
-            out[r["tutor_id"]].append((r["start_at"], r["end_at"]))
-    return out
+    rows = conn.execute(BUSY_SQL, (tutor_ids, frm, to)).fetchall() if tutor_ids else []
+    return _busy(tutor_ids, rows)
+
+
+async def busy_by_tutor_async(conn: Any, tutor_ids: list[Any], frm: datetime, to: datetime) -> dict[Any, list[Any]]:
+    """`busy_by_tutor` on an async connection."""
+    rows = await (await conn.execute(BUSY_SQL, (tutor_ids, frm, to))).fetchall() if tutor_ids else []
+    return _busy(tutor_ids, rows)
 
 
 Slot = dict[str, str]  # {"start": RFC 3339, "end": RFC 3339}, as the response shows it
@@ -53,14 +67,35 @@ _NEXT_SLOT_MEMO_MAX = 100_000
 
 
 def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[Any, Slot | None]:
-    """Each search row's next free one-hour slot, reusing what this process worked out before when it still holds.
+    """Each row's next free one-hour slot (see `_remembered_slots`; one bookings query for the rest)."""
+    out, todo = _remembered_slots(rows, now)
+    if todo:
+        busy = busy_by_tutor(conn, [r["tutor_id"] for r, _ in todo], now, now + timedelta(days=NEXT_SLOT_DAYS))
+        _work_out_slots(out, todo, busy, now)
+    return out
+
+
+async def next_slot_of_async(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[Any, Slot | None]:
+    """`next_slot_of` on an async connection."""
+    out, todo = _remembered_slots(rows, now)
+    if todo:
+        ids = [r["tutor_id"] for r, _ in todo]
+        busy = await busy_by_tutor_async(conn, ids, now, now + timedelta(days=NEXT_SLOT_DAYS))
+        _work_out_slots(out, todo, busy, now)
+    return out
+
+
+def _remembered_slots(
+    rows: list[dict[str, Any]], now: datetime
+) -> tuple[dict[Any, Slot | None], list[tuple[dict[str, Any], tuple[int, int]]]]:
+    """The next free slots this process worked out before and that still hold, and the rows still to work out.
 
     A tutor's next free slot s, worked out at time T, is still the answer at any later `now` while the tutor's row
     (availability, notice) and taken time are unchanged and s starts no earlier than now + notice: nothing between
     then and s was free at T, and nothing was freed since. The bookings projection's `tutor_calendar` position
     changes with every booking requested, moved or ended; rows carry it (`calendar_position`, read in the same
     statement as the row and before the bookings), so a slot is never kept under a stamp newer than what it was
-    worked out from. Only the rest are worked out (one bookings query for all of them)."""
+    worked out from."""
     out: dict[Any, Slot | None] = {}
     todo = []
     for r in rows:
@@ -76,17 +111,23 @@ def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[A
             out[tid] = hit[3]
         else:
             todo.append((r, key))
-    if todo:
-        busy = busy_by_tutor(conn, [r["tutor_id"] for r, _ in todo], now, now + timedelta(days=NEXT_SLOT_DAYS))
-        if len(_NEXT_SLOT_MEMO) + len(todo) > _NEXT_SLOT_MEMO_MAX:
-            _NEXT_SLOT_MEMO.clear()  # bounded: start again rather than track recency on every hit
-        for r, key in todo:
-            tid = r["tutor_id"]
-            nxt = next_slots(r["availability"] or {}, r["min_notice_minutes"], now, 1, taken=busy[tid])
-            out[tid] = slot = {"start": _iso(nxt[0][0]), "end": _iso(nxt[0][1])} if nxt else None
-            if nxt and slot:  # "none within 28 days" is not kept: the horizon moves with now
-                _NEXT_SLOT_MEMO[tid] = (key, now, nxt[0][0], slot)
-    return out
+    return out, todo
+
+
+def _work_out_slots(
+    out: dict[Any, Slot | None],
+    todo: list[tuple[dict[str, Any], tuple[int, int]]],
+    busy: dict[Any, list[Any]],
+    now: datetime,
+) -> None:
+    if len(_NEXT_SLOT_MEMO) + len(todo) > _NEXT_SLOT_MEMO_MAX:
+        _NEXT_SLOT_MEMO.clear()  # bounded: start again rather than track recency on every hit
+    for r, key in todo:
+        tid = r["tutor_id"]
+        nxt = next_slots(r["availability"] or {}, r["min_notice_minutes"], now, 1, taken=busy[tid])
+        out[tid] = slot = {"start": _iso(nxt[0][0]), "end": _iso(nxt[0][1])} if nxt else None
+        if nxt and slot:  # "none within 28 days" is not kept: the horizon moves with now
+            _NEXT_SLOT_MEMO[tid] = (key, now, nxt[0][0], slot)
 
 
 def window_first_page(n: int, span: timedelta) -> int:
@@ -135,8 +176,8 @@ class PublicTutorsController(Controller):
     path = "/tutors"
     tags = ["tutors"]
 
-    @get("/", sync_to_thread=True)
-    def search(
+    @get("/")
+    async def search(
         self,
         request: Request[Any, Any, Any],
         subject: UUID | None = None,
@@ -194,7 +235,7 @@ class PublicTutorsController(Controller):
         # statement's generic plan called it for every matching row, twice (0.9 ms of a 2 ms query).
         source, source_params = (", websearch_to_tsquery('simple', %s) AS tq", [q]) if q else ("", [])
 
-        def page(after: list[Any] | None, size: int, whole: bool = True) -> list[dict[str, Any]]:
+        async def page(after: list[Any] | None, size: int, whole: bool = True) -> list[dict[str, Any]]:
             w, p = list(where), list(params)
             if after is not None:
                 w.append(f"({key}, t.tutor_id) {'>' if asc else '<'} (%s, %s::uuid)")
@@ -219,22 +260,26 @@ class PublicTutorsController(Controller):
                 f" ORDER BY sort_key {order}, t.tutor_id {order} LIMIT %s"
             )
             sql = (
-                f"SELECT {cols}, top.sort_key FROM ({top}) top JOIN tutors t ON t.tutor_id = top.tutor_id"
-                f" ORDER BY top.sort_key {order}, t.tutor_id {order}"
+                f"SELECT {cols}, top.sort_key, {POSITION_SQL} AS seen_position FROM ({top}) top"
+                f" JOIN tutors t ON t.tutor_id = top.tutor_id ORDER BY top.sort_key {order}, t.tutor_id {order}"
             )
-            return list(conn.execute(sql, (*col_params, *source_params, *key_params, *p, size)).fetchall())
+            cur = await conn.execute(sql, (*col_params, list(READS), *source_params, *key_params, *p, size))
+            return list(await cur.fetchall())
 
         now = services(request.app.state).clock.now()
         decoded = decode_cursor(cursor, tuple[float, UUID])
         last: list[Any] | None = list(decoded) if decoded else None
         more = False
-        with reading(request, ("tutors", "bookings")) as (conn, pos):
+        # On the event loop with the async pool (Services.async_reads): a few short statements and a little Python.
+        async with reading_async(request, READS) as (conn, pos):
             size = n + 1 if frm is None or to is None else window_first_page(n, to - frm)
             scanned = 0
             chosen: list[dict[str, Any]] = []
             first = True
             while not more:
-                rows = page(last, size, whole=first)
+                rows = await page(last, size, whole=first)
+                if first and pos is None:  # the position the first page was read at (X-Projection-Position)
+                    pos = rows[0]["seen_position"] if rows else await positions_async(conn, READS)
                 first = False
                 for r in rows:
                     if len(chosen) == n:
@@ -265,18 +310,17 @@ class PublicTutorsController(Controller):
                     more = True
                     break
             if partial := [r["tutor_id"] for r in chosen if "subjects_json" not in r]:
-                whole = {
-                    r["tutor_id"]: r
-                    for r in conn.execute(f"SELECT {SEARCH_COLS} FROM tutors t WHERE tutor_id = ANY(%s)", (partial,))
-                }
+                cur = await conn.execute(f"SELECT {SEARCH_COLS} FROM tutors t WHERE tutor_id = ANY(%s)", (partial,))
+                whole = {r["tutor_id"]: r for r in await cur.fetchall()}
                 chosen = [
                     r if "subjects_json" in r else whole[r["tutor_id"]]
                     for r in chosen
                     if r["tutor_id"] in whole or "subjects_json" in r
                 ]
-            nexts = next_slot_of(conn, chosen, now)
+            nexts = await next_slot_of_async(conn, chosen, now)
             items = [public_tutor(r, nexts[r["tutor_id"]]) for r in chosen]
         next_cursor = encode_cursor(last) if more and last else None
+        assert pos is not None
         return query({"items": items, "next_cursor": next_cursor}, pos)
 
     @get("/{tutor_id:uuid}", sync_to_thread=True)

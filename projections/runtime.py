@@ -414,10 +414,7 @@ def status(dsn: str) -> list[Status]:
 
 def positions(conn: psycopg.Connection[Any], names: Sequence[str]) -> int:
     """The lowest position among the active generations of `names` (what a query using them has seen)."""
-    row = conn.execute(
-        "SELECT min(position) AS p FROM projection_tracking WHERE state = 'active' AND name = ANY(%s)",
-        (list(names),),
-    ).fetchone()
+    row = conn.execute(_POSITIONS, (list(names),)).fetchone()
     if row is None:
         return 0
     value = row["p"] if isinstance(row, dict) else row[0]
@@ -610,6 +607,38 @@ def follow_all(
         t.start()
         started.append(t)
     return started
+
+
+_POSITIONS = "SELECT min(position) AS p FROM projection_tracking WHERE state = 'active' AND name = ANY(%s)"
+# the same as a scalar subquery, to read with a query's rows (one parameter: the names)
+POSITION_SQL = "(SELECT coalesce(min(position), 0) FROM projection_tracking WHERE state = 'active' AND name = ANY(%s))"
+
+
+async def positions_async(conn: psycopg.AsyncConnection[Any], names: Sequence[str]) -> int:
+    """`positions` on an async connection."""
+    row = await (await conn.execute(_POSITIONS, (list(names),))).fetchone()
+    if row is None:
+        return 0
+    value = row["p"] if isinstance(row, dict) else row[0]
+    return int(value or 0)
+
+
+async def wait_for_async(
+    conn: psycopg.AsyncConnection[Any], names: Sequence[str], position: int, timeout: float
+) -> int | None:
+    """`wait_for` on an async connection (the event loop serves others while it waits)."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        current = await positions_async(conn, names)
+        if current >= position:
+            return current
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
 
 
 def wait_for(conn: psycopg.Connection[Any], names: Sequence[str], position: int, timeout: float) -> int | None:
