@@ -15,11 +15,12 @@ from domain.availability import window_cover
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
 from projections.runtime import POSITION_SQL, positions_async
-from projections.tutors import next_slots, slots_for
+from projections.tutors import Schedule, next_slots, slots_for
 
 SEARCH_COLS = (
     "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency,"
-    " t.rating_avg, t.rating_count, t.availability, t.min_notice_minutes, t.updated_position,"
+    # availability as text: decoded and parsed once per tutor row version (schedule_of), not on every read
+    " t.rating_avg, t.rating_count, t.availability::text AS availability, t.min_notice_minutes, t.updated_position,"
     # the public subjects as JSON text, spliced into the response as is (msgspec.Raw), in the tutor's order
     " t.subjects_json,"
     # read in the same statement as the row, before any bookings: see next_slot_of
@@ -58,6 +59,24 @@ async def busy_by_tutor_async(conn: Any, tutor_ids: list[Any], frm: datetime, to
     """`busy_by_tutor` on an async connection."""
     rows = await (await conn.execute(BUSY_SQL, (tutor_ids, frm, to))).fetchall() if tutor_ids else []
     return _busy(tutor_ids, rows)
+
+
+_SCHEDULES: dict[tuple[Any, int], Schedule] = {}
+_SCHEDULES_MAX = 50_000
+_decode = msgspec.json.Decoder().decode
+
+
+def schedule_of(row: dict[str, Any]) -> Schedule:
+    """The row's availability parsed, kept per (tutor, row position): a tutor's availability changes only with an
+    event that moves the row's `updated_position`, and search parses the same tutors' rules again and again."""
+    key = (row["tutor_id"], row["updated_position"])
+    found = _SCHEDULES.get(key)
+    if found is None:
+        if len(_SCHEDULES) >= _SCHEDULES_MAX:
+            _SCHEDULES.clear()  # bounded: start again rather than track recency on every hit
+        raw = row["availability"]
+        found = _SCHEDULES[key] = Schedule.of((_decode(raw) if isinstance(raw, str) else raw) or {})
+    return found
 
 
 Slot = dict[str, str]  # {"start": RFC 3339, "end": RFC 3339}, as the response shows it
@@ -124,7 +143,7 @@ def _work_out_slots(
         _NEXT_SLOT_MEMO.clear()  # bounded: start again rather than track recency on every hit
     for r, key in todo:
         tid = r["tutor_id"]
-        nxt = next_slots(r["availability"] or {}, r["min_notice_minutes"], now, 1, taken=busy[tid])
+        nxt = next_slots(schedule_of(r), r["min_notice_minutes"], now, 1, taken=busy[tid])
         out[tid] = slot = {"start": _iso(nxt[0][0]), "end": _iso(nxt[0][1])} if nxt else None
         if nxt and slot:  # "none within 28 days" is not kept: the horizon moves with now
             _NEXT_SLOT_MEMO[tid] = (key, now, nxt[0][0], slot)
@@ -246,7 +265,8 @@ class PublicTutorsController(Controller):
                 # Candidates are checked in Python against their taken intervals in the window (same statement).
                 # The first page reads whole rows; later, larger pages only what the check needs, and the rows
                 # chosen from them are read whole afterwards.
-                cols = (SEARCH_COLS if whole else "t.tutor_id, t.availability, t.min_notice_minutes") + (
+                narrow = "t.tutor_id, t.availability::text AS availability, t.min_notice_minutes, t.updated_position"
+                cols = (SEARCH_COLS if whole else narrow) + (
                     ", (SELECT coalesce(array_agg(b.start_at), '{}') || coalesce(array_agg(b.end_at), '{}')"
                     " FROM bookings b WHERE b.tutor_id = t.tutor_id AND b.status IN ('pending', 'confirmed')"
                     " AND b.end_at > %s AND b.start_at < %s) AS window_busy"
@@ -291,7 +311,7 @@ class PublicTutorsController(Controller):
                         frm is not None
                         and to is not None
                         and not slots_for(
-                            r["availability"] or {},
+                            schedule_of(r),
                             r["min_notice_minutes"],
                             frm,
                             to,
@@ -339,7 +359,7 @@ class PublicTutorsController(Controller):
                 " WHERE tutor_id = %s ORDER BY created_at DESC LIMIT 20",
                 (tutor_id,),
             ).fetchall()
-        slots10 = next_slots(row["availability"] or {}, row["min_notice_minutes"], now, 10, taken=busy)
+        slots10 = next_slots(schedule_of(row), row["min_notice_minutes"], now, 10, taken=busy)
         body = public_tutor(row, {"start": _iso(slots10[0][0]), "end": _iso(slots10[0][1])} if slots10 else None)
         exp = row["experience"] or {}
         body["experience"] = {

@@ -93,8 +93,18 @@ def wall_to_utc(day: date, minutes: int, tz: ZoneInfo, *, last: bool) -> datetim
 
 def rule_intervals(rules: Iterable[WeeklyRule], zone: str, frm: datetime, to: datetime) -> list[Interval]:
     """UTC intervals covered by the weekly rules between frm and to."""
-    tz = ZoneInfo(zone)
-    by_day = _by_weekday(tuple(rules))
+    return day_rule_intervals(_by_weekday(tuple(rules)), ZoneInfo(zone), frm, to)
+
+
+def by_weekday(rules: Iterable[WeeklyRule]) -> tuple[tuple[tuple[int, int], ...], ...]:
+    """The rules' windows (start, end minutes) for each weekday 0-6, for `day_rule_intervals`."""
+    return _by_weekday(tuple(rules))
+
+
+def day_rule_intervals(
+    by_day: tuple[tuple[tuple[int, int], ...], ...], tz: ZoneInfo, frm: datetime, to: datetime
+) -> list[Interval]:
+    """`rule_intervals` of rules already grouped by weekday (`by_weekday`) in a zone already looked up."""
     out: list[Interval] = []
     day = frm.astimezone(tz).date() - timedelta(days=1)
     last_day = to.astimezone(tz).date() + timedelta(days=1)

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from domain.availability import WeeklyRule, available, parse_rules, slots, start_cover
+from domain.availability import (
+    WeeklyRule,
+    by_weekday,
+    day_rule_intervals,
+    merge,
+    parse_rules,
+    slots,
+    start_cover,
+    subtract,
+)
 from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
@@ -291,8 +302,39 @@ def _iv(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
     return [(datetime.fromisoformat(x["start"]), datetime.fromisoformat(x["end"])) for x in raw or []]
 
 
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A tutor's stored availability, parsed once (search keeps them per tutor row version: `parsed`)."""
+
+    zone: ZoneInfo
+    by_day: tuple[tuple[tuple[int, int], ...], ...]
+    openings: tuple[tuple[datetime, datetime], ...]
+    blocks: tuple[tuple[datetime, datetime], ...]
+
+    @classmethod
+    def of(cls, availability: dict[str, Any]) -> Schedule:
+        zone = availability.get("timezone")
+        rules = (
+            _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ()))
+            if zone
+            else ()
+        )
+        return cls(
+            ZoneInfo(zone or "UTC"),
+            by_weekday(rules),
+            tuple(_iv(availability.get("openings", []))),
+            tuple(_iv(availability.get("blocks", []))),
+        )
+
+    def free(self, frm: datetime, to: datetime) -> list[tuple[datetime, datetime]]:
+        """domain `available` of this schedule."""
+        opened = [(max(a, frm), min(b, to)) for a, b in self.openings if b > frm and a < to]
+        intervals = day_rule_intervals(self.by_day, self.zone, frm, to)
+        return subtract(merge([*intervals, *opened]), self.blocks)
+
+
 def slots_for(
-    availability: dict[str, Any],
+    availability: dict[str, Any] | Schedule,
     min_notice_minutes: int,
     frm: datetime,
     to: datetime,
@@ -303,26 +345,15 @@ def slots_for(
 ) -> list[tuple[datetime, datetime]]:
     """Bookable slots of a tutor row: weekly rules in its zone + openings - blocks, after the notice period (the
     first `limit` of them when given)."""
-    zone = availability.get("timezone")
-    rules = (
-        _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ())) if zone else ()
-    )
     earliest = max(frm, now + timedelta(minutes=min_notice_minutes))
     if earliest >= to:
         return []
-    free = available(
-        rules,
-        zone or "UTC",
-        _iv(availability.get("openings", [])),
-        _iv(availability.get("blocks", [])),
-        earliest,
-        to + duration,
-    )
-    return slots(free, duration, earliest, to, taken, limit)
+    schedule = availability if isinstance(availability, Schedule) else Schedule.of(availability)
+    return slots(schedule.free(earliest, to + duration), duration, earliest, to, taken, limit)
 
 
 def next_slots(
-    availability: dict[str, Any],
+    availability: dict[str, Any] | Schedule,
     min_notice_minutes: int,
     now: datetime,
     n: int,
@@ -332,6 +363,8 @@ def next_slots(
     """The first n free 60-minute slots within the horizon."""
     out: list[tuple[datetime, datetime]] = []
     start = now
+    if not isinstance(availability, Schedule):
+        availability = Schedule.of(availability)
     for _ in range(horizon_days // 7):
         end = start + timedelta(days=7)
         out.extend(
