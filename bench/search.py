@@ -15,9 +15,11 @@ Setup: a fresh database; seeded by COPY of stored events that our own MetaMapper
 `Runner.catch_up()` of the `subjects`, `tutors` and `bookings` projections (what the search reads; one process
 each, as a deployment could run them), and VACUUM ANALYZE of their tables (what autovacuum does on a live system).
 
-Load: one `python -m workers.cli api` process (1 granian worker, default pool size), anonymous requests over
---concurrency keep-alive connections from a separate driver process (a minimal asyncio HTTP/1.1 client, so the
-driver costs little of the 2 cores), for --seconds per combination after a warm-up. Each request draws its
+Load: one `python -m workers.cli api` process (--api-workers granian workers, default 2: one per core; default
+pool size), anonymous requests over --concurrency keep-alive connections from a separate driver process (a
+minimal asyncio HTTP/1.1 client, so the driver costs little of the 2 cores), placed evenly over the workers
+(`open_placed`; --kernel-split leaves them where the kernel hashed them), for --seconds per combination after a
+warm-up. Each request draws its
 parameters at random from a few hundred prepared URLs of its combination:
   subject            ?subject=S                                  (sort rating)
   price_range        ?min_price=A&max_price=A+1500               (sort rating)
@@ -30,6 +32,7 @@ Reports per combination requests/s, p50/p90/p99 latency, mean items per page, er
 process and PostgreSQL spent per request. Target: p99 < 25 ms.
 
 Run: .venv/bin/python bench/search.py [--quick] [--tutors 10000] [--bookings 200000] [--seconds 10]
+     .venv/bin/python bench/search.py --reuse-db bench_XXXX   (again on a database a --keep-db run kept)
 """
 
 from __future__ import annotations
