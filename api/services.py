@@ -76,7 +76,7 @@ class Services:
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
                 self.settings.database_url,
                 min_size=1,
-                max_size=self.settings.pool_size * 3,
+                max_size=self.settings.pool_size,  # a request holds one for a few statements; more wait their turn
                 kwargs={"autocommit": True, "row_factory": dict_row},
                 configure=_fast_json_async,
                 open=False,
