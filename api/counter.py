@@ -22,6 +22,10 @@ class CounterError(ConnectionError):
     """Redis could not be reached or answered with an error."""
 
 
+class ConnectionDropped(CounterError):
+    """The connection closed before the reply came (Redis restarted, or the server dropped the client)."""
+
+
 def _command(*parts: bytes) -> bytes:
     out = [b"*%d\r\n" % len(parts)]
     for p in parts:
@@ -65,7 +69,7 @@ class _Replies(asyncio.Protocol):
                 return
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(CounterError(f"Redis connection lost: {exc}" if exc else "Redis connection closed"))
+        self._fail(ConnectionDropped(f"Redis connection lost: {exc}" if exc else "Redis connection closed"))
 
     def _fail(self, exc: Exception) -> None:
         self.closed = True
@@ -79,7 +83,7 @@ class _Replies(asyncio.Protocol):
     def send(self, command: bytes) -> asyncio.Future[Any]:
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         if self.closed or self.transport is None:
-            fut.set_exception(CounterError("Redis connection closed"))
+            fut.set_exception(ConnectionDropped("Redis connection closed"))
             return fut
         self.waiting.append(fut)
         self.transport.write(command)
@@ -129,6 +133,14 @@ class HitCounter:
             return conn
 
     async def hit(self, key: str, ttl_seconds: int) -> int:
+        try:
+            return await self._hit(key, ttl_seconds)
+        except ConnectionDropped:
+            # Once more on a new connection (as redis-py retries): a hit lost with its connection may then count
+            # twice, which a rate limit can afford; a second failure is Redis being away.
+            return await self._hit(key, ttl_seconds)
+
+    async def _hit(self, key: str, ttl_seconds: int) -> int:
         conn = await self._connection()
         k, ttl = key.encode(), str(ttl_seconds).encode()
         try:

