@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from application.settings import Settings
+from tests.api.helpers import event_position, projection_position
 from tests.tutoring.support import (
     API,
     PUBLIC_TUTOR_KEYS,
@@ -618,3 +619,20 @@ def test_favorites_remove(client: Any, prepared: Settings) -> None:
     # adding back after removing works
     r = c.post(f"{API}/student/favorites/{t1.id}", headers=student.auth)
     assert sorted(favorites(r)) == sorted([t1.id, t2.id])
+
+
+def test_search_positions_with_and_without_x_min_position(world: World) -> None:
+    """Search's read position: waited for with X-Min-Position, read with the page's rows without it (also when
+    the page is empty), 503 when it is not reached in time, 422 when it is not an integer."""
+    c, head = world.client, event_position(world.head)
+    waited = c.get(f"{API}/tutors", headers=after(world.head))
+    assert ok(waited)["items"] and projection_position(waited) >= head
+    plain = c.get(f"{API}/tutors")  # caught up by now: the position comes with the rows
+    assert ok(plain)["items"] and projection_position(plain) >= head
+    empty = c.get(f"{API}/tutors", params={"q": "zzzzunmatched"})
+    assert ok(empty)["items"] == [] and projection_position(empty) >= head
+    for raw in ("soon", "1.5", "-"):
+        problem(c.get(f"{API}/tutors", headers={"X-Min-Position": raw}), 422, "validation-failed")
+    lagging = c.get(f"{API}/tutors", params={"q": "algebra"}, headers={"X-Min-Position": str(10**12)})
+    problem(lagging, 503, "projection-lagging")
+    assert lagging.headers.get("Retry-After")
