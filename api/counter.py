@@ -97,7 +97,7 @@ class HitCounter:
     CONNECT_TIMEOUT_S = 5.0
 
     def __init__(self, url: str) -> None:
-        self.options = parse_url(url)
+        self.options = parse_url(url)  # type: ignore[no-untyped-call]
         self.sha = hashlib.sha1(self.SCRIPT).hexdigest().encode()  # noqa: S324 - Redis names scripts by SHA-1
         self.conn: _Replies | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

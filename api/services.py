@@ -83,7 +83,11 @@ class Services:
             )
             # requests arriving while it opens wait for the same opening
             self._areads, self._areads_loop, self._areads_open = pool, loop, loop.create_task(pool.open())
-        await self._areads_open
+        try:
+            await self._areads_open
+        except BaseException:
+            self._areads = None  # the next request tries again
+            raise
         return self._areads
 
     async def aclose(self) -> None:

@@ -220,7 +220,8 @@ class PublicTutorsController(Controller):
         to = _instant("available_to", request.query_params.get("available_to"))
         if (frm is None) != (to is None) or (frm and to and (to <= frm or to - frm > timedelta(days=31))):
             raise ValidationFailed([("available_to", "give both bounds, at most 31 days apart")])
-        where, params = ["status = 'approved'"], []  # type: ignore[var-annotated]
+        where: list[str] = ["status = 'approved'"]
+        params: list[Any] = []
         if subject:
             where.append("%s = ANY(subject_ids)")
             params.append(subject)
@@ -237,10 +238,10 @@ class PublicTutorsController(Controller):
         if min_rating is not None:
             where.append("rating_avg >= %s")
             params.append(min_rating)
-        key, key_params = {
-            "rating": ("coalesce(rating_avg, -1)", []),
-            "price": ("hourly_amount", []),
-            "relevance": ("ts_rank(t.search, tq)::float8", []),
+        key = {
+            "rating": "coalesce(rating_avg, -1)",
+            "price": "hourly_amount",
+            "relevance": "ts_rank(t.search, tq)::float8",
         }[sort]
         if frm is not None and to is not None and (cover := window_cover(frm, to)) is not None:
             # Only tutors whose weekly rules can start a one-hour lesson in the window (or who have one-off
@@ -258,7 +259,7 @@ class PublicTutorsController(Controller):
             w, p = list(where), list(params)
             if after is not None:
                 w.append(f"({key}, t.tutor_id) {'>' if asc else '<'} (%s, %s::uuid)")
-                p.extend([*key_params, *after])
+                p.extend(after)
             order = "ASC" if asc else "DESC"
             cols, col_params = SEARCH_COLS, []
             if frm is not None and to is not None:
@@ -283,7 +284,7 @@ class PublicTutorsController(Controller):
                 f"SELECT {cols}, top.sort_key, {POSITION_SQL} AS seen_position FROM ({top}) top"
                 f" JOIN tutors t ON t.tutor_id = top.tutor_id ORDER BY top.sort_key {order}, t.tutor_id {order}"
             )
-            cur = await conn.execute(sql, (*col_params, list(READS), *source_params, *key_params, *p, size))
+            cur = await conn.execute(sql, (*col_params, list(READS), *source_params, *p, size))
             return list(await cur.fetchall())
 
         now = services(request.app.state).clock.now()
