@@ -273,11 +273,17 @@ def week_cover(rules: Iterable[WeeklyRule], zone: str) -> list[tuple[int, int]]:
     for r in rules:
         for off in zone_offsets(zone):
             a = (r.weekday * 1440 + r.start - off) % WEEK_MINUTES
-            b = a + (r.end - r.start)
-            if b <= WEEK_MINUTES:
-                spans.append((a, b))
-            else:
-                spans += [(a, WEEK_MINUTES), (0, b - WEEK_MINUTES)]
+            spans += _wrapped(a, a + (r.end - r.start))
+    return _merged(spans)
+
+
+def _wrapped(a: int, b: int) -> list[tuple[int, int]]:
+    """[a, b) minutes of the week (a inside the week, b up to a week later), split where it wraps."""
+    return [(a, b)] if b <= WEEK_MINUTES else [(a, WEEK_MINUTES), (0, b - WEEK_MINUTES)]
+
+
+def _merged(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, overlapping or touching spans joined."""
     out: list[tuple[int, int]] = []
     for a, b in sorted(spans):
         if out and a <= out[-1][1]:
@@ -302,22 +308,8 @@ def start_cover(rules: Iterable[WeeklyRule], zone: str, minutes: int) -> list[tu
     if len(spans) > 1 and spans[0][0] == 0 and spans[-1][1] == WEEK_MINUTES:
         head, tail = spans.pop(0), spans.pop()
         spans.append((tail[0], WEEK_MINUTES + head[1]))
-    pieces = []
-    for a, b in spans:
-        end = b - minutes + 1  # the last start is b - minutes
-        if end <= a:
-            continue
-        if end <= WEEK_MINUTES:
-            pieces.append((a, end))
-        else:
-            pieces += [(a, WEEK_MINUTES), (0, end - WEEK_MINUTES)]
-    out: list[tuple[int, int]] = []
-    for a, b in sorted(pieces):
-        if out and a <= out[-1][1]:
-            out[-1] = (out[-1][0], max(b, out[-1][1]))
-        else:
-            out.append((a, b))
-    return out
+    # the last start of a stretch [a, b) is b - minutes
+    return _merged(p for a, b in spans if b - minutes + 1 > a for p in _wrapped(a, b - minutes + 1))
 
 
 def minute_of_week(t: datetime) -> int:
