@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,8 +70,6 @@ class Services:
         loop with this pool instead of in Litestar's thread pool: handing each request to a thread and back, and
         the two threads taking turns at the GIL, cost about 30 % of a search request's CPU and most of its tail
         latency (docs/PERFORMANCE.md)."""
-        import asyncio
-
         loop = asyncio.get_running_loop()
         if self._areads is None or self._areads_loop is not loop:
             pool: AsyncConnectionPool[Any] = AsyncConnectionPool(

@@ -151,8 +151,9 @@ def _work_out_slots(
 
 def window_first_page(n: int, span: timedelta) -> int:
     """How many candidates the first page of a window search reads (whole rows; later pages read 3n, narrow).
-    Most candidates that pass the SQL cover check of a long window have a free hour in it, fewer of a short one
-    (measured: a day's window ~80 %, 3 hours ~50 %): a few more than asked for, or twice as many."""
+    Most candidates that pass the SQL start-cover check of a long window have a free hour in it, fewer of a short
+    one (measured in bench/search.py: a day's window 96 %, 3 hours 78 %): a few more than asked for, or twice
+    as many."""
     return n + 10 if span >= timedelta(hours=12) else 2 * n
 
 
@@ -280,11 +281,13 @@ class PublicTutorsController(Controller):
                 f"SELECT t.tutor_id, {key} AS sort_key FROM tutors t{source} WHERE {' AND '.join(w)}"
                 f" ORDER BY sort_key {order}, t.tutor_id {order} LIMIT %s"
             )
+            # without X-Min-Position, the first page also reads the position its rows are as of
+            seen, seen_params = (f", {POSITION_SQL} AS seen_position", [list(READS)]) if pos is None else ("", [])
             sql = (
-                f"SELECT {cols}, top.sort_key, {POSITION_SQL} AS seen_position FROM ({top}) top"
+                f"SELECT {cols}, top.sort_key{seen} FROM ({top}) top"
                 f" JOIN tutors t ON t.tutor_id = top.tutor_id ORDER BY top.sort_key {order}, t.tutor_id {order}"
             )
-            cur = await conn.execute(sql, (*col_params, list(READS), *source_params, *p, size))
+            cur = await conn.execute(sql, (*col_params, *seen_params, *source_params, *p, size))
             return list(await cur.fetchall())
 
         now = services(request.app.state).clock.now()
@@ -299,7 +302,7 @@ class PublicTutorsController(Controller):
             first = True
             while not more:
                 rows = await page(last, size, whole=first)
-                if first and pos is None:  # the position the first page was read at (X-Projection-Position)
+                if pos is None:  # the first page's position (X-Projection-Position)
                     pos = rows[0]["seen_position"] if rows else await positions_async(conn, READS)
                 first = False
                 for r in rows:

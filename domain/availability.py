@@ -199,8 +199,20 @@ def available(
     to: datetime,
 ) -> list[Interval]:
     """Weekly rules plus openings, minus blocks, clipped to [frm, to)."""
+    return day_available(_by_weekday(tuple(rules)), ZoneInfo(zone), openings, blocks, frm, to)
+
+
+def day_available(
+    by_day: tuple[tuple[tuple[int, int], ...], ...],
+    tz: ZoneInfo,
+    openings: Iterable[Interval],
+    blocks: Iterable[Interval],
+    frm: datetime,
+    to: datetime,
+) -> list[Interval]:
+    """`available` of rules already grouped by weekday (`by_weekday`) in a zone already looked up."""
     opened = [(max(a, frm), min(b, to)) for a, b in openings if b > frm and a < to]
-    return subtract(merge([*rule_intervals(rules, zone, frm, to), *opened]), blocks)
+    return subtract(merge([*day_rule_intervals(by_day, tz, frm, to), *opened]), blocks)
 
 
 def on_grid(t: datetime) -> bool:

@@ -14,6 +14,7 @@ try to commit after it, and checks that nothing is skipped.
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 import threading
 import time
@@ -627,8 +628,6 @@ async def wait_for_async(
     conn: psycopg.AsyncConnection[Any], names: Sequence[str], position: int, timeout: float
 ) -> int | None:
     """`wait_for` on an async connection (the event loop serves others while it waits)."""
-    import asyncio
-
     deadline = time.monotonic() + timeout
     delay = 0.005
     while True:

@@ -13,16 +13,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.types.json import Jsonb
 
-from domain.availability import (
-    WeeklyRule,
-    by_weekday,
-    day_rule_intervals,
-    merge,
-    parse_rules,
-    slots,
-    start_cover,
-    subtract,
-)
+from domain.availability import WeeklyRule, by_weekday, day_available, parse_rules, slots, start_cover
 from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
@@ -288,8 +279,11 @@ def cover_literal(availability: dict[str, Any]) -> str:
     zone = availability.get("timezone")
     if not zone:
         return "{}"
-    rules = _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ()))
-    return "{" + ",".join(f"[{a},{b})" for a, b in start_cover(rules, zone, 60)) + "}"
+    return "{" + ",".join(f"[{a},{b})" for a, b in start_cover(_weekly(availability), zone, 60)) + "}"
+
+
+def _weekly(availability: dict[str, Any]) -> tuple[WeeklyRule, ...]:
+    return _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ()))
 
 
 @functools.lru_cache(maxsize=16384)
@@ -304,7 +298,7 @@ def _iv(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """A tutor's stored availability, parsed once (search keeps them per tutor row version: `parsed`)."""
+    """A tutor's stored availability, parsed once (search keeps one per tutor row version: api.tutors.schedule_of)."""
 
     zone: ZoneInfo
     by_day: tuple[tuple[tuple[int, int], ...], ...]
@@ -314,23 +308,16 @@ class Schedule:
     @classmethod
     def of(cls, availability: dict[str, Any]) -> Schedule:
         zone = availability.get("timezone")
-        rules = (
-            _rules(tuple((r["weekday"], r["start"], r["end"]) for r in availability.get("weekly") or ()))
-            if zone
-            else ()
-        )
         return cls(
             ZoneInfo(zone or "UTC"),
-            by_weekday(rules),
+            by_weekday(_weekly(availability) if zone else ()),
             tuple(_iv(availability.get("openings", []))),
             tuple(_iv(availability.get("blocks", []))),
         )
 
     def free(self, frm: datetime, to: datetime) -> list[tuple[datetime, datetime]]:
         """domain `available` of this schedule."""
-        opened = [(max(a, frm), min(b, to)) for a, b in self.openings if b > frm and a < to]
-        intervals = day_rule_intervals(self.by_day, self.zone, frm, to)
-        return subtract(merge([*intervals, *opened]), self.blocks)
+        return day_available(self.by_day, self.zone, self.openings, self.blocks, frm, to)
 
 
 def slots_for(

@@ -475,13 +475,18 @@ def _inside(spans: list[tuple[int, int]], m: int) -> bool:
     return any(a <= m < b for a, b in spans)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    rules=weekly_rules(),
-    zone=st.sampled_from(ZONES),
-    start=st.datetimes(datetime(2024, 1, 1), datetime(2034, 6, 1)),
-    days=st.integers(1, 10),
-)
+# rules in a zone over a span of days: what the search pre-filter tests draw
+COVER_CASES = {
+    "rules": weekly_rules(),
+    "zone": st.sampled_from(ZONES),
+    "start": st.datetimes(datetime(2024, 1, 1), datetime(2034, 6, 1)),
+    "days": st.integers(1, 10),
+}
+COVER_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@COVER_SETTINGS
+@given(**COVER_CASES)
 def test_week_cover_holds_every_minute_the_rules_cover(
     rules: list[WeeklyRule], zone: str, start: datetime, days: int
 ) -> None:
@@ -500,14 +505,8 @@ def test_week_cover_holds_every_minute_the_rules_cover(
         assert window is not None and any(x < q and p < y for x, y in window for p, q in cover)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    rules=weekly_rules(),
-    zone=st.sampled_from(ZONES),
-    start=st.datetimes(datetime(2024, 1, 1), datetime(2034, 6, 1)),
-    days=st.integers(1, 10),
-    minutes=st.sampled_from([30, 60, 90]),
-)
+@COVER_SETTINGS
+@given(**COVER_CASES, minutes=st.sampled_from([30, 60, 90]))
 def test_start_cover_holds_every_lesson_start_of_the_rules(
     rules: list[WeeklyRule], zone: str, start: datetime, days: int, minutes: int
 ) -> None:
