@@ -249,7 +249,12 @@ class PublicTutorsController(Controller):
             # openings) are worth working out exactly below.
             where.append("(has_openings OR hour_starts_utc && %s::int4multirange)")
             params.append("{" + ",".join(f"[{a},{b})" for a, b in cover) + "}")
+        ranked = "tutors"
         if q:
+            if sort == "relevance" and frm is None and where == ["status = 'approved'"]:
+                # q alone, by relevance: the ranking reads the narrow table of approved tutors' vectors
+                # (projections.tutors: `tutors_search`), a few pages rather than one whole row's page per match.
+                ranked, where = "tutors_search", []
             where.append("t.search @@ tq")
         asc = sort == "price"
         # The query is parsed once, in FROM: as `websearch_to_tsquery(%s)` in the WHERE and the rank, a prepared
@@ -278,7 +283,7 @@ class PublicTutorsController(Controller):
             # every filtered column is in it; relevance ranks narrow rows of the full-text matches), then those
             # rows read whole. Filters that pass over many rows then read no table pages for them.
             top = (
-                f"SELECT t.tutor_id, {key} AS sort_key FROM tutors t{source} WHERE {' AND '.join(w)}"
+                f"SELECT t.tutor_id, {key} AS sort_key FROM {ranked} t{source} WHERE {' AND '.join(w)}"
                 f" ORDER BY sort_key {order}, t.tutor_id {order} LIMIT %s"
             )
             # without X-Min-Position, the first page also reads the position its rows are as of

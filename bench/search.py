@@ -884,7 +884,9 @@ def seed(
     done = catch_up(dsn, ["subjects", "tutors", "bookings"])
     for name, (n, dt) in done.items():
         say(f"  {name}: {n:,} events in {dt:.1f}s ({n / dt:,.0f}/s)")
-    analyze(dsn, ["tutors", "tutors_subject_names", "bookings", "tutor_reviews"])
+    from projections import by_name
+
+    analyze(dsn, [t for name in done for t in by_name(name).tables])
     say(f"  caught up and analysed in {time.perf_counter() - t0:.1f}s")
     return subjects
 

@@ -73,11 +73,11 @@ class Tutors(Projection):
     """One row per tutor, folded per batch in memory (runtime.load_rows / replace_rows): the rows a batch touches
     are read with one SELECT per table, the events applied in order, and written back with one DELETE and one
     COPY; completeness is computed in Python, the search vector and public subjects by one UPDATE of the rows
-    written."""
+    written, and `tutors_search` (the approved tutors' vectors) follows with one DELETE and one upsert."""
 
     name = "tutors"
-    version = 6
-    tables = ("tutors", "tutors_people", "tutors_subject_names")
+    version = 7
+    tables = ("tutors", "tutors_people", "tutors_subject_names", "tutors_search")
     topics = tuple(
         topic_of(c)
         for c in (
@@ -92,7 +92,12 @@ class Tutors(Projection):
     )
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        tutors_t, people_t, names_t = t["tutors"], t["tutors_people"], t["tutors_subject_names"]
+        tutors_t, people_t, names_t, search_t = (
+            t["tutors"],
+            t["tutors_people"],
+            t["tutors_subject_names"],
+            t["tutors_search"],
+        )
         # 1. What the batch touches, so that each table is read once.
         new_people = {e.aggregate_id for e in events if e.type == "User.Registered"}
         named = {e.aggregate_id for e in events if e.type == "User.ProfileUpdated" and "full_name" in e.data["changes"]}
@@ -211,16 +216,22 @@ class Tutors(Projection):
             replace_rows(cur, tutors_t, TUTOR_COLUMNS, out, stored_tutors, key="profile_id")
         # 4. The columns made from the subject names: the search vector and the public subjects (JSON text that
         # search splices into its response as is, in the tutor's order), for every row written back above (COPY
-        # wrote them as their defaults) and every tutor teaching a renamed subject.
+        # wrote them as their defaults) and every tutor teaching a renamed subject. The same statement keeps the
+        # narrow `tutors_search` (approved tutors' vectors) in step with the rows it updates: a row that is not
+        # approved leaves it, an approved one is upserted where its vector changed (so a review, which rewrites
+        # its tutor's row above, does not rewrite this one).
         if by_profile or renamed:
             cur.execute(
-                f"UPDATE {tutors_t} t SET search = to_tsvector('simple', t.full_name || ' ' || t.bio || ' '"
-                f" || array_to_string(t.languages, ' ') || ' ' || coalesce((SELECT string_agg(n.name || ' '"
+                f"WITH u AS (UPDATE {tutors_t} t SET search = to_tsvector('simple', t.full_name || ' ' || t.bio"
+                f" || ' ' || array_to_string(t.languages, ' ') || ' ' || coalesce((SELECT string_agg(n.name || ' '"
                 f" || n.category, ' ') FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids)), '')),"
                 " subjects_json = (SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.subject_id, 'name', n.name,"
                 " 'category', n.category) ORDER BY array_position(t.subject_ids, n.subject_id)), '[]')::text"
                 f" FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids))"
-                f" WHERE t.profile_id = ANY(%s) OR t.subject_ids && %s::uuid[]",
+                " WHERE t.profile_id = ANY(%s) OR t.subject_ids && %s::uuid[] RETURNING t.tutor_id, t.status, t.search),"
+                f" gone AS (DELETE FROM {search_t} s USING u WHERE s.tutor_id = u.tutor_id AND u.status <> 'approved')"
+                f" INSERT INTO {search_t} (tutor_id, search) SELECT tutor_id, search FROM u WHERE status = 'approved'"
+                f" ON CONFLICT (tutor_id) DO UPDATE SET search = excluded.search WHERE {search_t}.search <> excluded.search",
                 (list(by_profile), list(renamed)),
             )
 

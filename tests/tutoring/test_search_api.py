@@ -636,3 +636,34 @@ def test_search_positions_with_and_without_x_min_position(world: World) -> None:
     lagging = c.get(f"{API}/tutors", params={"q": "algebra"}, headers={"X-Min-Position": str(10**12)})
     problem(lagging, 503, "projection-lagging")
     assert lagging.headers.get("Retry-After")
+
+
+def test_full_text_follows_renames_suspensions_and_profile_edits(world: World) -> None:
+    """q alone (by relevance) ranks from the projection's narrow table of approved tutors' vectors, q with other
+    filters from the tutor rows: both follow a subject's rename, a suspension and its reinstatement, and a bio
+    edit, and agree with each other."""
+    w, c, admin = world, world.client, world.admin
+    s = {k: v["id"] for k, v in w.subjects.items()}
+
+    def both(word: str) -> list[str]:
+        alone = sorted(w.names(q=word))
+        assert alone == sorted(w.names(q=word, sort="rating")) == sorted(w.names(q=word, min_price=0)), word
+        return alone
+
+    assert both("physics") == ["chen", "dana"]
+    w.head = ok_r(c.patch(f"{API}/admin/subjects/{s['physics']}", json={"name": "Astrophysics"}, headers=admin.auth))
+    assert both("astrophysics") == ["chen", "dana"]
+    assert both("physics") == []
+    w.head = ok_r(c.post(f"{API}/admin/tutors/{w.tutors['chen'].id}/suspend", json={"reason": "x"}, headers=admin.auth))
+    assert both("astrophysics") == ["dana"]
+    w.head = ok_r(c.post(f"{API}/admin/tutors/{w.tutors['chen'].id}/reinstate", headers=admin.auth))
+    assert both("astrophysics") == ["chen", "dana"]
+    personal = {"bio": "Origami lessons", "location": "Remote", "languages": ["en"]}
+    w.head = ok_r(c.patch(f"{API}/tutor/profile", json={"personal": personal}, headers=w.tutors["alice"].auth))
+    assert both("origami") == ["alice"]
+    assert both("calculus") == []
+
+
+def ok_r(r: httpx.Response) -> httpx.Response:
+    ok(r)
+    return r
