@@ -102,18 +102,28 @@ def by_weekday(rules: Iterable[WeeklyRule]) -> tuple[tuple[tuple[int, int], ...]
 
 
 def day_rule_intervals(
-    by_day: tuple[tuple[tuple[int, int], ...], ...], tz: ZoneInfo, frm: datetime, to: datetime
+    by_day: tuple[tuple[tuple[int, int], ...], ...],
+    tz: ZoneInfo,
+    frm: datetime,
+    to: datetime,
+    days: dict[date, tuple[Interval, ...]] | None = None,
 ) -> list[Interval]:
-    """`rule_intervals` of rules already grouped by weekday (`by_weekday`) in a zone already looked up."""
+    """`rule_intervals` of rules already grouped by weekday (`by_weekday`) in a zone already looked up. `days`,
+    when given, keeps each local day's intervals for these rules and zone (the caller's memo of `_local_day`: a
+    date is a cheaper key than the windows, zone and date that the shared cache hashes on every lookup)."""
     out: list[Interval] = []
-    day = frm.astimezone(tz).date() - timedelta(days=1)
-    last_day = to.astimezone(tz).date() + timedelta(days=1)
+    day = frm.astimezone(tz).date() - _DAY
+    last_day = to.astimezone(tz).date() + _DAY
     while day <= last_day:
-        windows = by_day[day.weekday()]
-        if windows:
-            for a, b in _local_day(windows, tz, day):
-                if b > frm and a < to:
-                    out.append((max(a, frm), min(b, to)))
+        found = days.get(day) if days is not None else None
+        if found is None:
+            windows = by_day[day.weekday()]
+            found = _local_day(windows, tz, day) if windows else ()
+            if days is not None:
+                days[day] = found
+        for a, b in found:
+            if b > frm and a < to:
+                out.append((max(a, frm), min(b, to)))
         day += _DAY
     return out
 
@@ -209,10 +219,12 @@ def day_available(
     blocks: Iterable[Interval],
     frm: datetime,
     to: datetime,
+    days: dict[date, tuple[Interval, ...]] | None = None,
 ) -> list[Interval]:
-    """`available` of rules already grouped by weekday (`by_weekday`) in a zone already looked up."""
+    """`available` of rules already grouped by weekday (`by_weekday`) in a zone already looked up (`days`: see
+    `day_rule_intervals`)."""
     opened = [(max(a, frm), min(b, to)) for a, b in openings if b > frm and a < to]
-    return subtract(merge([*day_rule_intervals(by_day, tz, frm, to), *opened]), blocks)
+    return subtract(merge([*day_rule_intervals(by_day, tz, frm, to, days), *opened]), blocks)
 
 
 def on_grid(t: datetime) -> bool:

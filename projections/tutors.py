@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -307,14 +307,19 @@ def _iv(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
     return [(datetime.fromisoformat(x["start"]), datetime.fromisoformat(x["end"])) for x in raw or []]
 
 
+DAYS_KEPT = 120
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """A tutor's stored availability, parsed once (search keeps one per tutor row version: api.tutors.schedule_of)."""
+    """A tutor's stored availability, parsed once (search keeps one per tutor row version: api.tutors.schedule_of),
+    with the UTC intervals of the local days it has been asked about (`days`, see domain day_rule_intervals)."""
 
     zone: ZoneInfo
     by_day: tuple[tuple[tuple[int, int], ...], ...]
     openings: tuple[tuple[datetime, datetime], ...]
     blocks: tuple[tuple[datetime, datetime], ...]
+    days: dict[date, tuple[tuple[datetime, datetime], ...]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, availability: dict[str, Any]) -> Schedule:
@@ -328,7 +333,9 @@ class Schedule:
 
     def free(self, frm: datetime, to: datetime) -> list[tuple[datetime, datetime]]:
         """domain `available` of this schedule."""
-        return day_available(self.by_day, self.zone, self.openings, self.blocks, frm, to)
+        if len(self.days) > DAYS_KEPT:  # bounded: a long-lived schedule is asked about new dates as time passes
+            self.days.clear()
+        return day_available(self.by_day, self.zone, self.openings, self.blocks, frm, to, self.days)
 
 
 def slots_for(

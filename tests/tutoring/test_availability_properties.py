@@ -36,7 +36,7 @@ from domain.availability import (
     window_cover,
 )
 from domain.money import Money, split
-from projections.tutors import slots_for
+from projections.tutors import Schedule, slots_for
 
 ZONES = sorted(available_timezones())
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -242,11 +242,18 @@ def test_slots_are_on_the_grid_inside_the_rules_and_outside_blocks(
 def test_rule_intervals_are_exactly_the_local_wall_clock_windows(
     rules: list[WeeklyRule], where: tuple[str, datetime, datetime]
 ) -> None:
-    """`available` with no openings or blocks is the oracle's set of instants, minute for minute."""
+    """`available` with no openings or blocks is the oracle's set of instants, minute for minute; so is a parsed
+    `Schedule`'s, whose memo of local days was filled by an earlier, overlapping question."""
     zone, frm, to = where
     frm, to = frm.replace(second=0), to.replace(second=0)
     assume(to > frm)
-    assert merge(available(rules, zone, [], [], frm, to)) == covered_intervals(rules, zone, frm, to)
+    expected = covered_intervals(rules, zone, frm, to)
+    assert merge(available(rules, zone, [], [], frm, to)) == expected
+    weekly = [{"weekday": r.weekday, "start": format_hhmm(r.start), "end": format_hhmm(r.end)} for r in rules]
+    schedule = Schedule.of({"timezone": zone, "weekly": weekly, "blocks": [], "openings": []})
+    schedule.free(frm - timedelta(days=1), frm + (to - frm) / 2)
+    assert schedule.days, "the earlier question fills the memo"
+    assert merge(schedule.free(frm, to)) == expected
 
 
 # -------------------------------------------------------------------------------------------------- examples
