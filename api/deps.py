@@ -117,7 +117,7 @@ def limit_of(raw: int | None) -> int:
 
 def encode_cursor(value: Any) -> str:
     """An opaque keyset cursor."""
-    return base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode()).decode().rstrip("=")
+    return base64.urlsafe_b64encode(msgspec.json.encode(value)).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str | None, shape: Any = Any) -> Any:

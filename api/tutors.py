@@ -298,6 +298,7 @@ class PublicTutorsController(Controller):
         now = services(request.app.state).clock.now()
         decoded = decode_cursor(cursor, tuple[float, UUID])
         last: list[Any] | None = list(decoded) if decoded else None
+        last_row: dict[str, Any] | None = None  # the last row scanned, the next page's keyset start
         more = False
         # On the event loop with the async pool (Services.async_reads): a few short statements and a little Python.
         async with reading_async(request, READS) as (conn, pos):
@@ -306,6 +307,8 @@ class PublicTutorsController(Controller):
             chosen: list[dict[str, Any]] = []
             first = True
             while not more:
+                if last_row is not None:
+                    last = [last_row["sort_key"], str(last_row["tutor_id"])]
                 rows = await page(last, size, whole=first)
                 if pos is None:  # the first page's position (X-Projection-Position)
                     pos = rows[0]["seen_position"] if rows else await positions_async(conn, READS)
@@ -315,7 +318,7 @@ class PublicTutorsController(Controller):
                         more = True
                         break
                     scanned += 1
-                    last = [r["sort_key"], str(r["tutor_id"])]
+                    last_row = r
                     if (
                         frm is not None
                         and to is not None
@@ -348,6 +351,8 @@ class PublicTutorsController(Controller):
                 ]
             nexts = await next_slot_of_async(conn, chosen, now)
             items = [public_tutor(r, nexts[r["tutor_id"]]) for r in chosen]
+        if last_row is not None:
+            last = [last_row["sort_key"], str(last_row["tutor_id"])]
         next_cursor = encode_cursor(last) if more and last else None
         assert pos is not None
         return query({"items": items, "next_cursor": next_cursor}, pos)
