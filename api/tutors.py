@@ -18,7 +18,7 @@ from projections.runtime import POSITION_SQL, positions_async
 from projections.tutors import Schedule, next_slots, slots_for
 
 SEARCH_COLS = (
-    "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.subject_ids, t.hourly_amount, t.currency,"
+    "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.hourly_amount, t.currency,"
     # availability as text: decoded and parsed once per tutor row version (schedule_of), not on every read
     " t.rating_avg, t.rating_count, t.availability::text AS availability, t.min_notice_minutes, t.updated_position,"
     # the public subjects as JSON text, spliced into the response as is (msgspec.Raw), in the tutor's order

@@ -233,6 +233,9 @@ def on_grid(t: datetime) -> bool:
 
 
 def _ceil_grid(t: datetime) -> datetime:
+    """The first grid instant (:00 or :30) at or after t."""
+    if not t.microsecond and not t.second and t.minute in (0, 30):
+        return t  # most interval bounds are on the grid already
     base = t.replace(minute=0, second=0, microsecond=0)
     while base < t:
         base += GRID
