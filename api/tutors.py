@@ -15,7 +15,7 @@ from domain.availability import window_cover
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
 from projections.runtime import POSITION_SQL, positions_async
-from projections.tutors import Schedule, next_slots, slots_for
+from projections.tutors import Schedule, next_slots, slots_for, term_of
 
 SEARCH_COLS = (
     "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.hourly_amount, t.currency,"
@@ -249,17 +249,29 @@ class PublicTutorsController(Controller):
             # openings) are worth working out exactly below.
             where.append("(has_openings OR hour_starts_utc && %s::int4multirange)")
             params.append("{" + ",".join(f"[{a},{b})" for a, b in cover) + "}")
-        ranked = "tutors"
-        if q:
-            if sort == "relevance" and frm is None and where == ["status = 'approved'"]:
-                # q alone, by relevance: the ranking reads the narrow table of approved tutors' vectors
-                # (projections.tutors: `tutors_search`), a few pages rather than one whole row's page per match.
-                ranked, where = "tutors_search", []
-            where.append("t.search @@ tq")
-        asc = sort == "price"
+        ranked, exact = "tutors", False
         # The query is parsed once, in FROM: as `websearch_to_tsquery(%s)` in the WHERE and the rank, a prepared
         # statement's generic plan called it for every matching row, twice (0.9 ms of a 2 ms query).
         source, source_params = (", websearch_to_tsquery('simple', %s) AS tq", [q]) if q else ("", [])
+        if q:
+            alone = sort == "relevance" and frm is None and where == ["status = 'approved'"]
+            if alone and (term := term_of(q)) is not None:
+                # One plain word alone, by relevance: its page comes in rank order from the term index
+                # (projections.tutors: `tutors_terms`, each approved tutor's words with the rank ts_rank gives
+                # them), an index-only walk of the page instead of ranking every match.
+                ranked, where, params, key = "tutors_terms", ["t.lexeme = %s"], [term], "t.rank"
+                source, source_params = "", []
+                # The walk compares and orders the stored real itself (so the index serves it); the cursor takes
+                # it as float8, exactly as the ranking path's ts_rank()::float8 (a real's shortest text would not
+                # compare equal to it again).
+                exact = True
+            elif alone:
+                # q alone, by relevance: the ranking reads the narrow table of approved tutors' vectors
+                # (projections.tutors: `tutors_search`), a few pages rather than one whole row's page per match.
+                ranked, where = "tutors_search", ["t.search @@ tq"]
+            else:
+                where.append("t.search @@ tq")
+        asc = sort == "price"
 
         async def page(after: list[Any] | None, size: int, whole: bool = True) -> list[dict[str, Any]]:
             w, p = list(where), list(params)
@@ -283,8 +295,8 @@ class PublicTutorsController(Controller):
             # every filtered column is in it; relevance ranks narrow rows of the full-text matches), then those
             # rows read whole. Filters that pass over many rows then read no table pages for them.
             top = (
-                f"SELECT t.tutor_id, {key} AS sort_key FROM {ranked} t{source} WHERE {' AND '.join(w)}"
-                f" ORDER BY sort_key {order}, t.tutor_id {order} LIMIT %s"
+                f"SELECT t.tutor_id, {key}{'::float8' if exact else ''} AS sort_key FROM {ranked} t{source}"
+                f" WHERE {' AND '.join(w)} ORDER BY {key} {order}, t.tutor_id {order} LIMIT %s"
             )
             # without X-Min-Position, the first page also reads the position its rows are as of
             seen, seen_params = (f", {POSITION_SQL} AS seen_position", [list(READS)]) if pos is None else ("", [])

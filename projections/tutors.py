@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -65,6 +66,9 @@ TUTOR_COLUMNS = (
     "updated_position",
 )
 JSON_COLUMNS = ("experience", "availability", "documents")
+# The words `tutors_terms` indexes, and that search looks up there: plain ASCII letters, which the 'simple' text
+# search configuration keeps as one lowercase lexeme each (`term_of`).
+TERM_RE = "^[a-z]{1,100}$"
 PEOPLE_COLUMNS = ("user_id", "full_name", "email")
 NAME_COLUMNS = ("subject_id", "name", "category", "active")
 
@@ -73,11 +77,12 @@ class Tutors(Projection):
     """One row per tutor, folded per batch in memory (runtime.load_rows / replace_rows): the rows a batch touches
     are read with one SELECT per table, the events applied in order, and written back with one DELETE and one
     COPY; completeness is computed in Python, the search vector and public subjects by one UPDATE of the rows
-    written, and `tutors_search` (the approved tutors' vectors) follows with one DELETE and one upsert."""
+    written, which also keeps `tutors_search` (the approved tutors' vectors) in step; `tutors_terms` is rewritten for
+    the tutors whose vector changed."""
 
     name = "tutors"
-    version = 7
-    tables = ("tutors", "tutors_people", "tutors_subject_names", "tutors_search")
+    version = 8
+    tables = ("tutors", "tutors_people", "tutors_subject_names", "tutors_search", "tutors_terms")
     topics = tuple(
         topic_of(c)
         for c in (
@@ -92,11 +97,12 @@ class Tutors(Projection):
     )
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        tutors_t, people_t, names_t, search_t = (
+        tutors_t, people_t, names_t, search_t, terms_t = (
             t["tutors"],
             t["tutors_people"],
             t["tutors_subject_names"],
             t["tutors_search"],
+            t["tutors_terms"],
         )
         # 1. What the batch touches, so that each table is read once.
         new_people = {e.aggregate_id for e in events if e.type == "User.Registered"}
@@ -219,9 +225,9 @@ class Tutors(Projection):
         # wrote them as their defaults) and every tutor teaching a renamed subject. The same statement keeps the
         # narrow `tutors_search` (approved tutors' vectors) in step with the rows it updates: a row that is not
         # approved leaves it, an approved one is upserted where its vector changed (so a review, which rewrites
-        # its tutor's row above, does not rewrite this one).
+        # its tutor's row above, does not rewrite this one). It returns the tutors whose entry changed.
         if by_profile or renamed:
-            cur.execute(
+            changed = cur.execute(
                 f"WITH u AS (UPDATE {tutors_t} t SET search = to_tsvector('simple', t.full_name || ' ' || t.bio"
                 f" || ' ' || array_to_string(t.languages, ' ') || ' ' || coalesce((SELECT string_agg(n.name || ' '"
                 f" || n.category, ' ') FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids)), '')),"
@@ -229,11 +235,38 @@ class Tutors(Projection):
                 " 'category', n.category) ORDER BY array_position(t.subject_ids, n.subject_id)), '[]')::text"
                 f" FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids))"
                 " WHERE t.profile_id = ANY(%s) OR t.subject_ids && %s::uuid[] RETURNING t.tutor_id, t.status, t.search),"
-                f" gone AS (DELETE FROM {search_t} s USING u WHERE s.tutor_id = u.tutor_id AND u.status <> 'approved')"
-                f" INSERT INTO {search_t} (tutor_id, search) SELECT tutor_id, search FROM u WHERE status = 'approved'"
-                f" ON CONFLICT (tutor_id) DO UPDATE SET search = excluded.search WHERE {search_t}.search <> excluded.search",
+                f" gone AS (DELETE FROM {search_t} s USING u WHERE s.tutor_id = u.tutor_id AND u.status <> 'approved'"
+                " RETURNING s.tutor_id),"
+                f" kept AS (INSERT INTO {search_t} (tutor_id, search) SELECT tutor_id, search FROM u"
+                f" WHERE status = 'approved' ON CONFLICT (tutor_id) DO UPDATE SET search = excluded.search"
+                f" WHERE {search_t}.search <> excluded.search RETURNING {search_t}.tutor_id)"
+                " SELECT tutor_id FROM gone UNION ALL SELECT tutor_id FROM kept",
                 (list(by_profile), list(renamed)),
-            )
+            ).fetchall()
+            # 5. The term index of those tutors (`tutors_terms`): each plain word of the vector with the rank a
+            # search for that word alone gives it, so that such a search reads its page from an index in rank
+            # order instead of ranking every match. The rank is computed by the same ts_rank on the same vector
+            # and query as search's, so both agree to the bit.
+            if changed:
+                ids = [r[0] for r in changed]
+                cur.execute(f"DELETE FROM {terms_t} WHERE tutor_id = ANY(%s)", (ids,))
+                cur.execute(
+                    f"INSERT INTO {terms_t} (lexeme, tutor_id, rank) SELECT w.lexeme, s.tutor_id,"
+                    " ts_rank(s.search, to_tsquery('simple', w.lexeme))"
+                    f" FROM {search_t} s, unnest(s.search) w WHERE s.tutor_id = ANY(%s) AND w.lexeme ~ '{TERM_RE}'",
+                    (ids,),
+                )
+
+
+def term_of(q: str) -> str | None:
+    """The lexeme that a full-text query of one plain word (ASCII letters, TERM_RE once lowercased) is made of, as
+    `websearch_to_tsquery('simple', q)` makes it; None for anything else (several words, operators, digits,
+    other scripts), which search ranks from the vectors instead."""
+    word = q.strip()
+    return word.lower() if _PLAIN_WORD.fullmatch(word) else None
+
+
+_PLAIN_WORD = re.compile("[A-Za-z]{1,100}")
 
 
 def _profile_event(row: dict[str, Any], e: Envelope) -> None:

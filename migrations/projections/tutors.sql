@@ -68,3 +68,14 @@ CREATE TABLE {tutors_search} (
     search tsvector NOT NULL
 );
 CREATE INDEX {tutors_search}_search_idx ON {tutors_search} USING gin (search) WITH (gin_pending_list_limit = 256);
+-- A search for one plain word alone, by relevance (most full-text searches), reads its page from here in rank
+-- order: each approved tutor's plain words (projections.tutors TERM_RE) with the rank that ts_rank gives the tutor's
+-- vector for that word, rewritten when the vector changes. No unique key: a batch deletes a tutor's old terms and
+-- inserts the new ones.
+CREATE TABLE {tutors_terms} (
+    lexeme text NOT NULL,
+    tutor_id uuid NOT NULL,
+    rank real NOT NULL
+);
+CREATE INDEX {tutors_terms}_rank_idx ON {tutors_terms} (lexeme, rank DESC, tutor_id DESC);
+CREATE INDEX {tutors_terms}_tutor_idx ON {tutors_terms} (tutor_id);

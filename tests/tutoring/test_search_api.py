@@ -8,11 +8,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import httpx
+import psycopg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from application.settings import Settings
+from projections.tutors import term_of
 from tests.api.helpers import event_position, projection_position
 from tests.tutoring.support import (
     API,
@@ -639,16 +644,17 @@ def test_search_positions_with_and_without_x_min_position(world: World) -> None:
 
 
 def test_full_text_follows_renames_suspensions_and_profile_edits(world: World) -> None:
-    """q alone (by relevance) ranks from the projection's narrow table of approved tutors' vectors, q with other
-    filters from the tutor rows: both follow a subject's rename, a suspension and its reinstatement, and a bio
-    edit, and agree with each other."""
+    """A plain word alone (by relevance) is read from the projection's term index, other q alone from its narrow
+    table of approved tutors' vectors, q with other filters from the tutor rows: all three follow a subject's
+    rename, a suspension and its reinstatement, and a bio edit, and agree with each other, in order."""
     w, c, admin = world, world.client, world.admin
     s = {k: v["id"] for k, v in w.subjects.items()}
 
     def both(word: str) -> list[str]:
-        alone = sorted(w.names(q=word))
-        assert alone == sorted(w.names(q=word, sort="rating")) == sorted(w.names(q=word, min_price=0)), word
-        return alone
+        alone = w.names(q=word)  # one word: the term index
+        assert alone == w.names(q=f"{word} -zzzz") == w.names(q=word, min_price=0), word  # vectors; tutor rows
+        assert sorted(alone) == sorted(w.names(q=word, sort="rating")), word
+        return sorted(alone)
 
     assert both("physics") == ["chen", "dana"]
     w.head = ok_r(c.patch(f"{API}/admin/subjects/{s['physics']}", json={"name": "Astrophysics"}, headers=admin.auth))
@@ -667,3 +673,33 @@ def test_full_text_follows_renames_suspensions_and_profile_edits(world: World) -
 def ok_r(r: httpx.Response) -> httpx.Response:
     ok(r)
     return r
+
+
+def test_term_index_holds_the_rank_of_every_plain_word(world: World, prepared: Settings) -> None:
+    """`tutors_terms` holds, for every approved tutor and every plain word of its vector, exactly the rank that
+    ranking the vector for that word alone gives (as search's websearch_to_tsquery reads it), and nothing of the
+    hidden tutors."""
+    world.search()  # waits for the projection to reach the world's last command
+    with psycopg.connect(prepared.database_url) as conn:
+        stored = conn.execute("SELECT lexeme, tutor_id, rank FROM tutors_terms").fetchall()
+        expected = conn.execute(
+            "SELECT w.lexeme, t.tutor_id, ts_rank(t.search, websearch_to_tsquery('simple', w.lexeme))"
+            " FROM tutors t, unnest(t.search) w WHERE t.status = 'approved' AND w.lexeme ~ '^[a-z]+$'"
+        ).fetchall()
+    assert len(stored) == len(set(stored)) and sorted(stored) == sorted(expected)
+    hidden = {UUID(a.id) for a in world.hidden.values()}
+    assert {"calculus", "lessons"} <= {lexeme for lexeme, _, _ in stored}
+    assert not hidden & {tutor for _, tutor, _ in stored}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(q=st.from_regex(r"[ A-Za-z0-9'\"|&!:*()<>.,\-\u0130\u0131\u212a\u00e9]{0,14}", fullmatch=True))
+def test_a_plain_word_is_read_as_websearch_reads_it(database: str, q: str) -> None:
+    """Where `term_of` takes a query for one plain word, PostgreSQL's websearch_to_tsquery('simple', q), which the
+    other search paths rank by, is that one lexeme: the two paths ask the same question."""
+    term = term_of(q)
+    with psycopg.connect(database) as conn:
+        parsed = conn.execute("SELECT websearch_to_tsquery('simple', %s)::text", (q,)).fetchone()
+    assert parsed is not None
+    if term is not None:
+        assert parsed[0] == f"'{term}'", (q, parsed[0])
