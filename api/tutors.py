@@ -19,8 +19,8 @@ from projections.tutors import Schedule, next_slots, slots_for, term_of
 
 SEARCH_COLS = (
     "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.hourly_amount, t.currency,"
-    # availability as text: decoded and parsed once per tutor row version (schedule_of), not on every read
-    " t.rating_avg, t.rating_count, t.availability::text AS availability, t.min_notice_minutes, t.updated_position,"
+    # availability as JSON text: decoded and parsed once per tutor row version (schedule_of), not on every read
+    " t.rating_avg, t.rating_count, t.availability_text AS availability, t.min_notice_minutes, t.updated_position,"
     # the public subjects as JSON text, spliced into the response as is (msgspec.Raw), in the tutor's order
     " t.subjects_json,"
     # read in the same statement as the row, before any bookings: see next_slot_of
@@ -284,7 +284,7 @@ class PublicTutorsController(Controller):
                 # Candidates are checked in Python against their taken intervals in the window (same statement).
                 # The first page reads whole rows; later, larger pages only what the check needs, and the rows
                 # chosen from them are read whole afterwards.
-                narrow = "t.tutor_id, t.availability::text AS availability, t.min_notice_minutes, t.updated_position"
+                narrow = "t.tutor_id, t.availability_text AS availability, t.min_notice_minutes, t.updated_position"
                 cols = (SEARCH_COLS if whole else narrow) + (
                     ", (SELECT coalesce(array_agg(b.start_at), '{}') || coalesce(array_agg(b.end_at), '{}')"
                     " FROM bookings b WHERE b.tutor_id = t.tutor_id AND b.status IN ('pending', 'confirmed')"

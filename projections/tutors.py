@@ -11,6 +11,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
+import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -63,9 +64,11 @@ TUTOR_COLUMNS = (
     "rating_avg",
     "hour_starts_utc",
     "has_openings",
+    "availability_text",
     "updated_position",
 )
 JSON_COLUMNS = ("experience", "availability", "documents")
+_encode_json = msgspec.json.Encoder().encode
 # The words `tutors_terms` indexes, and that search looks up there: plain ASCII letters, which the 'simple' text
 # search configuration keeps as one lowercase lexeme each (`term_of`).
 TERM_RE = "^[a-z]{1,100}$"
@@ -215,6 +218,7 @@ class Tutors(Projection):
                     **r,
                     **{c: Jsonb(r[c]) for c in JSON_COLUMNS},
                     "hour_starts_utc": cover_literal(r["availability"]),
+                    "availability_text": _encode_json(r["availability"] or {}).decode(),
                     "has_openings": bool((r["availability"] or {}).get("openings")),
                 }
                 for r in by_profile.values()
