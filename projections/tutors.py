@@ -72,6 +72,7 @@ _encode_json = msgspec.json.Encoder().encode
 # The words `tutors_terms` indexes, and that search looks up there: plain ASCII letters, which the 'simple' text
 # search configuration keeps as one lowercase lexeme each (`term_of`).
 TERM_RE = "^[a-z]{1,100}$"
+_PLAIN_WORD = re.compile("[A-Za-z]{1,100}")  # a query `term_of` reads as one TERM_RE lexeme
 PEOPLE_COLUMNS = ("user_id", "full_name", "email")
 NAME_COLUMNS = ("subject_id", "name", "category", "active")
 
@@ -268,9 +269,6 @@ def term_of(q: str) -> str | None:
     other scripts), which search ranks from the vectors instead."""
     word = q.strip()
     return word.lower() if _PLAIN_WORD.fullmatch(word) else None
-
-
-_PLAIN_WORD = re.compile("[A-Za-z]{1,100}")
 
 
 def _profile_event(row: dict[str, Any], e: Envelope) -> None:
