@@ -292,8 +292,8 @@ class PublicTutorsController(Controller):
                 )
                 col_params = [frm, to + HOUR]
             # Two steps in one statement: the page's ids and sort keys from the sort's index (an index-only walk:
-            # every filtered column is in it; relevance ranks narrow rows of the full-text matches), then those
-            # rows read whole. Filters that pass over many rows then read no table pages for them.
+            # every filtered column is in it; relevance walks the term index or ranks the matches of `ranked`),
+            # then those rows read whole. Filters that pass over many rows then read no table pages for them.
             top = (
                 f"SELECT t.tutor_id, {key}{'::float8' if exact else ''} AS sort_key FROM {ranked} t{source}"
                 f" WHERE {' AND '.join(w)} ORDER BY {key} {order}, t.tutor_id {order} LIMIT %s"

@@ -764,13 +764,12 @@ async def drive_combo(
 
 def driver_main(spec_path: str) -> None:
     """The load driver (a separate process): every combination in turn; prints one JSON line of results."""
-    import uvloop
+    import uvloop  # the driver shares the machine with what it measures: the lighter loop takes less of it
 
-    uvloop.install()  # the driver shares the machine with what it measures: the lighter loop takes less of it
     spec = json.loads(Path(spec_path).read_text())
     out = {}
     for i, (name, paths) in enumerate(spec["combos"].items()):
-        r = asyncio.run(
+        r = uvloop.run(
             drive_combo(
                 spec["host"],
                 spec["port"],
