@@ -18,6 +18,9 @@ class AuditLog(Projection):
 
     name = "audit_log"
     version = 1
+    # one entry per event: an event it cannot store is recorded in projection_failures and left out,
+    # rather than every later event waiting behind it (the event itself stays in the log and its aggregate history)
+    skippable = True
     tables = ("audit_log",)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:

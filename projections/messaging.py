@@ -17,6 +17,8 @@ class Messaging(Projection):
 
     name = "messaging"
     version = 1
+    # one message row per event: at worst one message is missing from the history (and recorded)
+    skippable = True
     tables = ("threads", "thread_messages", "thread_reads")
     topics = tuple(
         topic_of(c)

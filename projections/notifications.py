@@ -28,6 +28,8 @@ class Notifications(Projection):
 
     name = "notifications"
     version = 1
+    # one inbox item per event: at worst one notification is missing (and recorded), not every later one
+    skippable = True
     tables = ("notifications", "notification_bookings")
     topics = tuple(
         topic_of(c)

@@ -30,6 +30,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from projections.failures import INFRASTRUCTURE, EventFailed, FailurePolicy, ProjectionStopped, apply_prefix
+
 EVENTS_TABLE = "tutorconnect_events"
 CHANNEL = EVENTS_TABLE  # eventsourcing NOTIFYs the channel named after the table on every insert
 DDL_DIR = Path(__file__).resolve().parent.parent / "migrations" / "projections"
@@ -67,6 +69,9 @@ class Projection(abc.ABC):
     version: ClassVar[int] = 1
     topics: ClassVar[tuple[str, ...]] = ()  # empty: every event
     tables: ClassVar[tuple[str, ...]] = ()  # logical names; each is a view over the active generation's table
+    # May an event this projection still cannot apply after its tries be skipped (recorded, and the projection goes
+    # on)? Never for read models that fold every event of an entity, money above all: they stop instead.
+    skippable: ClassVar[bool] = False
 
     def ddl(self, names: dict[str, str]) -> str:
         """The CREATE statements of one generation (from migrations/projections/NAME.sql)."""
@@ -128,6 +133,7 @@ class Status:
     position: int
     head: int
     events_processed: int
+    stopped: bool = False
 
     @property
     def lag(self) -> int:
@@ -168,9 +174,24 @@ def read_batch(
     events = []
     for pos, oid, ver, topic, state in rows:
         data = _decode(state)
+        if b"\\u0000" in state:  # written before such text was refused at the edge: see storable
+            data = storable(data)
         meta = data.pop("_meta", None) or {}
         events.append(Envelope(pos, oid, ver, topic, event_type(topic), data, meta))
     return events, (rows[-1][0] if len(rows) == size else head)
+
+
+def storable(value: Any) -> Any:
+    """`value` with U+0000 in every string replaced by U+FFFD: PostgreSQL text and jsonb cannot hold U+0000, and
+    an event recorded before the API refused it (api/text.py) must still project, as visibly replaced text rather
+    than silently dropped. (Unpaired surrogates never reach the log: the event encoder refuses them.)"""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {storable(k): storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    return value
 
 
 class Runner:
@@ -183,11 +204,15 @@ class Runner:
         generation: int,
         batch_size: int = 5000,
         conn: psycopg.Connection[Any] | None = None,
+        policy: FailurePolicy | None = None,
     ) -> None:
         self.dsn = dsn
         self.projection = projection
         self.generation = generation
         self.batch_size = batch_size
+        # what happens to an event this projection cannot apply; without a policy (a rebuild) it is tried once,
+        # then skipped if the projection allows it, else the rebuild fails with EventFailed
+        self.policy = policy
         self.names = {t: physical(t, generation) for t in projection.tables}
         self._conn: psycopg.Connection[Any] | None = conn
         self._owns_conn = conn is None
@@ -214,16 +239,31 @@ class Runner:
         return int(row["position"])
 
     def step(self, until: int | None = None) -> tuple[int, bool]:
-        """Process one batch in one transaction; return (events applied, whether the position moved)."""
+        """Process one batch in one transaction; return (events applied, whether the position moved).
+
+        A batch that fails is rolled back and run again carefully (failures.apply_prefix): the events before the
+        failing one are applied and the policy decides where the position goes."""
+        try:
+            return self._step(until, careful=False)
+        except INFRASTRUCTURE:
+            raise
+        except (Retired, Superseded):
+            raise
+        except Exception:  # the projection's own code or SQL failed on some event of the batch
+            return self._step(until, careful=True)
+
+    def _step(self, until: int | None, careful: bool) -> tuple[int, bool]:
         p = self.projection
         conn = self.conn
         with conn.transaction():
             track = conn.execute(
-                "SELECT position, state FROM projection_tracking WHERE name = %s AND generation = %s",
+                "SELECT position, state, stopped FROM projection_tracking WHERE name = %s AND generation = %s",
                 (p.name, self.generation),
             ).fetchone()
             if track is None or track["state"] == "retired":
                 raise Retired(p.name, self.generation)
+            if track["stopped"]:
+                return 0, False
             start = int(track["position"])
             head_row = conn.execute(f"SELECT max(notification_id) AS head FROM {EVENTS_TABLE}").fetchone()
             head = int(head_row["head"] or 0) if head_row else 0
@@ -232,11 +272,31 @@ class Runner:
             if head <= start:
                 return 0, False
             events, new_position = read_batch(conn, start, head, p.topics, self.batch_size)
+            applied = len(events)
             if events:
                 with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-                    p.apply(cur, events, self.names)
-            self._advance(start, new_position, len(events))
-            return len(events), True
+                    if not careful:
+                        p.apply(cur, events, self.names)
+                    else:
+                        applied, bad, error = apply_prefix(conn, lambda evs: p.apply(cur, evs, self.names), events)
+                        if bad is not None and error is not None:
+                            new_position = self._failed(bad, error)
+            if new_position <= start:
+                return applied, False
+            self._advance(start, new_position, applied)
+            if self.policy is not None:
+                self.policy.passed(p.name, self.generation, new_position)
+            return applied, True
+
+    def _failed(self, event: Envelope, error: BaseException) -> int:
+        """The position to move to after `event` failed (inside the batch's transaction)."""
+        p = self.projection
+        if self.policy is not None:
+            return self.policy.failed(self.conn, p.name, self.generation, p.skippable, event, error)
+        if not p.skippable:
+            raise EventFailed(p.name, event, error)
+        FailurePolicy(attempts=1).failed(self.conn, p.name, self.generation, True, event, error)
+        return event.position
 
     def _advance(self, start: int, new_position: int, applied: int) -> None:
         """Move the tracking position in the batch's transaction, if nobody else moved it meanwhile."""
@@ -407,18 +467,32 @@ def status(dsn: str) -> list[Status]:
         head_row = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()
         head = int(head_row[0]) if head_row else 0
         rows = conn.execute(
-            "SELECT name, generation, version, state, position, events_processed FROM projection_tracking"
+            "SELECT name, generation, version, state, position, events_processed, stopped FROM projection_tracking"
             " ORDER BY name, generation"
         ).fetchall()
-    return [Status(r[0], r[1], r[2], r[3], r[4], head, r[5]) for r in rows]
+    return [Status(r[0], r[1], r[2], r[3], r[4], head, r[5], r[6]) for r in rows]
+
+
+def failures(dsn: str, include_skipped: bool = True) -> list[Any]:
+    """The recorded failures that hold active projections back (and the skipped events)."""
+    from projections import failures as f
+
+    with psycopg.connect(dsn) as conn:
+        return f.current(conn, include_skipped)
 
 
 def positions(conn: psycopg.Connection[Any], names: Sequence[str]) -> int:
-    """The lowest position among the active generations of `names` (what a query using them has seen)."""
-    row = conn.execute(_POSITIONS, (list(names),)).fetchone()
+    """The lowest position among the active generations of `names` (what a query using them has seen); raises
+    ProjectionStopped when one of them is stopped at an event it could not apply."""
+    return _position_of(conn.execute(_POSITIONS, (list(names),)).fetchone())
+
+
+def _position_of(row: Any) -> int:
     if row is None:
         return 0
-    value = row["p"] if isinstance(row, dict) else row[0]
+    value, stopped = (row["p"], row["stopped"]) if isinstance(row, dict) else (row[0], row[1])
+    if stopped:
+        raise ProjectionStopped(stopped)
     return int(value or 0)
 
 
@@ -449,6 +523,7 @@ class Follower:
         self.stop = stop
         self.batch_size = batch_size
         self.gather_s = gather_s
+        self.policy = FailurePolicy()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -472,7 +547,7 @@ class Follower:
             rebuild(self.dsn, p, batch_size=self.batch_size)
             gen = active_generation(listen, p.name)
             assert gen is not None
-        return Runner(self.dsn, p, gen[0], batch_size=self.batch_size, conn=work)
+        return Runner(self.dsn, p, gen[0], batch_size=self.batch_size, conn=work, policy=self.policy)
 
     def _run_once(self) -> None:
         with (
@@ -495,7 +570,7 @@ class Follower:
                         if runner is not None:
                             runners[p.name] = runner
                 try:
-                    far, stale = self._step_together(work, list(runners.values()))
+                    far, stale = self._round(work, list(runners.values()))
                 except Superseded:
                     for name in list(runners):
                         release(name)
@@ -504,6 +579,8 @@ class Follower:
                     release(name)
                     behind = True
                 for runner in far:  # far behind (a new projection, a long outage): batches of its own
+                    if self.policy.waiting(runner.projection.name, runner.generation):
+                        continue
                     try:
                         for _ in range(self.ROUND_BATCHES):
                             n, moved = runner.step()
@@ -523,8 +600,18 @@ class Follower:
                         # position updates per event) for a few ms more lag. A stop cuts it short.
                         self.stop.wait(self.gather_s)
 
+    def _round(self, conn: psycopg.Connection[Any], runners: Sequence[Runner]) -> tuple[list[Runner], list[str]]:
+        """`_step_together`; if a projection fails on an event, the round is rolled back and run again carefully,
+        so that only that projection stays behind (projections/failures.py)."""
+        try:
+            return self._step_together(conn, runners)
+        except (*INFRASTRUCTURE, Superseded):
+            raise
+        except Exception:  # the code or SQL of some projection failed on some event of this round
+            return self._step_together(conn, runners, careful=True)
+
     def _step_together(
-        self, conn: psycopg.Connection[Any], runners: Sequence[Runner]
+        self, conn: psycopg.Connection[Any], runners: Sequence[Runner], careful: bool = False
     ) -> tuple[list[Runner], list[str]]:
         """One transaction for every runner within a batch of the head: read the new events once, let each
         projection apply its share, move all their positions with one compare-and-set. Returns the runners too
@@ -536,7 +623,7 @@ class Follower:
             return [], []
         with conn.transaction():
             rows = conn.execute(
-                "SELECT name, generation, position, state,"
+                "SELECT name, generation, position, state, stopped,"
                 f" (SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}) AS head"
                 " FROM projection_tracking WHERE name = ANY(%s)",
                 ([r.projection.name for r in runners],),
@@ -550,6 +637,8 @@ class Follower:
                 t = tracked.get((runner.projection.name, runner.generation))
                 if t is None or t["state"] == "retired":
                     stale.append(runner.projection.name)
+                elif t["stopped"] or self.policy.waiting(runner.projection.name, runner.generation):
+                    continue  # stopped at an event it could not apply, or waiting to try it again
                 elif head - int(t["position"]) > self.batch_size:
                     far.append(runner)
                 elif int(t["position"]) < head:
@@ -561,13 +650,21 @@ class Follower:
             events, end = read_batch(conn, min(start for _, start in near), head, topics, self.batch_size)
             moves: list[tuple[str, int, int, int, int]] = []
             for runner, start in near:
-                wanted = set(runner.projection.topics)
+                p, reached = runner.projection, end
+                wanted = set(p.topics)
                 mine = [e for e in events if start < e.position <= end and (not wanted or e.topic in wanted)]
                 if mine:
                     with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-                        runner.projection.apply(cur, mine, runner.names)
-                if end > start:
-                    moves.append((runner.projection.name, runner.generation, start, end, len(mine)))
+                        if not careful:
+                            p.apply(cur, mine, runner.names)
+                        else:
+                            n, bad, error = apply_prefix(conn, lambda evs: p.apply(cur, evs, runner.names), mine)  # noqa: B023 - called at once
+                            if bad is not None and error is not None:
+                                reached = self.policy.failed(conn, p.name, runner.generation, p.skippable, bad, error)
+                                mine = mine[:n]
+                if reached > start:
+                    moves.append((p.name, runner.generation, start, reached, len(mine)))
+                    self.policy.passed(p.name, runner.generation, reached)
             if not moves:
                 return far, stale
             names, generations, starts, ends, counts = (list(x) for x in zip(*moves, strict=True))
@@ -584,7 +681,12 @@ class Follower:
 
 
 def follow_all(
-    dsn: str, projections: Sequence[Projection], stop: threading.Event, threads: int = 2, gather_ms: float = 0.0
+    dsn: str,
+    projections: Sequence[Projection],
+    stop: threading.Event,
+    threads: int = 2,
+    gather_ms: float = 0.0,
+    batch_size: int = 5000,
 ) -> list[threading.Thread]:
     """Start `threads` follower threads sharing these projections out.
 
@@ -603,25 +705,35 @@ def follow_all(
         rest[i % len(rest)].append(p)
     started = []
     for i, group in enumerate(g for g in groups if g):
-        follower = Follower(dsn, group, stop, gather_s=gather_ms / 1000)
+        follower = Follower(dsn, group, stop, batch_size=batch_size, gather_s=gather_ms / 1000)
         t = threading.Thread(target=follower.run, name=f"projections-{i}", daemon=True)
         t.start()
         started.append(t)
     return started
 
 
-_POSITIONS = "SELECT min(position) AS p FROM projection_tracking WHERE state = 'active' AND name = ANY(%s)"
-# the same as a scalar subquery, to read with a query's rows (one parameter: the names)
-POSITION_SQL = "(SELECT coalesce(min(position), 0) FROM projection_tracking WHERE state = 'active' AND name = ANY(%s))"
+_POSITIONS = (
+    "SELECT min(position) AS p, array_agg(name) FILTER (WHERE stopped) AS stopped FROM projection_tracking"
+    " WHERE state = 'active' AND name = ANY(%s)"
+)
+# the position as a scalar subquery, to read with a query's rows (one parameter: the names); -1 when one of them is
+# stopped (the caller then raises ProjectionStopped, see stopped_position)
+POSITION_SQL = (
+    "(SELECT CASE WHEN bool_or(stopped) THEN -1 ELSE coalesce(min(position), 0) END FROM projection_tracking"
+    " WHERE state = 'active' AND name = ANY(%s))"
+)
+
+
+def stopped_position(position: int, names: Sequence[str]) -> int:
+    """A POSITION_SQL value, or ProjectionStopped for its -1."""
+    if position < 0:
+        raise ProjectionStopped(names)
+    return position
 
 
 async def positions_async(conn: psycopg.AsyncConnection[Any], names: Sequence[str]) -> int:
     """`positions` on an async connection."""
-    row = await (await conn.execute(_POSITIONS, (list(names),))).fetchone()
-    if row is None:
-        return 0
-    value = row["p"] if isinstance(row, dict) else row[0]
-    return int(value or 0)
+    return _position_of(await (await conn.execute(_POSITIONS, (list(names),))).fetchone())
 
 
 async def wait_for_async(

@@ -73,13 +73,52 @@ def cmd_status(_: argparse.Namespace) -> int:
             s.name,
             str(s.generation),
             str(s.version),
-            s.state,
+            "STOPPED" if s.stopped and s.state == "active" else s.state,
             str(s.position),
             str(s.head),
             str(s.lag),
             str(s.events_processed),
         )
-    Console().print(table)
+    console = Console(width=200)
+    console.print(table)
+    failed = runtime.failures(settings.database_url)
+    if failed:
+        problems = Table(title="events projections could not apply")
+        for col in ("projection", "position", "event", "type", "state", "tries", "first seen", "last seen", "error"):
+            problems.add_column(col, overflow="fold")
+        for f in failed:
+            problems.add_row(
+                f.name,
+                str(f.position),
+                f"{f.aggregate_id}@{f.aggregate_version}",
+                f.event_type,
+                f.state,
+                str(f.attempts),
+                f.first_seen.isoformat(timespec="seconds"),
+                f.last_seen.isoformat(timespec="seconds"),
+                f.error,
+            )
+        console.print(problems)
+        console.print("a stopped projection resumes with: tutorconnect projections retry NAME (after a fix)")
+    return 0
+
+
+def cmd_retry(a: argparse.Namespace) -> int:
+    from application.settings import Settings
+    from projections import by_name, failures
+    from workers.processes import prepare
+
+    settings = Settings.from_env(_env_for_tools())
+    prepare(settings)
+    try:
+        by_name(a.name)
+    except KeyError:
+        _say(f"no projection named {a.name!r}")
+        return 2
+    if not failures.retry(settings.database_url, a.name):
+        _say(f"{a.name} is not stopped")
+        return 1
+    _say(f"{a.name}: resumed; it tries its failing event again (see `tutorconnect projections status`)")
     return 0
 
 
@@ -88,6 +127,7 @@ def cmd_rebuild(a: argparse.Namespace) -> int:
 
     from application.settings import Settings
     from projections import by_name, runtime
+    from projections.failures import EventFailed
     from workers.processes import prepare
 
     settings = Settings.from_env(_env_for_tools())
@@ -103,7 +143,11 @@ def cmd_rebuild(a: argparse.Namespace) -> int:
         def progress(position: int, head: int) -> None:
             bar.update(task, completed=position, total=max(head, position))
 
-        generation = runtime.rebuild(settings.database_url, projection, progress)
+        try:
+            generation = runtime.rebuild(settings.database_url, projection, progress)
+        except EventFailed as e:
+            _say(f"rebuild of {a.name} abandoned (the live generation is untouched): {e}")
+            return 1
     _say(f"{a.name}: generation {generation} is live")
     return 0
 
@@ -196,13 +240,16 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker", help="run the dramatiq worker and sweeper only")
     s.add_argument("--threads", type=int, default=4)
     s.set_defaults(func=cmd_worker)
-    s = sub.add_parser("projections", help="operate the read models (status, rebuild)")
+    s = sub.add_parser("projections", help="operate the read models (status, rebuild, retry)")
     psub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     ps = psub.add_parser("status", help="each projection's position and lag")
     ps.set_defaults(func=cmd_status)
     ps = psub.add_parser("rebuild", help="rebuild a projection beside the live one, then switch")
     ps.add_argument("name")
     ps.set_defaults(func=cmd_rebuild)
+    ps = psub.add_parser("retry", help="resume a projection stopped at an event it could not apply")
+    ps.add_argument("name")
+    ps.set_defaults(func=cmd_retry)
     s = sub.add_parser("ledger", help="finance: replay and reconcile the ledger")
     lsub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     lr = lsub.add_parser("replay", help="rebuild the ledger from the event store and print its statement digest")
