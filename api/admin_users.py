@@ -8,7 +8,8 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch
 
-from api.deps import command, decode_cursor, encode_cursor, like_pattern, limit_of, query, reading, services, staff
+from api.deps import caller, command, decode_cursor, encode_cursor, like_pattern, limit_of, query, reading, services
+from api.guards import ADMIN
 from domain.errors import ValidationFailed
 
 
@@ -33,6 +34,7 @@ class AdminUsersController(Controller):
     """Admins manage accounts; every change is an event with the admin as actor."""
 
     path = "/admin/users"
+    guards = ADMIN
     tags = ["admin"]
     security = [{"bearer": []}]
 
@@ -47,7 +49,7 @@ class AdminUsersController(Controller):
         cursor: str | None = None,
     ) -> Response[Any]:
         """Users, newest first; filters role, is_active and q (literal substring of name or email)."""
-        account = staff(request, "admin")
+        account = caller(request)
         n = limit_of(limit)
         where, params = ["true"], []  # type: ignore[var-annotated]
         if role:
@@ -94,15 +96,14 @@ class AdminUsersController(Controller):
     @patch("/{user_id:uuid}", sync_to_thread=True)
     def update_user(self, request: Request[Any, Any, Any], user_id: UUID, data: AdminUserUpdate) -> Response[Any]:
         """Change a user's role and/or activity (deactivation locks them out at once)."""
-        staff(request, "admin")
         role = None if data.role is msgspec.UNSET else data.role
         active = None if data.is_active is msgspec.UNSET else data.is_active
-        o = services(request.app.state).identity.admin_update(user_id, role=role, is_active=active)
+        by = caller(request).user_id
+        o = services(request.app.state).identity.admin_update(user_id, role=role, is_active=active, by=by)
         return command(request, o.user, o.position)
 
     @delete("/{user_id:uuid}", status_code=200, sync_to_thread=True)
     def delete_user(self, request: Request[Any, Any, Any], user_id: UUID) -> Response[Any]:
         """Soft delete: the history stays, the account closes."""
-        staff(request, "admin")
-        o = services(request.app.state).identity.admin_delete(user_id)
+        o = services(request.app.state).identity.admin_delete(user_id, by=caller(request).user_id)
         return command(request, o.user, o.position)

@@ -13,7 +13,8 @@ import psycopg
 from litestar import Controller, Request, Response, get
 from litestar.response import Stream
 
-from api.deps import query, reading, services, staff
+from api.deps import caller, query, reading, services
+from api.guards import ADMIN
 from api.tutors import _instant
 from domain.errors import NotFound, ValidationFailed
 
@@ -66,13 +67,14 @@ class AnalyticsController(Controller):
     """Admins see the business at a glance."""
 
     path = "/admin"
+    guards = ADMIN
     tags = ["admin", "analytics"]
     security = BEARER
 
     @get("/analytics/overview", sync_to_thread=True)
     def overview(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Users by role, active tutors, bookings today (by start), commission revenue, bookings by status."""
-        actor = staff(request, "admin")
+        actor = caller(request)
         now = services(request.app.state).clock.now()
         day = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
         names = ("users_directory", "tutors", "bookings", "ledger")
@@ -83,7 +85,7 @@ class AnalyticsController(Controller):
                     "SELECT role, count(*) AS n FROM users_directory WHERE NOT deleted GROUP BY role"
                 ).fetchall()
             }
-            tutors = conn.execute("SELECT count(*) AS n FROM tutors WHERE status = 'approved'").fetchone()
+            tutors = conn.execute("SELECT count(*) AS n FROM tutors WHERE listed").fetchone()
             today = conn.execute(
                 "SELECT count(*) AS n FROM bookings WHERE start_at >= %s AND start_at < %s",
                 (day, day + timedelta(days=1)),
@@ -115,7 +117,7 @@ class AnalyticsController(Controller):
         interval: Literal["day", "week", "month"] = "day",
     ) -> Response[Any]:
         """A metric per day, week or month in [from, to) (default: the last 30 days)."""
-        actor = staff(request, "admin")
+        actor = caller(request)
         now = services(request.app.state).clock.now()
         to = _instant("to", request.query_params.get("to")) or now
         frm = _instant("from", request.query_params.get("from")) or to - timedelta(days=30)
@@ -138,7 +140,7 @@ class AnalyticsController(Controller):
         format: Literal["csv", "json"] = "csv",  # noqa: A002
     ) -> Response[Any]:
         """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array."""
-        actor = staff(request, "admin")
+        actor = caller(request)
         if dataset not in EXPORTS:
             raise NotFound(f"no dataset {dataset!r}; one of {', '.join(EXPORTS)}")
         name, sql = EXPORTS[dataset]

@@ -31,6 +31,7 @@ from api.services import Services
 from api.students import StudentController
 from api.subjects import AdminSubjectsController, SubjectsController
 from api.system import TestClockController, healthz, readyz
+from api.text import refuse_unstorable
 from api.tutor_profile import TutorProfileController
 from api.tutors import AdminTutorsController, PublicTutorsController
 from application.settings import Settings
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         openapi_config=openapi,
         request_max_body_size=MAX_BODY,
         before_send=[middleware.stamp_headers],
+        before_request=refuse_unstorable,
         on_startup=[document_problems, tune_gc],
         on_shutdown=[shutdown],
         debug=False,

@@ -8,7 +8,8 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get
 
-from api.deps import decode_cursor, encode_cursor, limit_of, query, reading, services, staff
+from api.deps import caller, decode_cursor, encode_cursor, limit_of, query, reading, services
+from api.guards import ADMIN
 from domain.errors import NotFound, ValidationFailed
 
 COLUMNS = (
@@ -45,6 +46,7 @@ class AuditController(Controller):
     """Admins read the whole history."""
 
     path = "/admin"
+    guards = ADMIN
     tags = ["admin"]
     security = [{"bearer": []}]
 
@@ -62,7 +64,7 @@ class AuditController(Controller):
         cursor: str | None = None,
     ) -> Response[Any]:
         """Events in log order, filtered by aggregate, type, actor, correlation, time and position."""
-        account = staff(request, "admin")
+        account = caller(request)
         n = limit_of(limit)
         where, params = ["true"], []  # type: ignore[var-annotated]
         for col, value in (
@@ -99,7 +101,7 @@ class AuditController(Controller):
     @get("/aggregates/{aggregate_id:uuid}/history", sync_to_thread=True)
     def history(self, request: Request[Any, Any, Any], aggregate_id: UUID, version: int | None = None) -> Response[Any]:
         """Every event of one aggregate up to `version` (default: all) and its state at that version."""
-        account = staff(request, "admin")
+        account = caller(request)
         if version is not None and version < 1:
             raise ValidationFailed([("version", "at least 1")])
         at, state, kind = services(request.app.state).audit.state_at(aggregate_id, version)

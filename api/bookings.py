@@ -9,7 +9,8 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services, staff
+from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
+from api.guards import PARTIES, STUDENT, TUTOR, USER
 from api.tutors import _instant
 from domain.errors import NotFound, ValidationFailed
 
@@ -95,16 +96,16 @@ class BookingsController(Controller):
     tags = ["bookings"]
     security = BEARER
 
-    @post("/", status_code=201, sync_to_thread=True)
+    @post("/", status_code=201, sync_to_thread=True, guards=STUDENT)
     def request_booking(self, request: Request[Any, Any, Any], data: BookingIn) -> Response[Any]:
         """Book a tutor: one atomic write of the booking, the tutor's calendar and the student's credit hold."""
-        actor = staff(request, "student")
+        actor = caller(request)
         body, position = services(request.app.state).scheduling.request_booking(
             actor, data.tutor_id, data.subject_id, _aware("start", data.start), data.duration_minutes, data.note
         )
         return command(request, body, position, 201)
 
-    @get("/", sync_to_thread=True)
+    @get("/", sync_to_thread=True, guards=PARTIES)
     def list_bookings(
         self,
         request: Request[Any, Any, Any],
@@ -114,7 +115,7 @@ class BookingsController(Controller):
         cursor: str | None = None,
     ) -> Response[Any]:
         """The caller's bookings (as student or tutor), by start time; filter by status."""
-        actor = staff(request, "student", "tutor")
+        actor = caller(request)
         role = role or actor.role
         if role not in ("student", "tutor") or role != actor.role:
             raise ValidationFailed([("role", "your own role: student or tutor")])
@@ -138,7 +139,7 @@ class BookingsController(Controller):
         nxt = encode_cursor([last["start_at"].isoformat(), str(last["booking_id"])]) if last else None
         return query({"items": [row_view(r) for r in rows[:n]], "next_cursor": nxt}, pos)
 
-    @get("/{booking_id:uuid}", sync_to_thread=True)
+    @get("/{booking_id:uuid}", sync_to_thread=True, guards=USER)
     def get_booking(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """One booking, for its student, its tutor or an admin."""
         actor = caller(request)
@@ -148,64 +149,62 @@ class BookingsController(Controller):
             raise NotFound("no such booking")
         return query(row_view(row), pos)
 
-    def _act(
-        self, request: Request[Any, Any, Any], booking_id: UUID, action: str, roles: tuple[str, ...], **kw: Any
-    ) -> Response[Any]:
-        actor = staff(request, *roles)
+    def _act(self, request: Request[Any, Any, Any], booking_id: UUID, action: str, **kw: Any) -> Response[Any]:
+        actor = caller(request)
         body, position = services(request.app.state).scheduling.act(actor, booking_id, action, **kw)
         return command(request, body, position)
 
-    @post("/{booking_id:uuid}/confirm", status_code=200, sync_to_thread=True)
+    @post("/{booking_id:uuid}/confirm", status_code=200, sync_to_thread=True, guards=TUTOR)
     def confirm(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The tutor accepts a pending request."""
-        return self._act(request, booking_id, "confirm", ("tutor",))
+        return self._act(request, booking_id, "confirm")
 
-    @post("/{booking_id:uuid}/decline", status_code=200, sync_to_thread=True)
+    @post("/{booking_id:uuid}/decline", status_code=200, sync_to_thread=True, guards=TUTOR)
     def decline(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The tutor turns down a pending request; the credit hold is released."""
-        return self._act(request, booking_id, "decline", ("tutor",))
+        return self._act(request, booking_id, "decline")
 
-    @post("/{booking_id:uuid}/cancel", status_code=200, sync_to_thread=True)
+    @post("/{booking_id:uuid}/cancel", status_code=200, sync_to_thread=True, guards=PARTIES)
     def cancel(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReasonIn | None = None) -> Response[Any]:
         """Cancel; the response says what was refunded and forfeited under the booking's policy."""
-        return self._act(request, booking_id, "cancel", ("student", "tutor"), reason=(data.reason if data else ""))
+        return self._act(request, booking_id, "cancel", reason=(data.reason if data else ""))
 
-    @post("/{booking_id:uuid}/reschedule", status_code=200, sync_to_thread=True)
+    @post("/{booking_id:uuid}/reschedule", status_code=200, sync_to_thread=True, guards=PARTIES)
     def reschedule(self, request: Request[Any, Any, Any], booking_id: UUID, data: RescheduleIn) -> Response[Any]:
         """Propose a new time for a confirmed booking."""
-        return self._act(request, booking_id, "propose", ("student", "tutor"), start=_aware("start", data.start))
+        return self._act(request, booking_id, "propose", start=_aware("start", data.start))
 
-    @post("/{booking_id:uuid}/reschedule/accept", status_code=200, sync_to_thread=True)
+    @post("/{booking_id:uuid}/reschedule/accept", status_code=200, sync_to_thread=True, guards=PARTIES)
     def accept(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The other party accepts the proposal: the booking moves."""
-        return self._act(request, booking_id, "accept", ("student", "tutor"))
+        return self._act(request, booking_id, "accept")
 
-    @post("/{booking_id:uuid}/reschedule/reject", status_code=200, sync_to_thread=True)
+    @post("/{booking_id:uuid}/reschedule/reject", status_code=200, sync_to_thread=True, guards=PARTIES)
     def reject(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The other party rejects the proposal."""
-        return self._act(request, booking_id, "reject", ("student", "tutor"))
+        return self._act(request, booking_id, "reject")
 
-    @post("/{booking_id:uuid}/complete", status_code=200, sync_to_thread=True)
+    @post("/{booking_id:uuid}/complete", status_code=200, sync_to_thread=True, guards=TUTOR)
     def complete(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The tutor marks the lesson done after its end; the hold is captured."""
-        return self._act(request, booking_id, "complete", ("tutor",))
+        return self._act(request, booking_id, "complete")
 
-    @post("/{booking_id:uuid}/no-show", status_code=200, sync_to_thread=True)
+    @post("/{booking_id:uuid}/no-show", status_code=200, sync_to_thread=True, guards=TUTOR)
     def no_show(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The tutor marks the student absent (from start + 10 minutes); the no-show policy decides the credit."""
-        return self._act(request, booking_id, "no_show", ("tutor",))
+        return self._act(request, booking_id, "no_show")
 
-    @post("/{booking_id:uuid}/review", status_code=201, sync_to_thread=True)
+    @post("/{booking_id:uuid}/review", status_code=201, sync_to_thread=True, guards=STUDENT)
     def review(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReviewIn) -> Response[Any]:
         """The student reviews a completed lesson once."""
-        actor = staff(request, "student")
+        actor = caller(request)
         body, position = services(request.app.state).scheduling.review(actor, booking_id, data.rating, data.text)
         return command(request, body, position, 201)
 
-    @post("/{booking_id:uuid}/review/response", status_code=201, sync_to_thread=True)
+    @post("/{booking_id:uuid}/review/response", status_code=201, sync_to_thread=True, guards=TUTOR)
     def respond(self, request: Request[Any, Any, Any], booking_id: UUID, data: ResponseIn) -> Response[Any]:
         """The tutor answers the review once."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         body, position = services(request.app.state).scheduling.respond(actor, booking_id, data.text)
         return command(request, body, position, 201)
 
@@ -218,6 +217,7 @@ class NotificationsController(Controller):
     """Each user's inbox."""
 
     path = "/notifications"
+    guards = USER
     tags = ["notifications"]
     security = BEARER
 
@@ -278,13 +278,14 @@ class TutorCalendarController(Controller):
     """The tutor's calendar view."""
 
     path = "/tutor/calendar"
+    guards = TUTOR
     tags = ["bookings"]
     security = BEARER
 
     @get("/", sync_to_thread=True)
     def calendar(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """The caller's bookings in [from, to) (default: the next 14 days), any status."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         now = services(request.app.state).clock.now()
         frm = _instant("from", request.query_params.get("from")) or now
         to = _instant("to", request.query_params.get("to")) or frm + timedelta(days=14)

@@ -14,7 +14,8 @@ import psycopg
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.response import Stream
 
-from api.deps import command, query, reading, services, staff
+from api.deps import caller, command, query, reading, services
+from api.guards import ADMIN, MONEY_STAFF
 from api.tutors import _instant
 from domain.errors import ValidationFailed
 from projections.reconcile import reconcile
@@ -64,13 +65,14 @@ class FinanceController(Controller):
     """Finance and admins read and replay money; finance records payouts."""
 
     path = "/finance"
+    guards = MONEY_STAFF
     tags = ["finance"]
     security = BEARER
 
     @get("/accounts/{account:str}/balance", sync_to_thread=True)
     def account_balance(self, request: Request[Any, Any, Any], account: str) -> Response[Any]:
         """Balance of a ledger account at `as_of` (default now), positive in its normal direction."""
-        actor = staff(request, "finance", "admin")
+        actor = caller(request)
         if account.split(":", 1)[0] not in ACCOUNT_KINDS or len(account) > 200:
             raise ValidationFailed([("account", f"one of {', '.join(ACCOUNT_KINDS)} (with :id where needed)")])
         as_of = _instant("as_of", request.query_params.get("as_of")) or services(request.app.state).clock.now()
@@ -85,7 +87,7 @@ class FinanceController(Controller):
     @get("/journal", sync_to_thread=True)
     def journal(self, request: Request[Any, Any, Any], format: Literal["json", "csv"] = "json") -> Response[Any]:  # noqa: A002
         """Every entry with its postings in [from, to), streamed as JSON or CSV (one row per posting)."""
-        actor = staff(request, "finance", "admin")
+        actor = caller(request)
         frm = _instant("from", request.query_params.get("from"))
         to = _instant("to", request.query_params.get("to"))
         dsn = services(request.app.state).settings.database_url
@@ -99,13 +101,11 @@ class FinanceController(Controller):
     @post("/reconciliation", status_code=200, sync_to_thread=True)
     def reconciliation(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """Replay the ledger from the event store and check every invariant."""
-        staff(request, "finance", "admin")
         return reconcile(services(request.app.state).settings.database_url)
 
     @post("/payouts", status_code=201, sync_to_thread=True)
     def payout(self, request: Request[Any, Any, Any], data: PayoutIn) -> Response[Any]:
         """Record a payout to a tutor; never more than payable."""
-        staff(request, "finance", "admin")
         body, position = services(request.app.state).money.pay_out(
             data.tutor_id, data.amount.amount, data.amount.currency, data.reference
         )
@@ -186,18 +186,17 @@ class SettingsController(Controller):
     """Admins read and change the versioned platform settings."""
 
     path = "/admin/settings"
+    guards = ADMIN
     tags = ["admin"]
     security = BEARER
 
     @get("/", sync_to_thread=True)
     def get_settings(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """The settings in force, with their version."""
-        staff(request, "admin")
         return services(request.app.state).money.platform().view()
 
     @patch("/", sync_to_thread=True)
     def change_settings(self, request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[Any]:
         """Change any subset; returns the whole new settings with the next version."""
-        staff(request, "admin")
         view, position = services(request.app.state).money.change_settings(data)
         return command(request, view, position)

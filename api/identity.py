@@ -8,6 +8,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 
 from api.deps import caller, command, min_position, query, services
+from api.guards import USER
 from application.identity import Outcome
 
 BEARER = [{"bearer": []}]
@@ -120,14 +121,14 @@ class IdentityController(Controller):
         o = services(request.app.state).identity.refresh(data.refresh_token)
         return command(request, _tokens(o), o.position, 200, user_id=o.user["id"])
 
-    @post("/auth/logout", status_code=204, sync_to_thread=True, security=BEARER)
+    @post("/auth/logout", status_code=204, sync_to_thread=True, security=BEARER, guards=USER)
     def logout(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[None]:
         """Revoke the session (refresh family) of the given refresh token."""
         account = caller(request)
         position = services(request.app.state).identity.logout(account, data.refresh_token)
         return command(request, None, position, 204)
 
-    @get("/me", sync_to_thread=True, security=BEARER)
+    @get("/me", sync_to_thread=True, security=BEARER, guards=USER)
     def me(self, request: Request[Any, Any, Any]) -> Response[UserOut]:
         """The caller's account (read from its own stream, so as fresh as the log itself)."""
         account = caller(request)
@@ -136,7 +137,7 @@ class IdentityController(Controller):
         position = identity.head()  # read before the stream: the answer reflects at least this position
         return query(msgspec.convert(identity.me(account), UserOut), position)
 
-    @patch("/me", sync_to_thread=True, security=BEARER)
+    @patch("/me", sync_to_thread=True, security=BEARER, guards=USER)
     def update_me(self, request: Request[Any, Any, Any], data: MeUpdate) -> Response[UserOut]:
         """Change the caller's name, time zone, language, currency or avatar."""
         account = caller(request)

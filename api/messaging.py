@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
+from api.guards import USER
 from domain.errors import NotFound
 
 BEARER = [{"bearer": []}]
@@ -65,6 +66,7 @@ class MessagingController(Controller):
     """Participants only: a stranger gets 404 for a thread."""
 
     path = "/"
+    guards = USER
     tags = ["messaging"]
     security = BEARER
 

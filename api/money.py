@@ -9,7 +9,9 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import caller, command, query, reading, services, staff
+from api.deps import caller, command, query, reading, services
+from api.guards import MONEY_STAFF, STUDENT, TUTOR, USER
+from api.text import RAW_BODY
 
 BEARER = [{"bearer": []}]
 
@@ -27,30 +29,30 @@ class MoneyController(Controller):
     path = "/"
     tags = ["money"]
 
-    @post("/packages/purchases", status_code=201, sync_to_thread=True, security=BEARER)
+    @post("/packages/purchases", status_code=201, sync_to_thread=True, security=BEARER, guards=STUDENT)
     def buy(self, request: Request[Any, Any, Any], data: PurchaseIn) -> Response[Any]:
         """Price a package and open its Stripe PaymentIntent; the credit comes with the payment webhook."""
-        actor = staff(request, "student")
+        actor = caller(request)
         body, position = services(request.app.state).money.buy(actor, data.tutor_id, data.lessons)
         return command(request, body, position, 201)
 
-    @get("/packages/purchases/{purchase_id:uuid}", sync_to_thread=True, security=BEARER)
+    @get("/packages/purchases/{purchase_id:uuid}", sync_to_thread=True, security=BEARER, guards=USER)
     def purchase(self, request: Request[Any, Any, Any], purchase_id: UUID) -> dict[str, Any]:
         """A purchase and its payment status (its student, admin or finance)."""
         actor = caller(request)
         return services(request.app.state).money.purchase(actor, purchase_id)
 
-    @post("/webhooks/stripe", status_code=200, sync_to_thread=True)
+    @post("/webhooks/stripe", status_code=200, sync_to_thread=True, opt={RAW_BODY: True})
     def stripe_webhook(self, request: Request[Any, Any, Any], body: bytes) -> Response[Any]:
         """Stripe events, verified by signature; each payment grants its credit exactly once."""
         signature = request.headers.get("stripe-signature", "")
         position = services(request.app.state).money.webhook(body, signature)
         return Response({"received": True}, headers={"X-Event-Position": str(position)})
 
-    @get("/student/credits", sync_to_thread=True, security=BEARER)
+    @get("/student/credits", sync_to_thread=True, security=BEARER, guards=STUDENT)
     def credits(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """The caller's credit per tutor: available and held minutes, and the unexpired lots."""
-        actor = staff(request, "student")
+        actor = caller(request)
         now = services(request.app.state).clock.now()
         with reading(request, ("student_credits",), actor) as (conn, pos):
             lots = conn.execute(
@@ -81,10 +83,10 @@ class MoneyController(Controller):
             item["minutes_held"] += int(h["minutes"])
         return query({"items": list(per.values()), "next_cursor": None}, pos)
 
-    @get("/tutor/earnings", sync_to_thread=True, security=BEARER)
+    @get("/tutor/earnings", sync_to_thread=True, security=BEARER, guards=TUTOR)
     def earnings(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """The caller's pending (held), earned and paid-out money, and earnings by month."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         with reading(request, ("student_credits", "tutors"), actor) as (conn, pos):
             pending = conn.execute(
                 "SELECT currency, sum(net) AS amount FROM student_credit_holds WHERE tutor_id = %s AND state = 'open'"
@@ -116,9 +118,14 @@ class MoneyController(Controller):
         }
         return query(body, pos)
 
-    @post("/admin/purchases/{purchase_id:uuid}/refund", status_code=200, sync_to_thread=True, security=BEARER)
+    @post(
+        "/admin/purchases/{purchase_id:uuid}/refund",
+        status_code=200,
+        sync_to_thread=True,
+        security=BEARER,
+        guards=MONEY_STAFF,
+    )
     def refund(self, request: Request[Any, Any, Any], purchase_id: UUID) -> Response[Any]:
         """Refund the unused part of a paid package through Stripe and remove that credit."""
-        staff(request, "admin", "finance")
         body, position = services(request.app.state).money.refund_unused(purchase_id)
         return command(request, body, position)

@@ -14,10 +14,11 @@ from litestar.exceptions import (
     ValidationException,
 )
 
-from application import money, storage, tutoring
-from domain import booking, messaging, payouts, purchase, tutor
+from application import money, storage
+from domain import booking, messaging, payouts, purchase, tutor, user
 from domain import credits as credit_rules
 from domain import errors as e
+from projections.failures import ProjectionStopped
 
 BASE = "https://tutorconnect.dev/problems/"
 log = logging.getLogger("tutorconnect.api")
@@ -42,6 +43,7 @@ TABLE: list[tuple[type[Exception], int, str, str]] = [
     (e.Forbidden, 403, "forbidden", "Forbidden"),
     (e.NotFound, 404, "not-found", "Not found"),
     (e.EmailTaken, 409, "email-taken", "Email already registered"),
+    (user.SelfLockout, 409, "self-lockout", "Self lockout"),
     (e.WrongStatus, 409, "wrong-status", "Wrong status"),
     (e.ConcurrencyConflict, 409, "concurrency-conflict", "Concurrent change"),
     (e.IdempotencyKeyInFlight, 409, "idempotency-key-in-flight", "Request in progress"),
@@ -51,7 +53,7 @@ TABLE: list[tuple[type[Exception], int, str, str]] = [
     (tutor.TutorNotBookable, 422, "tutor-not-bookable", "Tutor not bookable"),
     (tutor.UnsupportedFile, 422, "unsupported-file", "Unsupported file"),
     (tutor.FileTooLarge, 422, "file-too-large", "File too large"),
-    (tutoring.UploadMissing, 422, "upload-missing", "Upload missing"),
+    (tutor.UploadMissing, 422, "upload-missing", "Upload missing"),
     (storage.StorageUnavailable, 503, "storage-unavailable", "Storage unavailable"),
     (messaging.EditWindowClosed, 409, "edit-window-closed", "Edit window closed"),
     (booking.BookingConflict, 409, "booking-conflict", "Booking conflict"),
@@ -113,9 +115,12 @@ def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[s
     return problem(status, slug, slug.replace("-", " ").capitalize(), exc.detail, headers)
 
 
-def lagging(_: Request[Any, Any, Any], exc: ProjectionLagging) -> Response[dict[str, Any]]:
-    """503 while a read model catches up to the client's X-Min-Position."""
-    return problem(503, "projection-lagging", "Read model lagging", str(exc), {"Retry-After": "1"})
+def lagging(_: Request[Any, Any, Any], exc: ProjectionLagging | ProjectionStopped) -> Response[dict[str, Any]]:
+    """503 while a read model catches up to the client's X-Min-Position, or is stopped at an event it could not
+    apply (then `projections` names it)."""
+    extra = {"projections": exc.names} if isinstance(exc, ProjectionStopped) else {}
+    retry = "30" if isinstance(exc, ProjectionStopped) else "1"
+    return problem(503, "projection-lagging", "Read model lagging", str(exc), {"Retry-After": retry}, **extra)
 
 
 def unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
@@ -128,6 +133,7 @@ HANDLERS: dict[type[Exception] | int, Any] = {
     e.DomainError: domain_error,
     HTTPException: http_error,
     ProjectionLagging: lagging,
+    ProjectionStopped: lagging,
     Exception: unexpected,
 }
 MEDIA = MediaType.JSON

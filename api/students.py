@@ -8,7 +8,8 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
-from api.deps import command, query, reading, services, staff
+from api.deps import caller, command, query, reading, services
+from api.guards import STUDENT
 from api.tutors import PUBLIC_COLS, next_slot_of, public_tutor
 
 Text = Annotated[str, msgspec.Meta(max_length=5000)]
@@ -29,19 +30,20 @@ class StudentController(Controller):
     """Only students; each sees only their own profile and favorites."""
 
     path = "/student"
+    guards = STUDENT
     tags = ["students"]
     security = [{"bearer": []}]
 
     @get("/profile", sync_to_thread=True)
     def get_profile(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """The caller's learning profile."""
-        actor = staff(request, "student")
+        actor = caller(request)
         return services(request.app.state).tutoring.student_view(actor.user_id)
 
     @patch("/profile", sync_to_thread=True)
     def update_profile(self, request: Request[Any, Any, Any], data: StudentProfilePatch) -> Response[Any]:
         """Change bio, goals, learning style, timezone, currency or language."""
-        actor = staff(request, "student")
+        actor = caller(request)
         body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         view, position = services(request.app.state).tutoring.update_student(actor, body)
         return command(request, view, position)
@@ -49,26 +51,26 @@ class StudentController(Controller):
     @post("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
     def add_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
         """Favorite an approved tutor (again: no change)."""
-        actor = staff(request, "student")
+        actor = caller(request)
         position = services(request.app.state).tutoring.favorite(actor, tutor_id, True)
         return command(request, {"tutor_id": str(tutor_id), "favorite": True}, position)
 
     @delete("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
     def remove_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
         """Unfavorite a tutor (not a favorite: no change)."""
-        actor = staff(request, "student")
+        actor = caller(request)
         position = services(request.app.state).tutoring.favorite(actor, tutor_id, False)
         return command(request, {"tutor_id": str(tutor_id), "favorite": False}, position)
 
     @get("/favorites", sync_to_thread=True)
     def favorites(self, request: Request[Any, Any, Any]) -> Response[Any]:
-        """The caller's favorite tutors that are currently approved, as public tutors."""
-        actor = staff(request, "student")
+        """The caller's favorite tutors that are currently listed, as public tutors."""
+        actor = caller(request)
         now = services(request.app.state).clock.now()
         with reading(request, ("tutors", "student_favorites", "bookings"), actor) as (conn, pos):
             rows = conn.execute(
                 f"SELECT {PUBLIC_COLS} FROM student_favorites f JOIN tutors t ON t.tutor_id = f.tutor_id"
-                " WHERE f.student_id = %s AND t.status = 'approved' ORDER BY f.added_position DESC",
+                " WHERE f.student_id = %s AND t.listed ORDER BY f.added_position DESC",
                 (actor.user_id,),
             ).fetchall()
             nexts = next_slot_of(conn, rows, now)

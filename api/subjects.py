@@ -8,7 +8,8 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
-from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services, staff
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services
+from api.guards import ADMIN
 
 
 class SubjectIn(msgspec.Struct):
@@ -66,26 +67,24 @@ class AdminSubjectsController(Controller):
     """Admins curate the catalog."""
 
     path = "/admin/subjects"
+    guards = ADMIN
     tags = ["admin", "catalog"]
     security = [{"bearer": []}]
 
     @post("/", status_code=201, sync_to_thread=True)
     def create(self, request: Request[Any, Any, Any], data: SubjectIn) -> Response[Any]:
         """Add a subject."""
-        staff(request, "admin")
         body, position = services(request.app.state).catalog.create_subject(data.name, data.category)
         return command(request, body, position, 201)
 
     @patch("/{subject_id:uuid}", sync_to_thread=True)
     def rename(self, request: Request[Any, Any, Any], subject_id: UUID, data: SubjectRename) -> Response[Any]:
         """Rename a subject."""
-        staff(request, "admin")
         body, position = services(request.app.state).catalog.rename_subject(subject_id, data.name)
         return command(request, body, position)
 
     @delete("/{subject_id:uuid}", status_code=200, sync_to_thread=True)
     def retire(self, request: Request[Any, Any, Any], subject_id: UUID) -> Response[Any]:
         """Retire a subject (kept in history and on past bookings)."""
-        staff(request, "admin")
         body, position = services(request.app.state).catalog.retire_subject(subject_id)
         return command(request, body, position)

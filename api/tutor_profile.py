@@ -8,7 +8,8 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 
-from api.deps import command, query, reading, services, staff
+from api.deps import caller, command, query, reading, services
+from api.guards import TUTOR
 from application.tutoring import profile_view
 
 BEARER = [{"bearer": []}]
@@ -45,19 +46,20 @@ class TutorProfileController(Controller):
     """Only tutors; each sees and changes only their own profile and documents."""
 
     path = "/tutor"
+    guards = TUTOR
     tags = ["tutoring"]
     security = BEARER
 
     @get("/profile", sync_to_thread=True)
     def get_profile(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         """The caller's profile with status and completeness."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         return profile_view(services(request.app.state).tutoring.profile(actor.user_id))
 
     @patch("/profile", sync_to_thread=True)
     def update_profile(self, request: Request[Any, Any, Any], data: TutorProfilePatch) -> Response[Any]:
         """Fill or change any builder step."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         body = msgspec.to_builtins({k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET})
         view, position = services(request.app.state).tutoring.update_profile(actor, body)
         return command(request, view, position)
@@ -65,14 +67,14 @@ class TutorProfileController(Controller):
     @post("/profile/submit", status_code=200, sync_to_thread=True)
     def submit(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """Send a draft or rejected profile (>= 80 % complete) for approval."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         view, position = services(request.app.state).tutoring.submit(actor)
         return command(request, view, position)
 
     @post("/documents", status_code=201, sync_to_thread=True)
     def request_document(self, request: Request[Any, Any, Any], data: DocumentIn) -> Response[Any]:
         """A presigned upload URL for a pdf, jpeg or png of at most 10 MB."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         body, position = services(request.app.state).tutoring.request_document(
             actor, data.filename, data.content_type, data.size
         )
@@ -81,14 +83,14 @@ class TutorProfileController(Controller):
     @post("/documents/{document_id:uuid}/complete", status_code=200, sync_to_thread=True)
     def complete_document(self, request: Request[Any, Any, Any], document_id: UUID) -> Response[Any]:
         """Check the uploaded object and count the document."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         body, position = services(request.app.state).tutoring.complete_document(actor, document_id)
         return command(request, body, position)
 
     @get("/documents", sync_to_thread=True)
     def list_documents(self, request: Request[Any, Any, Any]) -> Response[Any]:
         """The caller's documents with presigned download URLs (pending ones without)."""
-        actor = staff(request, "tutor")
+        actor = caller(request)
         svc = services(request.app.state)
         with reading(request, ("tutors",), actor) as (conn, pos):
             row = conn.execute("SELECT documents FROM tutors WHERE tutor_id = %s", (actor.user_id,)).fetchone()

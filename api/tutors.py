@@ -9,12 +9,13 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services, staff
+from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services
+from api.guards import ADMIN
 from api.tutor_profile import documents_out
 from domain.availability import window_cover
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
-from projections.runtime import POSITION_SQL, positions_async
+from projections.runtime import POSITION_SQL, positions_async, stopped_position
 from projections.tutors import Schedule, next_slots, slots_for, term_of
 
 SEARCH_COLS = (
@@ -191,7 +192,7 @@ def _instant(name: str, raw: str | None) -> datetime | None:
 
 
 class PublicTutorsController(Controller):
-    """Anyone finds approved tutors."""
+    """Anyone finds listed tutors (approved, with an open account)."""
 
     path = "/tutors"
     tags = ["tutors"]
@@ -221,7 +222,7 @@ class PublicTutorsController(Controller):
         to = _instant("available_to", request.query_params.get("available_to"))
         if (frm is None) != (to is None) or (frm and to and (to <= frm or to - frm > timedelta(days=31))):
             raise ValidationFailed([("available_to", "give both bounds, at most 31 days apart")])
-        where: list[str] = ["status = 'approved'"]
+        where: list[str] = ["listed"]
         params: list[Any] = []
         if subject:
             where.append("%s = ANY(subject_ids)")
@@ -254,10 +255,10 @@ class PublicTutorsController(Controller):
         # statement's generic plan called it for every matching row, twice (0.9 ms of a 2 ms query).
         source, source_params = (", websearch_to_tsquery('simple', %s) AS tq", [q]) if q else ("", [])
         if q:
-            alone = sort == "relevance" and frm is None and where == ["status = 'approved'"]
+            alone = sort == "relevance" and frm is None and where == ["listed"]
             if alone and (term := term_of(q)) is not None:
                 # One plain word alone, by relevance: its page comes in rank order from the term index
-                # (projections.tutors: `tutors_terms`, each approved tutor's words with the rank ts_rank gives
+                # (projections.tutors: `tutors_terms`, each listed tutor's words with the rank ts_rank gives
                 # them), an index-only walk of the page instead of ranking every match.
                 ranked, where, params, key = "tutors_terms", ["t.lexeme = %s"], [term], "t.rank"
                 source, source_params = "", []
@@ -266,7 +267,7 @@ class PublicTutorsController(Controller):
                 # compare equal to it again).
                 exact = True
             elif alone:
-                # q alone, by relevance: the ranking reads the narrow table of approved tutors' vectors
+                # q alone, by relevance: the ranking reads the narrow table of listed tutors' vectors
                 # (projections.tutors: `tutors_search`), a few pages rather than one whole row's page per match.
                 ranked, where = "tutors_search", ["t.search @@ tq"]
             else:
@@ -323,7 +324,11 @@ class PublicTutorsController(Controller):
                     last = [last_row["sort_key"], str(last_row["tutor_id"])]
                 rows = await page(last, size, whole=first)
                 if pos is None:  # the first page's position (X-Projection-Position)
-                    pos = rows[0]["seen_position"] if rows else await positions_async(conn, READS)
+                    pos = (
+                        stopped_position(rows[0]["seen_position"], READS)
+                        if rows
+                        else await positions_async(conn, READS)
+                    )
                 first = False
                 for r in rows:
                     if len(chosen) == n:
@@ -371,11 +376,11 @@ class PublicTutorsController(Controller):
 
     @get("/{tutor_id:uuid}", sync_to_thread=True)
     def detail(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
-        """An approved tutor's public profile with experience and next free slots."""
+        """A listed tutor's public profile with experience and next free slots."""
         now = services(request.app.state).clock.now()
         with reading(request, ("tutors", "bookings")) as (conn, pos):
             row = conn.execute(
-                f"SELECT {PUBLIC_COLS} FROM tutors t WHERE tutor_id = %s AND status = 'approved'", (tutor_id,)
+                f"SELECT {PUBLIC_COLS} FROM tutors t WHERE tutor_id = %s AND listed", (tutor_id,)
             ).fetchone()
             if row is None:
                 raise NotFound("no such tutor")
@@ -422,7 +427,7 @@ class PublicTutorsController(Controller):
         now = services(request.app.state).clock.now()
         with reading(request, ("tutors", "bookings")) as (conn, pos):
             row = conn.execute(
-                "SELECT availability, min_notice_minutes FROM tutors WHERE tutor_id = %s AND status = 'approved'",
+                "SELECT availability, min_notice_minutes FROM tutors WHERE tutor_id = %s AND listed",
                 (tutor_id,),
             ).fetchone()
             busy = taken(conn, tutor_id, frm - timedelta(hours=3), to + timedelta(hours=3)) if row else []
@@ -451,6 +456,7 @@ class AdminTutorsController(Controller):
     """Admins work the approval queue."""
 
     path = "/admin/tutors"
+    guards = ADMIN
     tags = ["admin", "tutoring"]
     security = [{"bearer": []}]
 
@@ -463,7 +469,7 @@ class AdminTutorsController(Controller):
         cursor: str | None = None,
     ) -> Response[Any]:
         """Tutors by status (default: the approval queue, oldest submission first), with their documents."""
-        actor = staff(request, "admin")
+        actor = caller(request)
         if status not in ("draft", "pending_approval", "approved", "rejected", "suspended"):
             raise ValidationFailed([("status", "a tutor profile status")])
         n = limit_of(limit)
@@ -504,7 +510,6 @@ class AdminTutorsController(Controller):
         return query({"items": items, "next_cursor": next_cursor}, pos)
 
     def _decide(self, request: Request[Any, Any, Any], tutor_id: UUID, action: str, text: str = "") -> Response[Any]:
-        staff(request, "admin")
         view, position = services(request.app.state).tutoring.decide(tutor_id, action, text)
         return command(request, view, position)
 

@@ -194,31 +194,35 @@ class Identity(EventStoreApp):
 
         return retrying(attempt)
 
-    def admin_update(self, user_id: UUID, role: str | None = None, is_active: bool | None = None) -> Outcome:
-        """An admin changes a user's role and/or activity."""
+    def admin_update(
+        self, user_id: UUID, role: str | None = None, is_active: bool | None = None, *, by: UUID | None = None
+    ) -> Outcome:
+        """An admin (`by`, never on their own account) changes a user's role and/or activity."""
 
         def attempt() -> Outcome:
             user = self._user(user_id)
             if role is not None:
-                user.change_role(role)
+                user.change_role(role, by=by)
             if is_active is True:
                 user.reactivate()
             elif is_active is False:
-                user.deactivate()
+                user.deactivate(by=by)
             write = (
                 "UPDATE identity_accounts SET role = %s, is_active = %s WHERE user_id = %s",
                 (user.role, user.is_active, user.id),
             )
-            return Outcome(user_view(user), self.record(user, side_writes=[write]))
+            profile = self._tutor_side(user, "deactivated" if not user.is_active else "no longer a tutor")
+            return Outcome(user_view(user), self.record(user, profile, side_writes=[write]))
 
         return retrying(attempt)
 
-    def admin_delete(self, user_id: UUID) -> Outcome:
-        """Soft-delete a user: the stream stays, the account and its sessions close at once."""
+    def admin_delete(self, user_id: UUID, *, by: UUID | None = None) -> Outcome:
+        """Soft-delete a user (`by`: the admin, never themselves): the stream stays, the account and its sessions
+        close at once."""
 
         def attempt() -> Outcome:
             user = self._user(user_id)
-            user.delete()
+            user.delete(by=by)
             writes: list[SideWrite] = [
                 ("UPDATE identity_accounts SET deleted = true, is_active = false WHERE user_id = %s", (user.id,)),
                 (
@@ -227,26 +231,34 @@ class Identity(EventStoreApp):
                     (user.id,),
                 ),
             ]
-            return Outcome(user_view(user), self.record(user, side_writes=writes))
+            return Outcome(user_view(user), self.record(user, self._tutor_side(user, "deleted"), side_writes=writes))
 
         return retrying(attempt)
+
+    def _tutor_side(self, user: User, reason: str) -> TutorProfile | None:
+        """The user's tutor profile, told whether the account can still teach (saved with the user, in one
+        transaction): a deactivated, deleted or re-roled tutor leaves search and booking, and comes back when
+        active as a tutor again. None when the user never had a profile or nothing changed."""
+        try:
+            profile: Any = self.repository.get(TutorProfile.create_id(user.id))
+        except AggregateNotFoundError:
+            return None
+        if not isinstance(profile, TutorProfile):
+            return None
+        if user.is_active and not user.deleted and user.role == "tutor":
+            profile.reopen_account()
+        else:
+            profile.close_account(reason)
+        return profile if profile.pending_events else None
 
     # ------------------------------------------------------------------------------------------- queries
 
     def authenticate(self, access_token: str) -> Account:
         """Verify an access token and that its user is still active (so deactivation bites at once)."""
-        claims = verify_access(self.settings.jwt_secret, access_token)
-        try:
-            user_id = UUID(claims.user_id)
-        except ValueError:
-            raise Unauthenticated("invalid access token") from None
+        user_id = token_subject(self.settings.jwt_secret, access_token)
         with self.connection() as conn:
-            row = conn.execute(
-                "SELECT role, is_active, deleted FROM identity_accounts WHERE user_id = %s", (user_id,), prepare=True
-            ).fetchone()
-        if row is None or not row["is_active"] or row["deleted"]:
-            raise Unauthenticated("account is not active")
-        return Account(user_id, row["role"])
+            row = conn.execute(ACCOUNT_SQL, (user_id,), prepare=True).fetchone()
+        return account_of(user_id, row)
 
     def me(self, actor: Account) -> dict[str, Any]:
         """The caller's own account (a single-stream read of their own User)."""
@@ -297,6 +309,27 @@ class Identity(EventStoreApp):
             return self.record(user)
 
         return retrying(attempt)
+
+
+# The command-side account row every authenticated request is checked against (no cache: deactivation, deletion
+# and role changes bite at the next request). The API's guards run it on their own async connection.
+ACCOUNT_SQL = "SELECT role, is_active, deleted FROM identity_accounts WHERE user_id = %s"
+
+
+def token_subject(secret: str, access_token: str) -> UUID:
+    """The user id of a well-signed, unexpired access token (401 otherwise)."""
+    claims = verify_access(secret, access_token)
+    try:
+        return UUID(claims.user_id)
+    except ValueError:
+        raise Unauthenticated("invalid access token") from None
+
+
+def account_of(user_id: UUID, row: Any) -> Account:
+    """The caller, from their ACCOUNT_SQL row: only an existing, active, undeleted account gets in."""
+    if row is None or not row["is_active"] or row["deleted"]:
+        raise Unauthenticated("account is not active")
+    return Account(user_id, row["role"])
 
 
 def require_role(actor: Account, *roles: str) -> None:

@@ -11,7 +11,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.identity import Account
 from application.storage import UPLOAD_TTL, Storage
-from application.store import EventStoreApp, retrying
+from application.store import EventStoreApp, Turns, retrying
 from domain.errors import NotFound, ValidationFailed
 from domain.messaging import Attachment, Thread, thread_id_for
 from domain.tutor import FileTooLarge, UnsupportedFile
@@ -43,6 +43,10 @@ class Messaging(EventStoreApp):
     """Threads, messages and attachments."""
 
     _storage: Storage | None = None
+    # A thread is one stream that both participants (and their several devices) write at once: posts take turns
+    # per thread in this process and retry against other processes (application/store.py Turns).
+    turns = Turns()
+    THREAD_ATTEMPTS = 20
 
     @property
     def storage(self) -> Storage:
@@ -99,6 +103,8 @@ class Messaging(EventStoreApp):
                 raise ValidationFailed([("attachment_ids", f"unknown attachment {aid}")]) from None
             if not isinstance(att, Attachment) or att.owner_id != actor.user_id:
                 raise ValidationFailed([("attachment_ids", f"unknown attachment {aid}")])
+            stored = self.storage.stat(att.key)
+            att.check_stored((stored.size, stored.content_type) if stored is not None else None)
             attachments.append(
                 {
                     "id": str(aid),
@@ -114,7 +120,8 @@ class Messaging(EventStoreApp):
             msg = t.post(str(uuid.uuid4()), actor.user_id, body, attachments, self.now())
             return message_view(t.id, msg), self.record(t)
 
-        return retrying(attempt)
+        with self.turns.of(thread_id):
+            return retrying(attempt, self.THREAD_ATTEMPTS)
 
     def edit(self, actor: Account, thread_id: UUID, message_id: UUID, body: str) -> tuple[dict[str, Any], int]:
         """The author edits within 15 minutes (the history keeps every version)."""
@@ -124,7 +131,8 @@ class Messaging(EventStoreApp):
             t.edit(actor.user_id, str(message_id), body, self.now())
             return message_view(t.id, t.messages[str(message_id)]), self.record(t)
 
-        return retrying(attempt)
+        with self.turns.of(thread_id):
+            return retrying(attempt, self.THREAD_ATTEMPTS)
 
     def delete(self, actor: Account, thread_id: UUID, message_id: UUID) -> tuple[dict[str, Any], int]:
         """Soft delete by the author."""
@@ -134,7 +142,8 @@ class Messaging(EventStoreApp):
             t.delete(actor.user_id, str(message_id))
             return message_view(t.id, t.messages[str(message_id)]), self.record(t)
 
-        return retrying(attempt)
+        with self.turns.of(thread_id):
+            return retrying(attempt, self.THREAD_ATTEMPTS)
 
     def read(self, actor: Account, thread_id: UUID, message_id: UUID) -> int:
         """Read receipt."""
@@ -144,7 +153,8 @@ class Messaging(EventStoreApp):
             t.read(actor.user_id, str(message_id))
             return self.record(t)
 
-        return retrying(attempt)
+        with self.turns.of(thread_id):
+            return retrying(attempt, self.THREAD_ATTEMPTS)
 
     def request_attachment(
         self, actor: Account, filename: str, content_type: str, size: int

@@ -209,6 +209,10 @@ class Scheduling(Money):
                 refunded, forfeited = b.cancel(aid, kw.get("reason", ""), now)  # type: ignore[arg-type]
                 to_save += self._release(b, capture=forfeited, outcome="cancelled")
                 extra = {"refunded_minutes": refunded, "forfeited_minutes": forfeited}
+            elif action == "withdraw":
+                if not b.withdraw(kw.get("reason", ""), now):
+                    return booking_view(b), self.head()
+                to_save += self._release(b, capture=0, outcome="released")
             elif action == "complete":
                 b.complete(aid, now, auto=actor is None)
                 to_save += self._settle_only(b, capture=b.duration_minutes, outcome="captured")
@@ -275,7 +279,8 @@ class Scheduling(Money):
         return [account, payouts] if payouts else [account]
 
     def act(self, actor: Account | None, booking_id: UUID, action: str, **kw: Any) -> tuple[dict[str, Any], int]:
-        """Run a lifecycle action (confirm, decline, cancel, propose, accept, reject, complete, no_show, expire)."""
+        """Run a lifecycle action (confirm, decline, cancel, propose, accept, reject, complete, no_show, expire;
+        withdraw: the platform cancels for a tutor who can no longer teach)."""
         return self._transition(booking_id, actor, action, **kw)
 
     # ------------------------------------------------------------------------------------------ reviews

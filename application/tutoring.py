@@ -13,16 +13,12 @@ from eventsourcing.application import AggregateNotFoundError
 from application.identity import Account
 from application.storage import UPLOAD_TTL, Storage
 from application.store import EventStoreApp, retrying
-from domain.errors import DomainError, NotFound, ValidationFailed
+from domain.errors import NotFound, ValidationFailed
 from domain.money import Money
 from domain.student import StudentProfile
 from domain.subject import Subject
-from domain.tutor import TutorProfile
+from domain.tutor import TutorProfile, UploadMissing
 from domain.user import User
-
-
-class UploadMissing(DomainError):
-    """Nothing (or not the announced file) was uploaded to the upload URL."""
 
 
 def _instant(value: str) -> str:
@@ -264,7 +260,7 @@ class Tutoring(EventStoreApp):
             s = self.student_profile(actor.user_id)
             if on:
                 tutor = self.profile(tutor_id)
-                if tutor.status != "approved" and str(tutor_id) not in s.favorites:
+                if not tutor.listed and str(tutor_id) not in s.favorites:
                     raise NotFound("no such tutor")
                 s.add_favorite(str(tutor_id))
             else:

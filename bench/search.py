@@ -925,7 +925,7 @@ def reused_seed(dsn: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
             {"id": r[0], "name": r[1], "category": r[2]}
             for r in conn.execute("SELECT subject_id, name, category FROM subjects ORDER BY name")
         ]
-        tutors = conn.execute("SELECT count(*) FROM tutors WHERE status = 'approved'").fetchone()
+        tutors = conn.execute("SELECT count(*) FROM tutors WHERE listed").fetchone()
         future = conn.execute("SELECT count(*) FROM bookings WHERE start_at > now()").fetchone()
     return subjects, {"tutors": tutors[0] if tutors else 0, "future_bookings": future[0] if future else 0}
 

@@ -173,6 +173,14 @@ class Booking(Aggregate):
         )
         return refund, self.duration_minutes - refund
 
+    def withdraw(self, reason: str, now: datetime) -> bool:
+        """The platform cancels a lesson that has not started because its tutor can no longer teach (account
+        deactivated or deleted): the student gets every minute back. False when there is nothing to withdraw."""
+        if self.status not in ACTIVE or now >= self.start:
+            return False
+        self._cancelled(by="platform", reason=reason, refunded_minutes=self.duration_minutes, forfeited_minutes=0)
+        return True
+
     @event("Cancelled")
     def _cancelled(self, by: str, reason: str, refunded_minutes: int, forfeited_minutes: int) -> None:
         self.status = "cancelled"

@@ -12,6 +12,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, Forbidden, NotFound, ValidationFailed, WrongStatus
 from domain.ids import derived_id
+from domain.tutor import FileTooLarge, UnsupportedFile, UploadMissing
 
 EDIT_WINDOW = timedelta(minutes=15)
 MAX_BODY = 5000
@@ -176,3 +177,14 @@ class Attachment(Aggregate):
     def create_id(attachment_id: UUID) -> UUID:
         """Chosen by the application before the upload URL is signed."""
         return attachment_id
+
+    def check_stored(self, stored: tuple[int, str] | None) -> None:
+        """A message may carry the attachment only once its object (size, content type) is stored, of the declared
+        type and at most the declared size."""
+        if stored is None:
+            raise UploadMissing(f"nothing was uploaded for attachment {self.id} yet")
+        size, content_type = stored
+        if content_type.split(";")[0].strip().lower() != self.content_type:
+            raise UnsupportedFile(f"attachment {self.id} was uploaded as {content_type}, not {self.content_type}")
+        if size > self.size:
+            raise FileTooLarge(f"attachment {self.id} is {size} bytes, more than the {self.size} announced")

@@ -29,7 +29,7 @@ class ProfileIncomplete(DomainError):
 
 
 class TutorNotBookable(DomainError):
-    """The tutor is not approved (or is suspended)."""
+    """The tutor is not approved, is suspended, or their account is closed."""
 
 
 class UnsupportedFile(DomainError):
@@ -38,6 +38,10 @@ class UnsupportedFile(DomainError):
 
 class FileTooLarge(DomainError):
     """The file is larger than allowed."""
+
+
+class UploadMissing(DomainError):
+    """Nothing (or not the announced file) was uploaded to the upload URL."""
 
 
 def _text(field: str, value: Any, max_len: int, required: bool = False) -> str:
@@ -105,6 +109,7 @@ class TutorProfile(Aggregate):
         self.min_notice_minutes = 0
         self.submitted_at: datetime | None = None
         self.rounds = 0
+        self.account_open = True  # the tutor's account is active, undeleted and still a tutor's (identity)
 
     @staticmethod
     def create_id(tutor_id: UUID) -> UUID:
@@ -333,7 +338,32 @@ class TutorProfile(Aggregate):
     def _reinstated(self) -> None:
         self.status = "approved"
 
+    # ------------------------------------------------------------------------------------- the tutor's account
+
+    def close_account(self, reason: str) -> None:
+        """The tutor's account was deactivated, deleted or moved to another role: no longer listed or bookable."""
+        if self.account_open:
+            self._account_closed(reason=reason)
+
+    @event("AccountClosed")
+    def _account_closed(self, reason: str) -> None:
+        self.account_open = False
+
+    def reopen_account(self) -> None:
+        """The tutor's account is active again: listed and bookable again if the profile is approved."""
+        if not self.account_open:
+            self._account_reopened()
+
+    @event("AccountReopened")
+    def _account_reopened(self) -> None:
+        self.account_open = True
+
+    @property
+    def listed(self) -> bool:
+        """Shown in search and on its public page: approved, with an open account."""
+        return self.status == "approved" and self.account_open
+
     def check_bookable(self) -> None:
-        """Only approved tutors can be booked or sold packages."""
-        if self.status != "approved":
+        """Only listed tutors can be booked or sold packages."""
+        if not self.listed:
             raise TutorNotBookable("this tutor cannot be booked")

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import NotFound, ValidationFailed, WrongStatus
+from domain.errors import DomainError, NotFound, ValidationFailed, WrongStatus
 from domain.ids import derived_id, normalise_email
 
 ROLES = ("student", "tutor", "admin", "finance")
@@ -70,6 +70,10 @@ def check_profile(changes: dict[str, Any]) -> None:
         raise ValidationFailed(errors)
 
 
+class SelfLockout(DomainError):
+    """An admin may not change their own role, deactivate or delete themselves (nobody could undo it)."""
+
+
 class User(Aggregate):
     """One account. Holds no secret: the password hash lives outside the event log."""
 
@@ -118,22 +122,28 @@ class User(Aggregate):
         for key, value in changes.items():
             setattr(self, key, value)
 
-    def change_role(self, role: str) -> None:
-        """Admins move a user between roles."""
+    def _not_by_self(self, by: UUID | None, what: str) -> None:
+        if by == self.id:
+            raise SelfLockout(f"you cannot {what} your own account")
+
+    def change_role(self, role: str, by: UUID | None = None) -> None:
+        """Admins move a user between roles (`by`: the admin; never their own)."""
         self._alive()
         if role not in ROLES:
             raise ValidationFailed([("role", f"one of {', '.join(ROLES)}")])
         if role != self.role:
+            self._not_by_self(by, "change the role of")
             self._role_changed(role=role, previous=self.role)
 
     @event("RoleChanged")
     def _role_changed(self, role: str, previous: str) -> None:
         self.role = role
 
-    def deactivate(self) -> None:
-        """Lock the user out; their tokens stop working at once."""
+    def deactivate(self, by: UUID | None = None) -> None:
+        """Lock the user out; their tokens stop working at once (`by`: the admin; never their own)."""
         self._alive()
         if self.is_active:
+            self._not_by_self(by, "deactivate")
             self._deactivated()
 
     @event("Deactivated")
@@ -150,9 +160,10 @@ class User(Aggregate):
     def _reactivated(self) -> None:
         self.is_active = True
 
-    def delete(self) -> None:
-        """Soft delete: the stream and its history stay; the account is closed for good."""
+    def delete(self, by: UUID | None = None) -> None:
+        """Soft delete: the stream and its history stay; the account is closed for good (`by`: never themselves)."""
         self._alive()
+        self._not_by_self(by, "delete")
         self._deleted()
 
     @event("Deleted")

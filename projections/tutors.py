@@ -1,4 +1,5 @@
-"""tutors: the approval queue, each tutor's documents, and public search over approved tutors."""
+"""tutors: the approval queue, each tutor's documents, and public search over listed tutors (approved, with an open
+account)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ TUTOR_EVENTS = (
     TutorProfile.Rejected,
     TutorProfile.Suspended,
     TutorProfile.Reinstated,
+    TutorProfile.AccountClosed,
+    TutorProfile.AccountReopened,
 )
 
 
@@ -56,6 +59,7 @@ TUTOR_COLUMNS = (
     "availability",
     "auto_confirm",
     "min_notice_minutes",
+    "account_open",
     "documents",
     "completeness",
     "submitted_at",
@@ -81,11 +85,11 @@ class Tutors(Projection):
     """One row per tutor, folded per batch in memory (runtime.load_rows / replace_rows): the rows a batch touches
     are read with one SELECT per table, the events applied in order, and written back with one DELETE and one
     COPY; completeness is computed in Python, the search vector and public subjects by one UPDATE of the rows
-    written, which also keeps `tutors_search` (the approved tutors' vectors) in step; `tutors_terms` is rewritten for
+    written, which also keeps `tutors_search` (the listed tutors' vectors) in step; `tutors_terms` is rewritten for
     the tutors whose vector changed."""
 
     name = "tutors"
-    version = 8
+    version = 9
     tables = ("tutors", "tutors_people", "tutors_subject_names", "tutors_search", "tutors_terms")
     topics = tuple(
         topic_of(c)
@@ -181,6 +185,7 @@ class Tutors(Projection):
                     "availability": {"timezone": None, "weekly": [], "blocks": [], "openings": []},
                     "auto_confirm": False,
                     "min_notice_minutes": 0,
+                    "account_open": True,
                     "documents": [],
                     "completeness": 0,
                     "submitted_at": None,
@@ -228,8 +233,8 @@ class Tutors(Projection):
         # 4. The columns made from the subject names: the search vector and the public subjects (JSON text that
         # search splices into its response as is, in the tutor's order), for every row written back above (COPY
         # wrote them as their defaults) and every tutor teaching a renamed subject. The same statement keeps the
-        # narrow `tutors_search` (approved tutors' vectors) in step with the rows it updates: a row that is not
-        # approved leaves it, an approved one is upserted where its vector changed (so a review, which rewrites
+        # narrow `tutors_search` (listed tutors' vectors) in step with the rows it updates: a row that is not
+        # listed leaves it, a listed one is upserted where its vector changed (so a review, which rewrites
         # its tutor's row above, does not rewrite this one). It returns the tutors whose entry changed.
         if by_profile or renamed:
             changed = cur.execute(
@@ -239,11 +244,11 @@ class Tutors(Projection):
                 " subjects_json = (SELECT coalesce(jsonb_agg(jsonb_build_object('id', n.subject_id, 'name', n.name,"
                 " 'category', n.category) ORDER BY array_position(t.subject_ids, n.subject_id)), '[]')::text"
                 f" FROM {names_t} n WHERE n.subject_id = ANY(t.subject_ids))"
-                " WHERE t.profile_id = ANY(%s) OR t.subject_ids && %s::uuid[] RETURNING t.tutor_id, t.status, t.search),"
-                f" gone AS (DELETE FROM {search_t} s USING u WHERE s.tutor_id = u.tutor_id AND u.status <> 'approved'"
+                " WHERE t.profile_id = ANY(%s) OR t.subject_ids && %s::uuid[] RETURNING t.tutor_id, t.listed, t.search),"
+                f" gone AS (DELETE FROM {search_t} s USING u WHERE s.tutor_id = u.tutor_id AND NOT u.listed"
                 " RETURNING s.tutor_id),"
                 f" kept AS (INSERT INTO {search_t} (tutor_id, search) SELECT tutor_id, search FROM u"
-                f" WHERE status = 'approved' ON CONFLICT (tutor_id) DO UPDATE SET search = excluded.search"
+                f" WHERE listed ON CONFLICT (tutor_id) DO UPDATE SET search = excluded.search"
                 f" WHERE {search_t}.search <> excluded.search RETURNING {search_t}.tutor_id)"
                 " SELECT tutor_id FROM gone UNION ALL SELECT tutor_id FROM kept",
                 (list(by_profile), list(renamed)),
@@ -314,6 +319,10 @@ def _profile_event(row: dict[str, Any], e: Envelope) -> None:
         row["status"] = "suspended"
     elif kind == "TutorProfile.Reinstated":
         row["status"] = "approved"
+    elif kind == "TutorProfile.AccountClosed":
+        row["account_open"] = False
+    elif kind == "TutorProfile.AccountReopened":
+        row["account_open"] = True
     else:
         return
     row["updated_position"] = e.position

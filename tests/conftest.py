@@ -307,3 +307,24 @@ def s3_settings(database: str, redis_url: str, s3_endpoint: str) -> Settings:
         s3_secret_key=S3_SECRET,
         s3_bucket="tc-" + secrets.token_hex(6),
     )
+
+
+@pytest.fixture
+def s3_client(s3_settings: Settings) -> Iterator[Any]:
+    """The real Litestar app with S3 configured, its projection followers running in this process."""
+    from litestar.testing import TestClient
+
+    from api.app import create_app
+    from projections import all_projections, runtime
+    from workers.processes import prepare
+
+    prepare(s3_settings)
+    stop = threading.Event()
+    threads = runtime.follow_all(s3_settings.database_url, all_projections(), stop)
+    try:
+        with TestClient(create_app(s3_settings), base_url="http://testserver.local", timeout=30) as c:
+            yield c
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)

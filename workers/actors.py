@@ -132,9 +132,22 @@ def remind_booking(booking_id: str) -> None:
         _scheduling().remind(UUID(booking_id))
 
 
+@dramatiq.actor(queue_name="bookings", max_retries=5)
+def withdraw_booking(booking_id: str) -> None:
+    """Cancel a lesson whose tutor's account closed before it started, refunding the student in full
+    (idempotent: a booking already ended or started is left alone)."""
+    from uuid import UUID
+
+    from application.context import acting
+
+    with acting(actor_role="system", correlation_id=f"withdraw-booking-{booking_id}", causation_id=booking_id):
+        _scheduling().act(None, UUID(booking_id), "withdraw", reason="the tutor's account was closed")
+
+
 @dramatiq.actor(queue_name="bookings", max_retries=3)
 def sweep_bookings() -> None:
-    """Find due work in the bookings read model: expiries, auto-completions and reminders."""
+    """Find due work in the bookings read model: expiries, auto-completions, reminders, and lessons of tutors whose
+    account closed (the tutors read model)."""
     from application.settings import Settings
 
     settings = Settings.from_env()
@@ -151,6 +164,13 @@ def sweep_bookings() -> None:
             " AND start_at > %s AND start_at <= %s + interval '24 hours' LIMIT 1000",
             (now, now),
         ).fetchall()
+        due_withdraw = conn.execute(
+            "SELECT b.booking_id FROM bookings b JOIN tutors t ON t.tutor_id = b.tutor_id WHERE NOT t.account_open"
+            " AND b.status IN ('pending', 'confirmed') AND b.start_at > %s LIMIT 1000",
+            (now,),
+        ).fetchall()
+    for (bid,) in due_withdraw:
+        withdraw_booking.send(str(bid))
     for (bid,) in due_expiry:
         expire_booking.send(str(bid))
     for (bid,) in due_complete:

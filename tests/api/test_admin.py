@@ -261,3 +261,20 @@ def test_only_admins_manage_users(client: Any, admin: Actor, student: Actor, tut
     for actor, role in ((student, "student"), (tutor, "tutor"), (finance, "finance")):
         me = ok(client.get(ME, headers=actor.auth))
         assert (me["role"], me["is_active"]) == (role, True)
+
+
+def test_an_admin_cannot_lock_themselves_out(client: Any, admin: Actor, student: Actor) -> None:
+    me = f"{USERS}/{admin.id}"
+    for body in ({"role": "student"}, {"role": "finance"}, {"is_active": False}, {"role": "tutor", "is_active": False}):
+        problem(client.patch(me, json=body, headers=admin.auth), 409, "self-lockout")
+    problem(client.delete(me, headers=admin.auth), 409, "self-lockout")
+    # nothing was recorded, and the account still works
+    events = all_events(client, admin, aggregate_id=admin.id)
+    assert not {"User.RoleChanged", "User.Deactivated", "User.Deleted"} & {e["type"] for e in events}
+    assert ok(client.get(ME, headers=admin.auth))["role"] == "admin"
+    # what changes nothing is no lockout; another admin may still do all of it
+    assert ok(client.patch(me, json={"role": "admin", "is_active": True}, headers=admin.auth))["role"] == "admin"
+    ok(client.patch(f"{USERS}/{student.id}", json={"role": "admin"}, headers=admin.auth))
+    other = {"Authorization": f"Bearer {login(client, student.email)['access_token']}"}
+    ok(client.patch(me, json={"is_active": False}, headers=other))
+    problem(client.get(ME, headers=admin.auth), 401, "unauthorized")

@@ -483,3 +483,46 @@ def test_replayed_timestamps_are_the_event_times() -> None:
     assert replayed.modified_on == events[-1].timestamp
     assert replayed.created_on == events[0].timestamp
     assert abs(replayed.created_on - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+# ------------------------------------------------------------------------------------------ self-lockout
+
+admin_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["role", "deactivate", "reactivate", "delete"]),
+        st.sampled_from(ROLES),
+        st.booleans(),  # done by the user themselves?
+    ),
+    max_size=12,
+)
+
+
+@FAST
+@given(admin_actions)
+def test_nobody_changes_their_own_role_activity_or_existence(actions: list[tuple[str, str, bool]]) -> None:
+    from domain.user import SelfLockout
+
+    user = User.register("admin@example.test", "Ada", "admin", NOW, staff=True)
+    user.collect_events()
+    other = uuid4()
+    for action, role, by_self in actions:
+        by = user.id if by_self else other
+        before = (user.role, user.is_active, user.deleted, user.version)
+        try:
+            if action == "role":
+                user.change_role(role, by=by)
+            elif action == "deactivate":
+                user.deactivate(by=by)
+            elif action == "reactivate":
+                user.reactivate()
+            else:
+                user.delete(by=by)
+        except SelfLockout:
+            assert by_self
+            assert (user.role, user.is_active, user.deleted, user.version) == before
+            continue
+        except NotFound:
+            assert before[2]  # a deleted account changes no more
+            continue
+        if by_self:  # only what changes nothing, or a reactivation, passes when done to oneself
+            assert action == "reactivate" or (user.role, user.is_active, user.deleted) == before[:3]
