@@ -35,6 +35,7 @@ from api.text import refuse_unstorable
 from api.tutor_profile import TutorProfileController
 from api.tutors import AdminTutorsController, PublicTutorsController
 from application.settings import Settings
+from application.storage import s3_client
 
 ASSETS = "/schema/assets"
 MAX_BODY = 1_048_576
@@ -44,18 +45,7 @@ def storage_check(settings: Settings) -> Any:
     """A callable that raises unless the S3 bucket is reachable (None when S3 is not configured)."""
     if not settings.s3_endpoint_url:
         return None
-    from urllib.parse import urlsplit
-
-    from minio import Minio
-
-    u = urlsplit(settings.s3_endpoint_url)
-    client = Minio(
-        u.netloc,
-        access_key=settings.s3_access_key,
-        secret_key=settings.s3_secret_key,
-        secure=u.scheme == "https",
-        region="us-east-1",
-    )
+    client = s3_client(settings)
 
     def check() -> None:
         if not client.bucket_exists(settings.s3_bucket):

@@ -94,7 +94,10 @@ class HitCounter:
     """`await hit(key, ttl)`: INCR key, set its expiry on the first hit, return the count (one round trip)."""
 
     SCRIPT = b"local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
-    CONNECT_TIMEOUT_S = 5.0
+    # A rate limit must never hold a request up: a Redis that does not answer within these is treated as down
+    # (the middleware then counts in the process, api/middleware.py RateLimit).
+    CONNECT_TIMEOUT_S = 1.0
+    REPLY_TIMEOUT_S = 1.0
 
     def __init__(self, url: str) -> None:
         self.options = parse_url(url)  # type: ignore[no-untyped-call]
@@ -144,9 +147,18 @@ class HitCounter:
         conn = await self._connection()
         k, ttl = key.encode(), str(ttl_seconds).encode()
         try:
-            return int(await conn.send(_command(b"EVALSHA", self.sha, b"1", k, ttl)))
+            return int(await self._reply(conn, _command(b"EVALSHA", self.sha, b"1", k, ttl)))
         except CounterError as exc:
             if not str(exc).startswith("NOSCRIPT"):
                 raise
         # The server does not know the script yet (first use, or after a restart / SCRIPT FLUSH): EVAL loads it.
-        return int(await conn.send(_command(b"EVAL", self.SCRIPT, b"1", k, ttl)))
+        return int(await self._reply(conn, _command(b"EVAL", self.SCRIPT, b"1", k, ttl)))
+
+    async def _reply(self, conn: _Replies, command: bytes) -> Any:
+        """The reply to one command, or CounterError when Redis does not answer in time (the connection is then
+        dropped: replies still owed on it would arrive out of step, and the next hit connects afresh)."""
+        try:
+            return await asyncio.wait_for(conn.send(command), self.REPLY_TIMEOUT_S)
+        except TimeoutError:
+            conn._fail(CounterError("Redis did not answer in time"))
+            raise CounterError("Redis did not answer in time") from None

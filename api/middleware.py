@@ -12,7 +12,8 @@ import psycopg
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from psycopg_pool import AsyncConnectionPool
 
-from api.counter import HitCounter
+from api.counter import CounterError, HitCounter
+from api.services import Breaker
 from application import context
 from application.settings import Settings
 from application.tokens import verify_access
@@ -116,6 +117,10 @@ class RateLimit:
         self.settings = settings
         # One round trip per request (EVALSHA): count the hit and, on the window's first, set the key's expiry.
         self.counter = HitCounter(settings.redis_url)
+        # While Redis is away each process counts on its own (limits then apply per process): failing closed would
+        # make Redis an outage of the whole API, failing open would drop the login and registration limits.
+        self.breaker = Breaker()
+        self.local: dict[str, int] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -133,7 +138,7 @@ class RateLimit:
         now = time.time()
         window = int(now // limit.seconds)
         key = f"tutorconnect:rl:{rule}:{who}:{window}"
-        count = await self.counter.hit(key, limit.seconds + 1)
+        count = await self._hit(key, limit.seconds + 1, window)
         if count > limit.count:
             retry = max(1, int((window + 1) * limit.seconds - now + 0.999))
             await _send_problem(
@@ -147,6 +152,17 @@ class RateLimit:
             )
             return
         await self.app(scope, receive, send)
+
+    async def _hit(self, key: str, ttl: int, window: int) -> int:
+        if not self.breaker.open:
+            try:
+                return await self.counter.hit(key, ttl)
+            except CounterError as e:
+                self.breaker.failed("Redis (rate limits)", e)
+        if len(self.local) > 100_000:  # keys of past windows: drop them all rather than grow without bound
+            self.local = {k: v for k, v in self.local.items() if k.endswith(f":{window}")}
+        self.local[key] = self.local.get(key, 0) + 1
+        return self.local[key]
 
 
 class Idempotency:

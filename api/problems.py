@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
+import redis
+from eventsourcing import persistence as es_persistence
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -123,6 +126,29 @@ def lagging(_: Request[Any, Any, Any], exc: ProjectionLagging | ProjectionStoppe
     return problem(503, "projection-lagging", "Read model lagging", str(exc), {"Retry-After": retry}, **extra)
 
 
+# A dependency that is down or restarting (the database, Redis): the request recorded nothing it did not commit,
+# and the client may try again shortly. Never a 500: the fault is not in the request or in our code.
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    psycopg.OperationalError,  # includes psycopg_pool.PoolTimeout and a connection cut by a restart
+    psycopg.InterfaceError,
+    es_persistence.OperationalError,
+    es_persistence.InterfaceError,
+    redis.RedisError,
+)
+
+
+def unavailable(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """503 while the database or Redis cannot be reached."""
+    log.warning("dependency unavailable: %s: %s", type(exc).__name__, " ".join(str(exc).split())[:300])
+    return problem(
+        503,
+        "service-unavailable",
+        "Service unavailable",
+        "a service this request needs is unavailable for a moment; try again",
+        {"Retry-After": "2"},
+    )
+
+
 def unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """A bug: log it, and still answer problem+json."""
     log.exception("unhandled error", exc_info=exc)
@@ -130,6 +156,7 @@ def unexpected(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, 
 
 
 HANDLERS: dict[type[Exception] | int, Any] = {
+    **dict.fromkeys(UNAVAILABLE, unavailable),
     e.DomainError: domain_error,
     HTTPException: http_error,
     ProjectionLagging: lagging,

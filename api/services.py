@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ from application.scheduling import Scheduling
 from application.settings import Settings
 from application.tutoring import Tutoring
 
+log = logging.getLogger("tutorconnect.api")
 _SESSION_MAX = """
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600) end
@@ -43,6 +46,25 @@ def _fast_json(conn: psycopg.Connection[Any]) -> None:
 _decode_json = msgspec.json.Decoder().decode
 
 
+class Breaker:
+    """Skips a dependency for a while after it failed, so that while it is down requests are not each held up by
+    its timeouts (Redis here: rate-limit counts and session positions degrade, requests go on)."""
+
+    def __init__(self, pause_s: float = 2.0) -> None:
+        self.pause_s = pause_s
+        self._until = 0.0
+
+    @property
+    def open(self) -> bool:
+        """True while the dependency is being skipped."""
+        return time.monotonic() < self._until
+
+    def failed(self, what: str, error: BaseException) -> None:
+        if not self.open:
+            log.warning("%s unavailable (%s: %s); skipped for %.0f s", what, type(error).__name__, error, self.pause_s)
+        self._until = time.monotonic() + self.pause_s
+
+
 @dataclass
 class Services:
     """What request handlers use; built once per API process."""
@@ -59,6 +81,7 @@ class Services:
     reads: ConnectionPool[Any]
     redis: redis.Redis
     extras: dict[str, Any] = field(default_factory=dict)
+    redis_breaker: Breaker = field(default_factory=Breaker)
     _areads: AsyncConnectionPool[Any] | None = None
     _areads_loop: Any = None
     _areads_open: Any = None
@@ -118,16 +141,28 @@ class Services:
             scheduling=Scheduling(settings, clock),
             messaging=Messaging(settings, clock),
             reads=reads,
-            redis=redis.Redis.from_url(settings.redis_url),
+            redis=redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1),
         )
 
     def remember_write(self, user_id: str, position: int) -> None:
-        """Session consistency: the user's later queries wait for their own last write."""
-        self.redis.eval(_SESSION_MAX, 1, f"tutorconnect:rw:{user_id}", position)
+        """Session consistency: the user's later queries wait for their own last write. While Redis is away this
+        is skipped: a later query then reflects what X-Min-Position asks for, not necessarily the user's write."""
+        if self.redis_breaker.open:
+            return
+        try:
+            self.redis.eval(_SESSION_MAX, 1, f"tutorconnect:rw:{user_id}", position)
+        except redis.RedisError as e:
+            self.redis_breaker.failed("Redis (session positions)", e)
 
     def last_write(self, user_id: str) -> int:
-        """The position of the user's last write (0 if none in the last hour)."""
-        raw = self.redis.get(f"tutorconnect:rw:{user_id}")
+        """The position of the user's last write (0 if none in the last hour, or while Redis is away)."""
+        if self.redis_breaker.open:
+            return 0
+        try:
+            raw = self.redis.get(f"tutorconnect:rw:{user_id}")
+        except redis.RedisError as e:
+            self.redis_breaker.failed("Redis (session positions)", e)
+            return 0
         return int(raw) if raw else 0
 
     def close(self) -> None:

@@ -24,7 +24,11 @@ class Clock:
 
     def __init__(self, redis_url: str | None = None, enabled: bool = False, cache_s: float = 0.2) -> None:
         self.enabled = enabled and bool(redis_url)
-        self._redis = redis.Redis.from_url(redis_url) if self.enabled and redis_url else None
+        self._redis = (
+            redis.Redis.from_url(redis_url, socket_timeout=1, socket_connect_timeout=1)
+            if self.enabled and redis_url
+            else None
+        )
         self._cache_s = cache_s
         self._offset = 0.0
         self._read_at = -1e9
@@ -36,7 +40,12 @@ class Clock:
             return 0.0
         mono = time.monotonic()
         if mono - self._read_at > self._cache_s:
-            raw = self._redis.get(KEY)
+            try:
+                raw = self._redis.get(KEY)
+            except redis.RedisError:  # Redis away: keep the offset last read (business time flows on)
+                with self._lock:
+                    self._read_at = mono + 1.0
+                return self._offset
             with self._lock:
                 self._offset = float(raw) if raw else 0.0
                 self._read_at = mono

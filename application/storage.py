@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import urllib3
 from minio import Minio
 from minio.error import S3Error
 
@@ -28,21 +29,34 @@ class StoredObject:
     content_type: str
 
 
+def s3_client(settings: Settings) -> Minio:
+    """A minio client whose calls give up within seconds: minio's default (5 minutes, 5 retries) would hold a
+    request, and a thread, for as long as S3 hangs; an unanswered S3 is StorageUnavailable (503) instead."""
+    u = urlsplit(settings.s3_endpoint_url)
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=2.0, read=5.0),
+        maxsize=16,
+        # one retry of a refused connection or a 5xx; none of a read that timed out (S3 hangs: give up)
+        retries=urllib3.Retry(total=1, read=0, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+    )
+    return Minio(
+        u.netloc,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+        secure=u.scheme == "https",
+        region="us-east-1",
+        http_client=http,
+    )
+
+
 class Storage:
     """One bucket; keys are chosen by the application, never by clients."""
 
     def __init__(self, settings: Settings) -> None:
         if not settings.s3_endpoint_url:
             raise StorageUnavailable("S3 is not configured (S3_ENDPOINT_URL)")
-        u = urlsplit(settings.s3_endpoint_url)
         self.bucket = settings.s3_bucket
-        self.client = Minio(
-            u.netloc,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key,
-            secure=u.scheme == "https",
-            region="us-east-1",
-        )
+        self.client = s3_client(settings)
         self._bucket_ready = False
 
     def _ensure_bucket(self) -> None:

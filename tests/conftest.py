@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -328,3 +329,32 @@ def s3_client(s3_settings: Settings) -> Iterator[Any]:
         stop.set()
         for t in threads:
             t.join(5)
+
+
+@pytest.fixture(scope="session")
+def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A localstripe server (Stripe's API, and signed webhooks to registered URLs) on a free loopback port."""
+    port = free_port()
+    log: Path = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
+    code = (
+        f"from localstripe.server import app; from aiohttp import web; web.run_app(app, host='127.0.0.1', port={port})"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=log.parent
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(
+        lambda: httpx.get(f"{base}/v1/balance", auth=("sk_test_x", ""), timeout=2).status_code == 200,
+        30,
+        "localstripe",
+        proc,
+        lambda: log.read_text()[-2000:],
+    )
+    yield base
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+

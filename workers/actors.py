@@ -39,11 +39,17 @@ SCHEDULE: list[tuple[Any, int]] = [(purge_idempotency_keys, 600)]
 
 def sweeper(stop: threading.Event, redis_url: str, tick_s: float = 1.0) -> None:
     """Enqueue each scheduled actor when due; one sweeper across all worker processes (a Redis lease)."""
-    r = redis.Redis.from_url(redis_url)
+    r = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
     while not stop.is_set():
-        for actor, every_s in SCHEDULE:
-            if r.set(f"tutorconnect:sweep:{actor.actor_name}", "1", nx=True, ex=every_s):
-                actor.send()
+        try:
+            for actor, every_s in SCHEDULE:
+                if r.set(f"tutorconnect:sweep:{actor.actor_name}", "1", nx=True, ex=every_s):
+                    actor.send()
+        except redis.RedisError as e:
+            # Redis (the lease and the broker) is away: nothing is lost, since sweeps find due work from state;
+            # the next tick after it is back enqueues everything due meanwhile.
+            log.warning("sweeper: Redis unavailable (%s); trying again", type(e).__name__)
+            stop.wait(2.0)
         stop.wait(tick_s)
 
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
 from application.settings import Settings
-from tests.conftest import PG_URL, free_port, make_settings
-from tests.money.support import STRIPE_KEY, WEBHOOK_SECRET, close_helpers, connect
-from workers.embedded import wait_ready
+from tests.conftest import PG_URL, make_settings
+from tests.money.support import WEBHOOK_SECRET, close_helpers, connect
 
 
 @pytest.fixture(scope="session")
@@ -54,31 +49,3 @@ def settings(database: str, redis_url: str) -> Settings:
 def _close_helper_connections() -> Iterator[None]:
     yield
     close_helpers()
-
-
-@pytest.fixture(scope="session")
-def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A localstripe server (Stripe's API, and signed webhooks to registered URLs) on a free loopback port."""
-    port = free_port()
-    log: Path = tmp_path_factory.mktemp("localstripe") / "localstripe.log"
-    code = (
-        f"from localstripe.server import app; from aiohttp import web; web.run_app(app, host='127.0.0.1', port={port})"
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=log.parent
-    )
-    base = f"http://127.0.0.1:{port}"
-    wait_ready(
-        lambda: httpx.get(f"{base}/v1/balance", auth=(STRIPE_KEY, ""), timeout=2).status_code == 200,
-        30,
-        "localstripe",
-        proc,
-        lambda: log.read_text()[-2000:],
-    )
-    yield base
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
