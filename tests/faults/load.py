@@ -162,7 +162,7 @@ class Load:
             deadline = time.monotonic() + 40
             while True:
                 w = self._send(http, "webhook", "POST", "/webhooks/stripe", **signed(event))
-                w.data = {"purchase_id": out.data["id"]}
+                w.data = {**w.data, "purchase_id": out.data["id"]}
                 if 200 <= w.status < 300 or time.monotonic() > deadline or self._stop.is_set():
                     break
                 time.sleep(0.5)  # Stripe backs off between deliveries; a short wait is enough here
