@@ -357,4 +357,3 @@ def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
-
