@@ -99,11 +99,15 @@ class AdminUsersController(Controller):
         role = None if data.role is msgspec.UNSET else data.role
         active = None if data.is_active is msgspec.UNSET else data.is_active
         by = caller(request).user_id
-        o = services(request.app.state).identity.admin_update(user_id, role=role, is_active=active, by=by)
+        svc = services(request.app.state)
+        o = svc.identity.admin_update(user_id, role=role, is_active=active, by=by)
+        svc.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
         return command(request, o.user, o.position)
 
     @delete("/{user_id:uuid}", status_code=200, sync_to_thread=True)
     def delete_user(self, request: Request[Any, Any, Any], user_id: UUID) -> Response[Any]:
         """Soft delete: the history stays, the account closes."""
-        o = services(request.app.state).identity.admin_delete(user_id, by=caller(request).user_id)
+        svc = services(request.app.state)
+        o = svc.identity.admin_delete(user_id, by=caller(request).user_id)
+        svc.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
         return command(request, o.user, o.position)

@@ -1,8 +1,8 @@
 """Who before what: Litestar guards decide the caller (401) and their role (403) before the body or parameters
 are read. A guarded route's handler gets the caller from `deps.caller`, which only reads what the guard found.
 
-Guards run on the event loop, so the account check uses the async read pool (one indexed, prepared SELECT of the
-command-side `identity_accounts` row) instead of a blocking connection."""
+Guards run on the event loop: a caller this process has checked since their account last changed is known
+without any I/O (api/accounts.py); otherwise the account row is read on the async read pool."""
 
 from __future__ import annotations
 
@@ -32,10 +32,14 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Accoun
         raise Unauthenticated("a bearer access token is required")
     svc: Services = connection.app.state["services"]
     user_id = token_subject(svc.settings.jwt_secret, auth[7:].strip())
-    pool = await svc.async_reads()
-    async with pool.connection() as conn:
-        row = await (await conn.execute(ACCOUNT_SQL, (user_id,), prepare=True)).fetchone()
-    account = account_of(user_id, row)
+    account = svc.accounts.get(user_id)
+    if account is None:  # not seen by this process since it last changed (api/accounts.py): ask the database
+        generation = svc.accounts.generation
+        pool = await svc.async_reads()
+        async with pool.connection() as conn:
+            row = await (await conn.execute(ACCOUNT_SQL, (user_id,), prepare=True)).fetchone()
+        account = account_of(user_id, row)
+        svc.accounts.put(account, generation)
     context.set_actor(str(account.user_id), account.role)
     state[ACCOUNT] = account
     return account

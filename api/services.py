@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import set_json_loads
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
+from api.accounts import AccountCache
 from application.audit import Audit
 from application.catalog import Catalog
 from application.clock import Clock
@@ -80,6 +81,7 @@ class Services:
     messaging: Messaging
     reads: ConnectionPool[Any]
     redis: redis.Redis
+    accounts: AccountCache
     extras: dict[str, Any] = field(default_factory=dict)
     redis_breaker: Breaker = field(default_factory=Breaker)
     _areads: AsyncConnectionPool[Any] | None = None
@@ -142,6 +144,7 @@ class Services:
             messaging=Messaging(settings, clock),
             reads=reads,
             redis=redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1),
+            accounts=AccountCache(settings.database_url),
         )
 
     def remember_write(self, user_id: str, position: int) -> None:
@@ -167,6 +170,7 @@ class Services:
 
     def close(self) -> None:
         """Release pools."""
+        self.accounts.close()
         self.reads.close()
         self.redis.close()
 

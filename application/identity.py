@@ -212,7 +212,7 @@ class Identity(EventStoreApp):
                 (user.role, user.is_active, user.id),
             )
             profile = self._tutor_side(user, "deactivated" if not user.is_active else "no longer a tutor")
-            return Outcome(user_view(user), self.record(user, profile, side_writes=[write]))
+            return Outcome(user_view(user), self.record(user, profile, side_writes=[write, _account_changed(user.id)]))
 
         return retrying(attempt)
 
@@ -230,6 +230,7 @@ class Identity(EventStoreApp):
                     " WHERE user_id = %s AND revoked_at IS NULL",
                     (user.id,),
                 ),
+                _account_changed(user.id),
             ]
             return Outcome(user_view(user), self.record(user, self._tutor_side(user, "deleted"), side_writes=writes))
 
@@ -311,8 +312,17 @@ class Identity(EventStoreApp):
         return retrying(attempt)
 
 
-# The command-side account row every authenticated request is checked against (no cache: deactivation, deletion
-# and role changes bite at the next request). The API's guards run it on their own async connection.
+# Every change of an account's role, activity or existence NOTIFYs this channel in its own transaction (delivered
+# at commit), so that API processes drop what they remember of it (api/accounts.py).
+ACCOUNTS_CHANNEL = "tutorconnect_accounts"
+
+
+def _account_changed(user_id: UUID) -> SideWrite:
+    return ("SELECT pg_notify(%s, %s)", (ACCOUNTS_CHANNEL, str(user_id)))
+
+
+# The command-side account row an authenticated request is checked against. The API's guards keep what it said
+# until the account changes (ACCOUNTS_CHANNEL); deactivation, deletion and role changes bite at the next request.
 ACCOUNT_SQL = "SELECT role, is_active, deleted FROM identity_accounts WHERE user_id = %s"
 
 
