@@ -17,6 +17,7 @@ from litestar.exceptions import (
     ValidationException,
 )
 
+from api.text import MESSAGE, unstorable
 from application import money, storage
 from domain import booking, messaging, payouts, purchase, tutor, user
 from domain import credits as credit_rules
@@ -92,9 +93,19 @@ def domain_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     return unexpected(_, exc)
 
 
-def http_error(_: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     """Framework errors (malformed bodies, unknown routes, wrong methods, oversized bodies)."""
     status = exc.status_code
+    if status in (404, 405) and unstorable(request.scope.get("path", "")):
+        # a segment no route matches because of text PostgreSQL cannot store (`/bookings/%00`): named as such,
+        # as the before_request hook names a matched route's parameters (api/text.py)
+        return problem(
+            422,
+            "validation-failed",
+            "Validation failed",
+            "path: " + MESSAGE,
+            errors=[{"field": "path", "message": MESSAGE}],
+        )
     if isinstance(exc, ValidationException):
         errors = []
         for item in exc.extra if isinstance(exc.extra, list) else []:

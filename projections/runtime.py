@@ -173,7 +173,13 @@ def read_batch(
         rows = rcur.execute(query, params).fetchall()
     events = []
     for pos, oid, ver, topic, state in rows:
-        data = _decode(state)
+        try:
+            data = _decode(state)
+        except msgspec.DecodeError as e:
+            # A stored event that is not JSON (written by hand, or damaged) must not stop every projection that
+            # reads the batch: it reaches them without its fields, the ones that read its type fail on it alone
+            # and the failure policy stops or skips them there (projections/failures.py).
+            data = {"_undecodable": str(e)}
         if b"\\u0000" in state:  # written before such text was refused at the edge: see storable
             data = storable(data)
         meta = data.pop("_meta", None) or {}

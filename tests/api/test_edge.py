@@ -150,6 +150,11 @@ def test_unstorable_path_segments_are_422(client: Any, admin: Actor) -> None:
     assert error_fields(problem(r, 422, "validation-failed")) == {"dataset"}
     r = client.get(f"{API}/finance/accounts/breakage%00/balance", headers=admin.auth)
     assert error_fields(problem(r, 422, "validation-failed")) == {"account"}
+    # a segment that no route matches because of such text: the path is named
+    for method, path in (("GET", "/tutors/%00"), ("POST", "/bookings/%00/cancel"), ("GET", "/no%00where")):
+        r = client.request(method, f"{API}{path}", headers=admin.auth)
+        assert error_fields(problem(r, 422, "validation-failed")) == {"path"}
+    problem(client.get(f"{API}/tutors/not-a-uuid"), 404, "not-found")  # ordinary unknown paths stay 404
 
 
 def test_other_control_characters_and_unicode_are_kept(client: Any) -> None:

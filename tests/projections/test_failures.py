@@ -226,3 +226,31 @@ def test_old_events_with_nul_text_project_with_the_character_replaced(prepared: 
     assert not any(s.stopped for s in runtime.status(dsn))
     with connect(dsn) as conn:
         assert failures.current(conn) == []
+
+
+def test_a_stored_event_that_is_not_json_stops_only_its_readers(prepared: Settings, follow: Any) -> None:
+    """An event damaged in storage reaches projections without its fields: those that need them stop (or skip) at
+    it, the rest go on."""
+    import uuid
+
+    dsn = prepared.database_url
+    app = Identity(prepared)
+    follow([AuditLog(), UsersDirectory(), Subjects()])
+    register(app, ["Ann"])
+    with connect(dsn) as conn:
+        conn.execute(
+            "INSERT INTO tutorconnect_events (originator_id, originator_version, topic, state) VALUES (%s, 1, %s, %s)",
+            (uuid.uuid4(), REGISTERED, b"\xffnot json"),
+        )
+        damaged = int(scalar(dsn, "SELECT max(notification_id) FROM tutorconnect_events"))
+    register(app, ["Bob"])
+    top = head(dsn)
+    wait_until(lambda: stopped(dsn, "users_directory"), 20, "users_directory stopped at the damaged event")
+    wait_until(lambda: position(dsn, "audit_log") == top and position(dsn, "subjects") == top, 20, "the others")
+    assert position(dsn, "users_directory") == damaged - 1
+    states = {
+        f.name: (f.position, f.state) for f in failure_rows(dsn, "users_directory") + failure_rows(dsn, "audit_log")
+    }
+    assert states == {"users_directory": (damaged, "stopped")}, states
+    # the audit log, which reads every event, records the damaged one as what it is
+    assert "_undecodable" in scalar(dsn, "SELECT data::text FROM audit_log WHERE position = %s", (damaged,))
