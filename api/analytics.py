@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
@@ -13,6 +11,7 @@ import psycopg
 from litestar import Controller, Request, Response, get
 from litestar.response import Stream
 
+from api import csvout
 from api.deps import caller, query, reading, services
 from api.guards import ADMIN
 from api.tutors import _instant
@@ -183,16 +182,12 @@ def _json(rows: Iterator[tuple[list[str], tuple[Any, ...]]]) -> Iterator[bytes]:
 
 
 def _csv(rows: Iterator[tuple[list[str], tuple[Any, ...]]]) -> Iterator[bytes]:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    header_done = False
-    for cols, row in rows:
-        if not header_done:
-            w.writerow(cols)
-            header_done = True
-        w.writerow([_plain(v) for v in row])
-        if buf.tell() > 65536:
-            yield buf.getvalue().encode()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue().encode()
+    def lines() -> Iterator[Any]:
+        first = True
+        for cols, row in rows:
+            if first:
+                yield cols
+                first = False
+            yield row
+
+    return csvout.stream(None, lines())

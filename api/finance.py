@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
@@ -14,6 +12,7 @@ import psycopg
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.response import Stream
 
+from api import csvout
 from api.deps import caller, command, query, reading, services
 from api.guards import ADMIN, MONEY_STAFF
 from api.tutors import _instant
@@ -158,28 +157,19 @@ def _json(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
 
 
 def _csv(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["entry_id", "position", "recorded_at", "description", "account", "side", "amount", "currency"])
-    for row in rows:
-        for p in row["postings"]:
-            w.writerow(
-                [
-                    row["entry_id"],
-                    row["position"],
-                    row["recorded_at"],
-                    row["description"],
-                    p["account"],
-                    p["side"],
-                    p["amount"]["amount"],
-                    p["amount"]["currency"],
-                ]
-            )
-        if buf.tell() > 65536:
-            yield buf.getvalue().encode()
-            buf.seek(0)
-            buf.truncate()
-    yield buf.getvalue().encode()
+    header = ["entry_id", "position", "recorded_at", "description", "account", "side", "amount", "currency"]
+    return csvout.stream(
+        header,
+        (
+            (row["entry_id"], row["position"], row["recorded_at"], row["description"], *_posting(p))
+            for row in rows
+            for p in row["postings"]
+        ),
+    )
+
+
+def _posting(p: dict[str, Any]) -> tuple[Any, ...]:
+    return p["account"], p["side"], p["amount"]["amount"], p["amount"]["currency"]
 
 
 class SettingsController(Controller):
