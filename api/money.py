@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 
 from api.deps import caller, command, query, reading, services
-from api.guards import MONEY_STAFF, STUDENT, TUTOR, USER
+from api.guards import BUYERS_AND_MONEY_STAFF, MONEY_STAFF, STUDENT, TUTOR
 from api.text import RAW_BODY
 
 BEARER = [{"bearer": []}]
@@ -36,7 +36,7 @@ class MoneyController(Controller):
         body, position = services(request.app.state).money.buy(actor, data.tutor_id, data.lessons)
         return command(request, body, position, 201)
 
-    @get("/packages/purchases/{purchase_id:uuid}", sync_to_thread=True, security=BEARER, guards=USER)
+    @get("/packages/purchases/{purchase_id:uuid}", sync_to_thread=True, security=BEARER, guards=BUYERS_AND_MONEY_STAFF)
     def purchase(self, request: Request[Any, Any, Any], purchase_id: UUID) -> dict[str, Any]:
         """A purchase and its payment status (its student, admin or finance)."""
         actor = caller(request)

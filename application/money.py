@@ -14,7 +14,7 @@ from eventsourcing.application import AggregateNotFoundError
 from application.identity import Account
 from application.store import EventStoreApp, retrying
 from domain.credits import CreditAccount
-from domain.errors import DomainError, Forbidden, NotFound
+from domain.errors import DomainError, NotFound
 from domain.payouts import TutorPayouts
 from domain.platform import SETTINGS_ID, PlatformSettings
 from domain.purchase import NothingToRefund, Purchase, package_price
@@ -136,12 +136,11 @@ class Money(EventStoreApp):
         return {**purchase_view(purchase), "client_secret": intent.client_secret}, position
 
     def purchase(self, actor: Account, purchase_id: UUID) -> dict[str, Any]:
-        """One purchase: its student, or staff."""
+        """One purchase: its student, or staff (the route lets no other role this far, so that nobody learns whether
+        an id exists from a 403)."""
         p = self._purchase(purchase_id)
         if actor.role == "student" and p.student_id != actor.user_id:
             raise NotFound("no such purchase")
-        if actor.role not in ("student", "admin", "finance"):
-            raise Forbidden("requires role student, admin or finance")
         return purchase_view(p)
 
     def _purchase(self, purchase_id: UUID) -> Purchase:

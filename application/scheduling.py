@@ -15,7 +15,7 @@ from application.store import retrying
 from domain.availability import available, covers, on_grid, parse_rules
 from domain.booking import Booking, BookingConflict, Calendar, OutsideAvailability, TooShortNotice, weeks_between
 from domain.credits import CreditAccount
-from domain.errors import Forbidden, NotFound, ValidationFailed
+from domain.errors import NotFound, ValidationFailed
 from domain.inbox import Inbox
 from domain.messaging import Thread, thread_id_for
 from domain.platform import SETTINGS_ID, PlatformSettings
@@ -354,8 +354,3 @@ class Scheduling(Money):
             "response": {"text": resp["text"], "created_at": _z(resp["created_at"])} if resp else None,
         }
 
-
-def require_participant_role(actor: Account) -> None:
-    """Bookings are for students and tutors (admins read them)."""
-    if actor.role not in ("student", "tutor", "admin"):
-        raise Forbidden("requires role student or tutor")
