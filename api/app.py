@@ -12,7 +12,6 @@ from litestar import Litestar, Router
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.static_files import create_static_files_router
 
@@ -25,7 +24,7 @@ from api.finance import FinanceController, SettingsController
 from api.identity import IdentityController
 from api.messaging import MessagingController
 from api.money import MoneyController
-from api.openapi import document_problems
+from api.openapi import LocalSwaggerPage, document_problems
 from api.realtime import ws
 from api.services import Services
 from api.students import StudentController
@@ -37,7 +36,8 @@ from api.tutors import AdminTutorsController, PublicTutorsController
 from application.settings import Settings
 from application.storage import s3_client
 
-ASSETS = "/schema/assets"
+ASSETS = "/schema/assets"  # Swagger UI's own files
+STATIC = "/schema/static"  # ours
 MAX_BODY = 1_048_576
 
 
@@ -92,15 +92,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
         ),
-        render_plugins=[
-            SwaggerRenderPlugin(
-                path=["/", "/swagger"],
-                js_url=f"{ASSETS}/swagger-ui-bundle.js",
-                css_url=f"{ASSETS}/swagger-ui.css",
-                standalone_preset_js_url=f"{ASSETS}/swagger-ui-standalone-preset.js",
-                favicon=f"<link rel='icon' type='image/png' href='{ASSETS}/favicon-32x32.png'>",
-            )
-        ],
+        render_plugins=[LocalSwaggerPage(assets=ASSETS, static=STATIC, path=["/", "/swagger"])],
     )
 
     async def shutdown() -> None:
@@ -123,6 +115,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             healthz,
             readyz,
             create_static_files_router(path=ASSETS, directories=[assets_dir], include_in_schema=False),
+            create_static_files_router(
+                path=STATIC, directories=[Path(__file__).parent / "static"], include_in_schema=False
+            ),
         ],
         state=State({"services": svc}),
         exception_handlers=problems.HANDLERS,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import secrets
 import time
 import uuid
 from typing import Any
 
 import psycopg
+from Crypto.Cipher import AES
+from litestar import Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from psycopg_pool import AsyncConnectionPool
 
@@ -23,7 +27,8 @@ Headers = list[tuple[bytes, bytes]]
 PREFIX = "/api/v1"
 COMMAND_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Token-issuing routes are not replayed: a replay would need the tokens stored, and secrets stay out of storage.
-NOT_REPLAYED = (PREFIX + "/auth/",)
+TOKEN_ROUTES = PREFIX + "/auth/"
+NOT_REPLAYED = (TOKEN_ROUTES,)
 UNLIMITED = (PREFIX + "/webhooks/",)
 
 
@@ -80,15 +85,41 @@ def _request_id(scope: Scope) -> str:
     return str(state["request_id"])
 
 
+# What every response says about itself (OWASP secure headers, as they fit a JSON API and its docs page):
+# JSON and problems may run nothing and be framed by nobody; the page (/schema) runs only its own scripts.
+API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+PAGE_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
+    b" font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+STAMPED = (
+    b"x-request-id",
+    b"x-content-type-options",
+    b"referrer-policy",
+    b"content-security-policy",
+    b"x-frame-options",
+)
+
+
 async def stamp_headers(message: Message, scope: Scope) -> None:
-    """`before_send` hook: X-Request-ID and nosniff on every response, including the router's own 404/405,
-    which never pass through the middleware stack."""
-    if message["type"] == "http.response.start":
-        drop = (b"x-request-id", b"x-content-type-options")
-        headers = [h for h in message.get("headers", []) if h[0].lower() not in drop]
-        headers.append((b"x-request-id", _request_id(scope).encode()))
-        headers.append((b"x-content-type-options", b"nosniff"))
-        message["headers"] = headers
+    """`before_send` hook: on every response, including the router's own 404/405, which never pass through the
+    middleware stack: X-Request-ID, nosniff, no referrer, a Content-Security-Policy (strict for JSON, own scripts
+    only for pages), no framing, and `Cache-Control: no-store` on anything answered to a signed-in caller (or
+    carrying tokens), so that no shared or browser cache keeps what was meant for one person."""
+    if message["type"] != "http.response.start":
+        return
+    kept = [h for h in message.get("headers", []) if h[0].lower() not in STAMPED]
+    html = any(k.lower() == b"content-type" and v.startswith(b"text/html") for k, v in kept)
+    kept += [
+        (b"x-request-id", _request_id(scope).encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"content-security-policy", PAGE_CSP if html else API_CSP),
+        (b"x-frame-options", b"DENY"),
+    ]
+    if _header(scope, b"authorization") is not None or scope.get("path", "").startswith(TOKEN_ROUTES):
+        kept = [h for h in kept if h[0].lower() != b"cache-control"] + [(b"cache-control", b"no-store")]
+    message["headers"] = kept
 
 
 class RequestContext:
@@ -174,6 +205,7 @@ class Idempotency:
         self.app = app
         self.settings = settings
         self.pool: AsyncConnectionPool[Any] | None = None
+        self.sealer = Sealer(settings.jwt_secret)
 
     async def _pool(self) -> AsyncConnectionPool[Any]:
         if self.pool is None:
@@ -199,6 +231,12 @@ class Idempotency:
                 scope, send, 422, "validation-failed", "Validation failed", "Idempotency-Key is at most 200 characters"
             )
             return
+        # A replay is authorised like a new request: the route's own guards (401, then 403) run before anything is
+        # claimed or replayed, so a deactivated account cannot fetch what it once got (the guards run again inside
+        # the route, answered from the request's scope state).
+        handler = scope.get("route_handler")
+        if handler is not None and handler.resolve_guards():
+            await handler.authorize_connection(Request(scope))
         # Read the whole body (bounded by the 1 MB limit below us) to hash it, then replay it to the app.
         chunks: list[bytes] = []
         size = 0
@@ -259,7 +297,9 @@ class Idempotency:
                 headers = [(k.encode(), v.encode()) for k, v in (row[2] or {}).items()]
                 headers.append((b"idempotent-replayed", b"true"))
                 await send({"type": "http.response.start", "status": row[1], "headers": headers})
-                await send({"type": "http.response.body", "body": bytes(row[3] or b"")})
+                await send(
+                    {"type": "http.response.body", "body": self.sealer.open(scope_id, key, bytes(row[3] or b""))}
+                )
                 return
 
         captured: dict[str, Any] = {"status": None, "headers": {}, "body": []}
@@ -287,13 +327,40 @@ class Idempotency:
                         (
                             status,
                             psycopg.types.json.Jsonb(captured["headers"]),
-                            b"".join(captured["body"]),
+                            self.sealer.seal(scope_id, key, b"".join(captured["body"])),
                             scope_id,
                             key,
                         ),
                     )
                 else:  # a failure that recorded nothing: let the client retry with the same key
                     await conn.execute("DELETE FROM idempotency_keys WHERE scope = %s AND key = %s", (scope_id, key))
+
+
+class Sealer:
+    """Stored responses are sealed (AES-GCM) under a key derived from the server's secret, the caller's scope and
+    the Idempotency-Key, so that the idempotency table keeps no readable secret (a purchase's `client_secret`):
+    the database alone cannot open it, and one key's row cannot be opened with another's."""
+
+    MARK = b"TCS1"  # bodies stored before sealing (plain JSON) never begin with it
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret.encode()
+
+    def _key(self, scope_id: str, key: str) -> bytes:
+        return hmac.new(self.secret, b"idempotency\0" + scope_id.encode() + b"\0" + key.encode(), "sha256").digest()
+
+    def seal(self, scope_id: str, key: str, body: bytes) -> bytes:
+        nonce = secrets.token_bytes(12)
+        cipher = AES.new(self._key(scope_id, key), AES.MODE_GCM, nonce=nonce)
+        sealed, tag = cipher.encrypt_and_digest(body)
+        return self.MARK + nonce + tag + sealed
+
+    def open(self, scope_id: str, key: str, stored: bytes) -> bytes:
+        if not stored.startswith(self.MARK):
+            return stored
+        nonce, tag, sealed = stored[4:16], stored[16:32], stored[32:]
+        cipher = AES.new(self._key(scope_id, key), AES.MODE_GCM, nonce=nonce)
+        return cipher.decrypt_and_verify(sealed, tag)  # type: ignore[no-any-return]
 
 
 def _replay(body: bytes) -> Receive:

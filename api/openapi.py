@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar._openapi.plugin import OpenAPIPlugin  # the plugin that owns the generated spec
+from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Reference, Schema
 
 PROBLEM = Schema(
@@ -53,3 +55,33 @@ def document_problems(app: Litestar) -> None:
             responses.setdefault("4XX", _problem_response("Client error (RFC 9457 problem)"))
             responses.setdefault("5XX", _problem_response("Server error or projection lagging (RFC 9457 problem)"))
             op.responses = responses
+
+
+class LocalSwaggerPage(SwaggerRenderPlugin):
+    """Swagger UI from this origin only: the stock page starts Swagger UI with an inline script (and inlines the whole
+    spec into it), which a strict Content-Security-Policy would refuse; this page loads `static`'s
+    swagger-init.js instead, which fetches /schema/openapi.json."""
+
+    def __init__(self, assets: str, static: str, **kwargs: Any) -> None:
+        self.static = static
+        super().__init__(
+            js_url=f"{assets}/swagger-ui-bundle.js",
+            css_url=f"{assets}/swagger-ui.css",
+            standalone_preset_js_url=f"{assets}/swagger-ui-standalone-preset.js",
+            favicon=f"<link rel='icon' type='image/png' href='{assets}/favicon-32x32.png'>",
+            **kwargs,
+        )
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        """The page: scripts by URL only (no inline script)."""
+        title = html.escape(str(openapi_schema["info"]["title"]))
+        return (
+            "<!DOCTYPE html><html><head>"
+            f"<title>{title}</title>{self.favicon}<meta charset='utf-8'/>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<link href='{self.css_url}' rel='stylesheet'>{self.style}"
+            f"<script src='{self.js_url}'></script><script src='{self.standalone_preset_js_url}'></script>"
+            "</head><body><div id='swagger-container'></div>"
+            f"<script src='{self.static}/swagger-init.js'></script>"
+            "</body></html>"
+        ).encode()

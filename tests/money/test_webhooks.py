@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import stripe
 
@@ -508,6 +509,9 @@ def test_purchase_rules(stack: Stack) -> None:
 
     # Another student's purchase is not yours to see; staff may read it.
     bought = stack.buy(token, 1)
+    # a tutor is refused before any lookup: the same 403 for a real purchase id and an unknown one
+    for pid in (bought["id"], str(uuid.uuid4())):
+        problem(stack.http.get(f"{API}/packages/purchases/{pid}", headers=bearer(stack.tutor_token)), 403, "forbidden")
     _other, other_token = stack.student()
     problem(stack.http.get(f"{url}/{bought['id']}", headers=bearer(other_token)), 404)
     problem(stack.http.get(f"{url}/{uuid.uuid4()}", headers=bearer(token)), 404)
@@ -553,3 +557,24 @@ def test_books_reconcile_after_the_module(stack: Stack) -> None:
     assert r["ok"], [c for c in r["checks"] if not c["ok"]]
     assert r["checked_events"] > 0
     assert all(c["ok"] for c in r["checks"])
+
+
+def test_a_purchase_replay_keeps_its_client_secret_out_of_storage(stack: Stack) -> None:
+    _sid, token = stack.student()
+    key = str(uuid.uuid4())
+    h = {**bearer(token), "Idempotency-Key": key}
+    body = {"tutor_id": stack.tutor_id, "lessons": 5}
+    first = stack.http.post(f"{API}/packages/purchases", json=body, headers=h)
+    secret = ok(first, 201)["client_secret"]
+    assert secret
+
+    def stored() -> list[bytes]:  # the response is kept just after it is sent
+        with psycopg.connect(stack.dsn) as conn:
+            rows = conn.execute("SELECT body FROM idempotency_keys WHERE key = %s AND body IS NOT NULL", (key,))
+            return [bytes(r[0]) for r in rows]
+
+    kept = wait_until(stored, what="the response kept for replay")
+    assert not any(secret.encode() in b for b in kept)
+    again = stack.http.post(f"{API}/packages/purchases", json=body, headers=h)
+    assert again.headers.get("idempotent-replayed") == "true"
+    assert ok(again, 201) == first.json()  # the client still gets its secret back

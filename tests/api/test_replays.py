@@ -1,0 +1,42 @@
+"""Idempotent replays are authorised like new requests, and what is kept for them holds no readable secret."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+
+from application.settings import Settings
+from tests.api.helpers import API, Actor, ok, problem
+
+
+def test_a_replay_after_deactivation_is_401(client: Any, admin: Actor, student: Actor) -> None:
+    h = {**student.auth, "Idempotency-Key": str(uuid.uuid4())}
+    first = ok(client.patch(f"{API}/me", json={"full_name": "Alpha"}, headers=h))
+    assert ok(client.patch(f"{API}/me", json={"full_name": "Alpha"}, headers=h)) == first  # a replay, while active
+    ok(client.patch(f"{API}/admin/users/{student.id}", json={"is_active": False}, headers=admin.auth))
+    r = client.patch(f"{API}/me", json={"full_name": "Alpha"}, headers=h)
+    problem(r, 401, "unauthorized")
+    assert "idempotent-replayed" not in r.headers
+
+
+def test_a_replay_on_a_route_the_caller_may_not_use_is_403(client: Any, admin: Actor, student: Actor) -> None:
+    key = str(uuid.uuid4())
+    body = {"name": "Optics", "category": "Science"}
+    ok(client.post(f"{API}/admin/subjects", json=body, headers={**admin.auth, "Idempotency-Key": key}), 201)
+    # the student's own scope has no such key; with or without one, the guard answers first
+    problem(client.post(f"{API}/admin/subjects", json=body, headers={**student.auth, "Idempotency-Key": key}), 403)
+
+
+def test_stored_responses_are_sealed(client: Any, student: Actor, prepared: Settings) -> None:
+    key = str(uuid.uuid4())
+    h = {**student.auth, "Idempotency-Key": key}
+    name = "Sealed " + uuid.uuid4().hex
+    r1 = client.patch(f"{API}/me", json={"full_name": name}, headers=h)
+    assert ok(r1)["full_name"] == name
+    with psycopg.connect(prepared.database_url) as conn:
+        row = conn.execute("SELECT body FROM idempotency_keys WHERE key = %s", (key,)).fetchone()
+    assert row is not None and name.encode() not in bytes(row[0]) and bytes(row[0]).startswith(b"TCS1")
+    r2 = client.patch(f"{API}/me", json={"full_name": name}, headers=h)
+    assert r2.headers.get("idempotent-replayed") == "true" and r2.content == r1.content
