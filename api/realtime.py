@@ -1,13 +1,20 @@
 """GET /ws?token=: live frames for a user (message.*, booking.updated, notification.created).
 
 Each API process runs one hub that follows the event log (LISTEN/NOTIFY on the events table, like the
-projectors) and fans frames out to its own connections, so any number of API processes can serve sockets."""
+projectors) and fans frames out to its own connections, so any number of API processes can serve sockets.
+
+Sessions end here too: the hub reads the identity events of its users in the same pass, so a socket whose user
+is deactivated or deleted, or whose session is logged out (`User.SessionRevoked` of the token's `sid`), is
+closed with 4401 by every API process within about a second (the hub wakes at least once a second), and at its
+token's expiry; once its session has ended no further frame is sent to it, since frames are sent in log order and
+the sender checks before each one."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from typing import Any
 from uuid import UUID
@@ -18,6 +25,7 @@ from litestar import WebSocket, websocket
 from psycopg import sql
 
 from api.deps import services
+from application.tokens import verify_access
 from domain.errors import DomainError
 from projections.runtime import CHANNEL, EVENTS_TABLE, event_type
 
@@ -29,6 +37,25 @@ THREAD_FRAMES = {
     "Thread.MessageDeleted": "message.deleted",
     "Thread.ReadUpTo": "message.read",
 }
+ENDS_EVERY_SESSION = ("User.Deactivated", "User.Deleted")
+ENDS_ONE_SESSION = "User.SessionRevoked"
+SESSION_TOPICS = [f"domain.user:{kind}" for kind in (*ENDS_EVERY_SESSION, ENDS_ONE_SESSION)]
+
+
+class Subscription:
+    """One socket's frames, and whether its session has ended (then nothing more is sent to it)."""
+
+    def __init__(self, user_id: str, session_id: str | None) -> None:
+        self.user_id = user_id
+        self.session_id = UUID(session_id) if session_id else None
+        self.frames: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=1000)
+        self.ended = False
+
+    def end(self) -> None:
+        """The session is over: mark it (the sender checks before every frame) and wake the sender."""
+        self.ended = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.frames.put_nowait(None)
 
 
 class Hub:
@@ -36,27 +63,32 @@ class Hub:
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.queues: dict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self.queues: dict[str, set[Subscription]] = defaultdict(set)
         self.task: asyncio.Task[None] | None = None
         self.parties: dict[UUID, list[str]] = {}
 
-    def subscribe(self, user_id: str) -> asyncio.Queue[bytes]:
-        q: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1000)
-        self.queues[user_id].add(q)
+    def subscribe(self, user_id: str, session_id: str | None = None) -> Subscription:
+        sub = Subscription(user_id, session_id)
+        self.queues[user_id].add(sub)
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._follow())
-        return q
+        return sub
 
-    def unsubscribe(self, user_id: str, q: asyncio.Queue[bytes]) -> None:
-        self.queues[user_id].discard(q)
-        if not self.queues[user_id]:
-            del self.queues[user_id]
+    def unsubscribe(self, sub: Subscription) -> None:
+        self.queues[sub.user_id].discard(sub)
+        if not self.queues[sub.user_id]:
+            del self.queues[sub.user_id]
 
     def _send(self, user_id: str, frame_type: str, data: dict[str, Any]) -> None:
         frame = msgspec.json.encode({"type": frame_type, "data": data})
-        for q in list(self.queues.get(user_id, ())):
+        for sub in list(self.queues.get(user_id, ())):
             with contextlib.suppress(asyncio.QueueFull):
-                q.put_nowait(frame)
+                sub.frames.put_nowait(frame)
+
+    def _end_sessions(self, user_id: str, kind: str, data: dict[str, Any]) -> None:
+        for sub in list(self.queues.get(user_id, ())):
+            if kind in ENDS_EVERY_SESSION or sub.session_id is None or str(sub.session_id) == data.get("family_id"):
+                sub.end()
 
     async def _parties_of(self, conn: psycopg.AsyncConnection[Any], aggregate_id: UUID) -> list[str]:
         if aggregate_id not in self.parties:
@@ -102,15 +134,19 @@ class Hub:
             await conn.execute(
                 f"SELECT notification_id, originator_id, topic, state FROM {EVENTS_TABLE} WHERE notification_id > %s"
                 " AND notification_id <= %s"
-                " AND (topic LIKE 'domain.messaging:Thread.%%' OR topic LIKE 'domain.booking:Booking.%%')"
+                " AND (topic LIKE 'domain.messaging:Thread.%%' OR topic LIKE 'domain.booking:Booking.%%'"
+                " OR topic = ANY(%s))"
                 " ORDER BY notification_id LIMIT 1000",
-                (last, top),
+                (last, top, SESSION_TOPICS),
             )
         ).fetchall()
         for _pos, oid, topic, state in rows:
             kind = event_type(topic)
             d = _decode(state)
             d.pop("_meta", None)
+            if kind.startswith("User."):
+                self._end_sessions(str(oid), kind, d)
+                continue
             people = await self._parties_of(conn, oid)
             if kind in THREAD_FRAMES:
                 payload = {
@@ -142,24 +178,31 @@ class Hub:
 
 @websocket("/ws")
 async def ws(socket: WebSocket[Any, Any, Any]) -> None:
-    """Authenticate with ?token=<access token>; an invalid or missing token closes with code 4401."""
+    """Authenticate with ?token=<access token>; an invalid or missing token closes with code 4401, and so does the
+    end of the session (deactivation, deletion, logout, the token's expiry)."""
     svc = services(socket.app.state)
     token = socket.query_params.get("token") or ""
     try:
-        account = await asyncio.to_thread(svc.identity.authenticate, token) if token else None
+        claims = verify_access(svc.settings.jwt_secret, token)
     except DomainError:
-        account = None
-    if account is None:
         await socket.close(code=4401, reason="invalid or missing token")
         return
     hub: Hub = svc.extras.setdefault("hub", Hub(svc.settings.database_url))
+    # Listen before checking the account: a deactivation committed after the check is then heard by the hub.
+    sub = hub.subscribe(claims.user_id, claims.session_id)
+    try:
+        await asyncio.to_thread(svc.identity.authenticate, token)
+    except DomainError:
+        hub.unsubscribe(sub)
+        await socket.close(code=4401, reason="invalid or missing token")
+        return
     await socket.accept()
-    user = str(account.user_id)
-    q = hub.subscribe(user)
 
     async def send_frames() -> None:
         while True:
-            frame = await q.get()
+            frame = await sub.frames.get()
+            if frame is None or sub.ended:
+                return
             await socket.send_text(frame.decode())
 
     async def await_close() -> None:
@@ -168,15 +211,24 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
         while (await socket.receive())["type"] != "websocket.disconnect":
             pass
 
-    tasks = {asyncio.create_task(send_frames()), asyncio.create_task(await_close())}
+    async def expire() -> None:
+        await asyncio.sleep(max(0.0, claims.expires - time.time()))
+
+    sender, reader = asyncio.create_task(send_frames()), asyncio.create_task(await_close())
+    tasks = {sender, reader, asyncio.create_task(expire())}
     try:
         done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for t in pending:
             t.cancel()
         for t in done:
             if not t.cancelled() and t.exception() is not None:  # the socket broke: stop serving it
-                log.debug("websocket for %s closed: %s", user, type(t.exception()).__name__)
+                log.debug("websocket for %s closed: %s", claims.user_id, type(t.exception()).__name__)
+                return
+        if reader not in done:  # the session ended (or the token expired) while the client was still there
+            sub.ended = True
+            with contextlib.suppress(Exception):
+                await socket.close(code=4401, reason="session ended")
     finally:
         for t in tasks:
             t.cancel()
-        hub.unsubscribe(user, q)
+        hub.unsubscribe(sub)

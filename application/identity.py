@@ -161,7 +161,11 @@ class Identity(EventStoreApp):
             self._record_revocation(reused["user_id"], reused["family_id"], "refresh token reuse detected")
             raise Unauthenticated("refresh token already used; the session has been revoked")
         access = issue_access(
-            self.settings.jwt_secret, str(row["user_id"]), row["role"], self.settings.access_token_seconds
+            self.settings.jwt_secret,
+            str(row["user_id"]),
+            row["role"],
+            self.settings.access_token_seconds,
+            row["family_id"],
         )
         tokens = Tokens(access, token, self.settings.access_token_seconds)
         return Outcome({"id": str(row["user_id"])}, self.head(), tokens)
@@ -300,7 +304,9 @@ class Identity(EventStoreApp):
                 (token_hash, family, user.id, timedelta(days=self.settings.refresh_token_days)),
             )
         )
-        access = issue_access(self.settings.jwt_secret, str(user.id), user.role, self.settings.access_token_seconds)
+        access = issue_access(
+            self.settings.jwt_secret, str(user.id), user.role, self.settings.access_token_seconds, family
+        )
         return Tokens(access, token, self.settings.access_token_seconds)
 
     def _record_revocation(self, user_id: UUID, family_id: UUID, reason: str) -> int:

@@ -23,12 +23,16 @@ class AccessClaims:
     user_id: str
     role: str
     issued_at: int
+    session_id: str | None = None  # the refresh-token family it was issued under (logout ends its sockets)
+    expires: int = 0
 
 
-def issue_access(secret: str, user_id: str, role: str, ttl_s: int) -> str:
+def issue_access(secret: str, user_id: str, role: str, ttl_s: int, session_id: uuid.UUID | None = None) -> str:
     """A signed access token; its lifetime runs on real time, never on the test clock."""
     now = int(time.time())
     payload = {"sub": user_id, "role": role, "iat": now, "exp": now + ttl_s, "jti": uuid.uuid4().hex, "typ": "access"}
+    if session_id is not None:
+        payload["sid"] = session_id.hex
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
@@ -60,7 +64,11 @@ def _signed(secret: str, token: str) -> tuple[AccessClaims, int]:
         expires = int(claims["exp"])
     except (TypeError, ValueError):
         raise Unauthenticated("invalid or expired access token") from None
-    return AccessClaims(str(claims["sub"]), str(claims.get("role", "")), int(claims["iat"])), expires
+    sid = claims.get("sid")
+    claimed = AccessClaims(
+        str(claims["sub"]), str(claims.get("role", "")), int(claims["iat"]), str(sid) if sid else None, expires
+    )
+    return claimed, expires
 
 
 def new_refresh_token(family_id: uuid.UUID) -> tuple[str, bytes]:
