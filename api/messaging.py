@@ -55,7 +55,7 @@ def _z(t: Any) -> Any:
 def _attachments(svc: Any, atts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for a in atts:
-        url = svc.messaging.storage.download_url(a["key"]) if a.get("key") else None
+        url = svc.messaging.storage.download_url(a["key"], a["filename"], a["content_type"]) if a.get("key") else None
         out.append(
             {"id": a["id"], "filename": a["filename"], "content_type": a["content_type"], "size": a["size"], "url": url}
         )

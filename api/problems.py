@@ -19,7 +19,7 @@ from litestar.exceptions import (
 
 from api.text import MESSAGE, unstorable
 from application import money, storage
-from domain import booking, messaging, payouts, purchase, tutor, user
+from domain import booking, files, messaging, payouts, purchase, tutor, user
 from domain import credits as credit_rules
 from domain import errors as e
 from projections.failures import ProjectionStopped
@@ -55,9 +55,9 @@ TABLE: list[tuple[type[Exception], int, str, str]] = [
     (e.ValidationFailed, 422, "validation-failed", "Validation failed"),
     (tutor.ProfileIncomplete, 422, "profile-incomplete", "Profile incomplete"),
     (tutor.TutorNotBookable, 422, "tutor-not-bookable", "Tutor not bookable"),
-    (tutor.UnsupportedFile, 422, "unsupported-file", "Unsupported file"),
-    (tutor.FileTooLarge, 422, "file-too-large", "File too large"),
-    (tutor.UploadMissing, 422, "upload-missing", "Upload missing"),
+    (files.UnsupportedFile, 422, "unsupported-file", "Unsupported file"),
+    (files.FileTooLarge, 422, "file-too-large", "File too large"),
+    (files.UploadMissing, 422, "upload-missing", "Upload missing"),
     (storage.StorageUnavailable, 503, "storage-unavailable", "Storage unavailable"),
     (messaging.EditWindowClosed, 409, "edit-window-closed", "Edit window closed"),
     (booking.BookingConflict, 409, "booking-conflict", "Booking conflict"),

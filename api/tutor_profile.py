@@ -102,7 +102,11 @@ def documents_out(svc: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Documents as clients see them: no storage key; uploaded ones with a 24 h download URL."""
     out = []
     for d in docs:
-        url = svc.tutoring.storage.download_url(d["key"]) if d.get("status") == "uploaded" else None
+        url = (
+            svc.tutoring.storage.download_url(d["key"], d["filename"], d["content_type"])
+            if d.get("status") == "uploaded"
+            else None
+        )
         out.append(
             {
                 "id": d["id"],

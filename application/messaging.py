@@ -12,9 +12,9 @@ from eventsourcing.application import AggregateNotFoundError
 from application.identity import Account
 from application.storage import UPLOAD_TTL, Storage
 from application.store import EventStoreApp, Turns, retrying
-from domain.errors import NotFound, ValidationFailed
+from domain.errors import DomainError, NotFound, ValidationFailed
+from domain.files import FileTooLarge, UnsupportedFile
 from domain.messaging import Attachment, Thread, thread_id_for
-from domain.tutor import FileTooLarge, UnsupportedFile
 from domain.user import User
 
 ATTACHMENT_TYPES = ("application/pdf", "image/jpeg", "image/png", "image/gif", "image/webp", "text/plain")
@@ -94,24 +94,17 @@ class Messaging(EventStoreApp):
     def post(
         self, actor: Account, thread_id: UUID, body: str, attachment_ids: list[UUID]
     ) -> tuple[dict[str, Any], int]:
-        """Send a message; attachments must be the sender's own uploads."""
+        """Send a message; attachments must be the sender's own uploads, checked (`checked_attachment`)."""
         attachments = []
         for aid in dict.fromkeys(attachment_ids):
-            try:
-                att: Any = self.repository.get(aid)
-            except AggregateNotFoundError:
-                raise ValidationFailed([("attachment_ids", f"unknown attachment {aid}")]) from None
-            if not isinstance(att, Attachment) or att.owner_id != actor.user_id:
-                raise ValidationFailed([("attachment_ids", f"unknown attachment {aid}")])
-            stored = self.storage.stat(att.key)
-            att.check_stored((stored.size, stored.content_type) if stored is not None else None)
+            att = self.checked_attachment(actor, aid)
             attachments.append(
                 {
                     "id": str(aid),
                     "filename": att.filename,
                     "content_type": att.content_type,
-                    "size": att.size,
-                    "key": att.key,
+                    "size": att.stored_size,
+                    "key": att.checked_key,
                 }
             )
 
@@ -122,6 +115,32 @@ class Messaging(EventStoreApp):
 
         with self.turns.of(thread_id):
             return retrying(attempt, self.THREAD_ATTEMPTS)
+
+    def checked_attachment(self, actor: Account, attachment_id: UUID) -> Attachment:
+        """The caller's attachment, checked: the first time a message carries it, its upload is copied to a key the
+        sender cannot write, and that copy must be the announced file (domain/files.py); recipients get the copy."""
+
+        def attempt() -> Attachment:
+            try:
+                att: Any = self.repository.get(attachment_id)
+            except AggregateNotFoundError:
+                raise ValidationFailed([("attachment_ids", f"unknown attachment {attachment_id}")]) from None
+            if not isinstance(att, Attachment) or att.owner_id != actor.user_id:
+                raise ValidationFailed([("attachment_ids", f"unknown attachment {attachment_id}")])
+            if att.checked_key is not None:
+                return att
+            checked_key = f"checked/attachments/{attachment_id}"
+            stored = self.storage.copy_to_check(att.key, checked_key)
+            try:
+                att.check_stored(stored, checked_key)
+            except DomainError:
+                if stored is not None:
+                    self.storage.remove(checked_key)
+                raise
+            self.record(att)
+            return att
+
+        return retrying(attempt)
 
     def edit(self, actor: Account, thread_id: UUID, message_id: UUID, body: str) -> tuple[dict[str, Any], int]:
         """The author edits within 15 minutes (the history keeps every version)."""

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import CopySource
 from minio.error import S3Error
 
 from application.settings import Settings
 from domain.errors import DomainError
+from domain.files import HEAD_BYTES, StoredFile
 
-UPLOAD_TTL = timedelta(hours=1)
+UPLOAD_TTL = timedelta(minutes=15)  # long enough to upload 25 MB on a slow line; what was uploaded is copied anyway
 DOWNLOAD_TTL = timedelta(hours=24)
 
 
@@ -27,6 +29,9 @@ class StoredObject:
 
     size: int
     content_type: str
+
+
+MISSING = ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound")
 
 
 def s3_client(settings: Settings) -> Minio:
@@ -73,13 +78,24 @@ class Storage:
         self._bucket_ready = True
 
     def upload_url(self, key: str) -> str:
-        """A presigned PUT URL for `key`, valid for an hour."""
+        """A presigned PUT URL for `key`, valid for UPLOAD_TTL."""
         self._ensure_bucket()
         return str(self.client.presigned_put_object(self.bucket, key, expires=UPLOAD_TTL))
 
-    def download_url(self, key: str) -> str:
-        """A presigned GET URL for `key`, valid for 24 hours."""
-        return str(self.client.presigned_get_object(self.bucket, key, expires=DOWNLOAD_TTL))
+    def download_url(self, key: str, filename: str | None = None, content_type: str | None = None) -> str:
+        """A presigned GET URL for `key`, valid for 24 hours; with a filename, the object is served as a download
+        (`Content-Disposition: attachment`) of that content type, whatever a browser would make of it."""
+        headers: dict[str, str | list[str] | tuple[str]] = {}
+        if filename is not None:
+            ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
+            headers["response-content-disposition"] = (
+                f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+            )
+        if content_type is not None:
+            headers["response-content-type"] = content_type
+        return str(
+            self.client.presigned_get_object(self.bucket, key, expires=DOWNLOAD_TTL, response_headers=headers or None)
+        )
 
     def stat(self, key: str) -> StoredObject | None:
         """Size and type of the stored object, or None when nothing was uploaded."""
@@ -87,9 +103,40 @@ class Storage:
         try:
             st = self.client.stat_object(self.bucket, key)
         except S3Error as e:
-            if e.code in ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound"):
+            if e.code in MISSING:
                 return None
             raise StorageUnavailable(f"S3 error {e.code}") from e
         except Exception as e:  # network failures of any kind mean storage is unavailable
             raise StorageUnavailable(f"S3 unreachable: {type(e).__name__}") from e
         return StoredObject(int(st.size or 0), str(st.content_type or "application/octet-stream"))
+
+    def copy_to_check(self, uploaded: str, checked: str) -> StoredFile | None:
+        """Copy the client's upload to a key only the server writes, and describe the copy (size, type, first
+        bytes): whatever the client PUTs afterwards, the copy is what gets checked and served. None when nothing
+        was uploaded."""
+        self._ensure_bucket()
+        try:
+            self.client.copy_object(self.bucket, checked, CopySource(self.bucket, uploaded))
+            st = self.client.stat_object(self.bucket, checked)
+            head = b""
+            if st.size:  # a range of an empty object is an error
+                response = self.client.get_object(self.bucket, checked, offset=0, length=HEAD_BYTES)
+                try:
+                    head = response.read()
+                finally:
+                    response.close()
+                    response.release_conn()
+        except S3Error as e:
+            if e.code in MISSING:
+                return None
+            raise StorageUnavailable(f"S3 error {e.code}") from e
+        except Exception as e:  # network failures of any kind mean storage is unavailable
+            raise StorageUnavailable(f"S3 unreachable: {type(e).__name__}") from e
+        return StoredFile(int(st.size or 0), str(st.content_type or "application/octet-stream"), head)
+
+    def remove(self, key: str) -> None:
+        """Delete an object (a copy that failed its check); a failure to delete is left for the bucket's lifecycle."""
+        try:
+            self.client.remove_object(self.bucket, key)
+        except Exception:  # noqa: S110 - best effort: the object is never referenced
+            pass

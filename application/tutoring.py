@@ -13,11 +13,11 @@ from eventsourcing.application import AggregateNotFoundError
 from application.identity import Account
 from application.storage import UPLOAD_TTL, Storage
 from application.store import EventStoreApp, retrying
-from domain.errors import NotFound, ValidationFailed
+from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.money import Money
 from domain.student import StudentProfile
 from domain.subject import Subject
-from domain.tutor import TutorProfile, UploadMissing
+from domain.tutor import TutorProfile
 from domain.user import User
 
 
@@ -191,15 +191,24 @@ class Tutoring(EventStoreApp):
             doc = p.documents.get(str(document_id))
             if doc is None:
                 raise NotFound("no such document")
-            stored = self.storage.stat(doc["key"])
-            if stored is None:
-                raise UploadMissing("nothing was uploaded for this document yet")
-            p.complete_document(str(document_id), stored.size, stored.content_type, self.now())
+            if doc["status"] == "uploaded":
+                return document_view(doc) | {"download_url": self._document_url(doc)}, self.head()
+            checked_key = f"checked/documents/{document_id}"
+            stored = self.storage.copy_to_check(doc["key"], checked_key)
+            try:
+                p.complete_document(str(document_id), stored, checked_key, self.now())
+            except DomainError:
+                if stored is not None:
+                    self.storage.remove(checked_key)
+                raise
             position = self.record(p)
-            view = document_view(p.documents[str(document_id)])
-            return {**view, "download_url": self.storage.download_url(doc["key"])}, position
+            done = p.documents[str(document_id)]
+            return {**document_view(done), "download_url": self._document_url(done)}, position
 
         return retrying(attempt)
+
+    def _document_url(self, doc: dict[str, Any]) -> str:
+        return self.storage.download_url(doc["key"], doc["filename"], doc["content_type"])
 
     # ----------------------------------------------------------------------------------------- student
 

@@ -11,8 +11,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, Forbidden, NotFound, ValidationFailed, WrongStatus
+from domain.files import StoredFile, check_stored
 from domain.ids import derived_id
-from domain.tutor import FileTooLarge, UnsupportedFile, UploadMissing
 
 EDIT_WINDOW = timedelta(minutes=15)
 MAX_BODY = 5000
@@ -172,19 +172,22 @@ class Attachment(Aggregate):
         self.content_type = content_type
         self.size = size
         self.key = key
+        self.checked_key: str | None = None  # where the checked copy is, once a message carried it
 
     @staticmethod
     def create_id(attachment_id: UUID) -> UUID:
         """Chosen by the application before the upload URL is signed."""
         return attachment_id
 
-    def check_stored(self, stored: tuple[int, str] | None) -> None:
-        """A message may carry the attachment only once its object (size, content type) is stored, of the declared
-        type and at most the declared size."""
-        if stored is None:
-            raise UploadMissing(f"nothing was uploaded for attachment {self.id} yet")
-        size, content_type = stored
-        if content_type.split(";")[0].strip().lower() != self.content_type:
-            raise UnsupportedFile(f"attachment {self.id} was uploaded as {content_type}, not {self.content_type}")
-        if size > self.size:
-            raise FileTooLarge(f"attachment {self.id} is {size} bytes, more than the {self.size} announced")
+    def check_stored(self, stored: StoredFile | None, key: str) -> None:
+        """A message may carry the attachment only once the object its owner uploaded, copied by the server to `key`
+        (which the owner cannot write), is the announced file (domain/files.py); recipients are then given `key`."""
+        if self.checked_key is not None:
+            return
+        checked = check_stored(f"attachment {self.id}", self.content_type, self.size, stored)
+        self._checked(key=key, size=checked.size)
+
+    @event("Checked")
+    def _checked(self, key: str, size: int) -> None:
+        self.checked_key = key
+        self.stored_size = size

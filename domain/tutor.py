@@ -14,6 +14,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.availability import parse_rules
 from domain.errors import DomainError, ValidationFailed, WrongStatus
+from domain.files import FileTooLarge, StoredFile, UnsupportedFile, check_stored
 from domain.ids import derived_id
 from domain.money import Money
 from domain.user import valid_timezone
@@ -30,18 +31,6 @@ class ProfileIncomplete(DomainError):
 
 class TutorNotBookable(DomainError):
     """The tutor is not approved, is suspended, or their account is closed."""
-
-
-class UnsupportedFile(DomainError):
-    """This file type is not accepted here."""
-
-
-class FileTooLarge(DomainError):
-    """The file is larger than allowed."""
-
-
-class UploadMissing(DomainError):
-    """Nothing (or not the announced file) was uploaded to the upload URL."""
 
 
 def _text(field: str, value: Any, max_len: int, required: bool = False) -> str:
@@ -246,26 +235,26 @@ class TutorProfile(Aggregate):
             "uploaded_at": None,
         }
 
-    def complete_document(self, document_id: str, stored_size: int, stored_type: str, now: datetime) -> None:
-        """Step 5 (second half): the stored object was checked; the document counts from now on."""
+    def complete_document(self, document_id: str, stored: StoredFile | None, key: str, now: datetime) -> None:
+        """Step 5 (second half): the object the tutor uploaded, copied by the server to `key` (which the tutor cannot
+        write), is the announced file (domain/files.py); the document counts from now on and is served from `key`."""
         doc = self.documents.get(document_id)
         if doc is None:
             raise ValidationFailed([("document_id", "no such document")])
         if doc["status"] == "uploaded":
             return
-        if stored_type.split(";")[0].strip() not in DOCUMENT_TYPES:
-            raise UnsupportedFile("the uploaded object is not a pdf, jpeg or png")
-        if stored_size > MAX_DOCUMENT_BYTES:
-            raise FileTooLarge("the uploaded object is larger than 10 MB")
-        self._document_uploaded(document_id=document_id, size=stored_size, uploaded_at=now)
+        checked = check_stored(f"document {document_id}", doc["content_type"], doc["size"], stored)
+        self._document_uploaded(document_id=document_id, size=checked.size, uploaded_at=now, key=key)
 
     @event("DocumentUploaded")
-    def _document_uploaded(self, document_id: str, size: int, uploaded_at: datetime) -> None:
+    def _document_uploaded(self, document_id: str, size: int, uploaded_at: datetime, key: str | None = None) -> None:
+        # events recorded before objects were copied on completion carry no key: the upload key stays
         self.documents[document_id] = {
             **self.documents[document_id],
             "size": size,
             "status": "uploaded",
             "uploaded_at": uploaded_at.isoformat(),
+            "key": key or self.documents[document_id]["key"],
         }
 
     # ------------------------------------------------------------------------------------------- lifecycle

@@ -308,6 +308,8 @@ def _profile_event(row: dict[str, Any], e: Envelope) -> None:
         row["documents"] = [*row["documents"], doc]
     elif kind == "TutorProfile.DocumentUploaded":
         patch = {"status": "uploaded", "size": d["size"], "uploaded_at": d["uploaded_at"]}
+        if d.get("key"):  # the checked copy (events before checked copies carry none: the upload key stays)
+            patch["key"] = d["key"]
         row["documents"] = [{**x, **patch} if x.get("id") == d["document_id"] else x for x in row["documents"]]
     elif kind == "TutorProfile.Submitted":
         row.update(status="pending_approval", submitted_at=d["submitted_at"])

@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from domain.errors import ValidationFailed, WrongStatus
+from domain.files import FileTooLarge, StoredFile, UnsupportedFile, UploadMissing
 from domain.money import Money
-from domain.tutor import FileTooLarge, ProfileIncomplete, TutorProfile, UnsupportedFile, completeness_of
+from domain.tutor import ProfileIncomplete, TutorProfile, completeness_of
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
 SUBJECT = str(uuid.uuid4())
@@ -36,7 +37,7 @@ def upload(p: TutorProfile, finish: bool = True) -> str:
     doc = uuid.uuid4()
     p.request_document(doc, "diploma.pdf", "application/pdf", 1234, f"tutors/x/{doc}", NOW)
     if finish:
-        p.complete_document(str(doc), 1234, "application/pdf", NOW)
+        p.complete_document(str(doc), StoredFile(1234, "application/pdf", b"%PDF-1.7\n"), f"checked/{doc}", NOW)
     return str(doc)
 
 
@@ -197,13 +198,19 @@ def test_documents_check_type_and_size() -> None:
     p.request_document(uuid.uuid4(), "x.pdf", "application/pdf", 10 * 1_048_576, "k", NOW)  # exactly 10 MB is fine
     doc = uuid.uuid4()
     p.request_document(doc, "y.png", "image/png", 10, "k2", NOW)
+    png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
+    with pytest.raises(UploadMissing):
+        p.complete_document(str(doc), None, "c", NOW)
     with pytest.raises(UnsupportedFile):  # what was stored is what counts
-        p.complete_document(str(doc), 10, "text/html", NOW)
-    with pytest.raises(FileTooLarge):
-        p.complete_document(str(doc), 10 * 1_048_576 + 1, "image/png", NOW)
+        p.complete_document(str(doc), StoredFile(10, "text/html", png), "c", NOW)
+    with pytest.raises(UnsupportedFile):  # and what its bytes are
+        p.complete_document(str(doc), StoredFile(10, "image/png", b"<html><script>"), "c", NOW)
+    with pytest.raises(FileTooLarge):  # no larger than announced
+        p.complete_document(str(doc), StoredFile(11, "image/png", png), "c", NOW)
     assert p.completeness == 0
-    p.complete_document(str(doc), 10, "image/png; charset=binary", NOW)
+    p.complete_document(str(doc), StoredFile(10, "image/png; charset=binary", png), "checked/y", NOW)
     assert p.completeness == 20
+    assert p.documents[str(doc)]["key"] == "checked/y"  # served from the server's copy from now on
 
 
 # ----------------------------------------------------------------------------------------- lifecycle machine
