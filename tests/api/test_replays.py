@@ -21,12 +21,17 @@ def test_a_replay_after_deactivation_is_401(client: Any, admin: Actor, student: 
     assert "idempotent-replayed" not in r.headers
 
 
-def test_a_replay_on_a_route_the_caller_may_not_use_is_403(client: Any, admin: Actor, student: Actor) -> None:
-    key = str(uuid.uuid4())
+def test_a_replay_after_losing_the_role_is_403(client: Any, admin: Actor, prepared: Settings) -> None:
+    from tests.api.conftest import staff
+
+    other = staff(client, prepared, "admin")
+    h = {**other.auth, "Idempotency-Key": str(uuid.uuid4())}
     body = {"name": "Optics", "category": "Science"}
-    ok(client.post(f"{API}/admin/subjects", json=body, headers={**admin.auth, "Idempotency-Key": key}), 201)
-    # the student's own scope has no such key; with or without one, the guard answers first
-    problem(client.post(f"{API}/admin/subjects", json=body, headers={**student.auth, "Idempotency-Key": key}), 403)
+    ok(client.post(f"{API}/admin/subjects", json=body, headers=h), 201)
+    ok(client.patch(f"{API}/admin/users/{other.id}", json={"role": "student"}, headers=admin.auth))
+    r = client.post(f"{API}/admin/subjects", json=body, headers=h)  # same caller, same key, same body
+    problem(r, 403, "forbidden")
+    assert "idempotent-replayed" not in r.headers
 
 
 def test_stored_responses_are_sealed(client: Any, student: Actor, prepared: Settings) -> None:
