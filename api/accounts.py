@@ -33,32 +33,35 @@ class AccountCache:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self._lock = threading.Lock()
-        self._entries: dict[UUID, Account] = {}
+        self._entries: dict[UUID, dict[UUID | None, Account]] = {}  # by user, then by session
         self._generation = 0
         self._live = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def get(self, user_id: UUID) -> Account | None:
-        """The cached account, or None (look it up)."""
+    def get(self, user_id: UUID, session_id: UUID | None = None) -> Account | None:
+        """The cached account as seen through one session, or None (look it up)."""
         self._start()
-        return self._entries.get(user_id)
+        sessions = self._entries.get(user_id)
+        return sessions.get(session_id) if sessions else None
 
     @property
     def generation(self) -> int:
         """Read before a lookup, handed to `put` after it."""
         return self._generation
 
-    def put(self, account: Account, generation: int) -> None:
-        """Keep an account just read, unless a change was heard meanwhile or the listener is down."""
+    def put(self, account: Account, generation: int, session_id: UUID | None = None) -> None:
+        """Keep an account just read through a session, unless a change was heard meanwhile or the listener is
+        down."""
         with self._lock:
             if self._live and generation == self._generation:
                 if len(self._entries) >= self.MAX:
                     self._entries.clear()
-                self._entries[account.user_id] = account
+                self._entries.setdefault(account.user_id, {})[session_id] = account
 
     def forget(self, user_id: UUID) -> None:
-        """The account changed: drop it (and make lookups in flight not store what they read)."""
+        """The account (or one of its sessions) changed: drop it (and make lookups in flight not store what they
+        read)."""
         with self._lock:
             self._entries.pop(user_id, None)
             self._generation += 1

@@ -31,15 +31,15 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Accoun
     if not auth.lower().startswith("bearer ") or not auth[7:].strip():
         raise Unauthenticated("a bearer access token is required")
     svc: Services = connection.app.state["services"]
-    user_id = token_subject(svc.settings.jwt_secret, auth[7:].strip())
-    account = svc.accounts.get(user_id)
+    user_id, session_id = token_subject(svc.settings.jwt_secret, auth[7:].strip())
+    account = svc.accounts.get(user_id, session_id)
     if account is None:  # not seen by this process since it last changed (api/accounts.py): ask the database
         generation = svc.accounts.generation
         pool = await svc.async_reads()
         async with pool.connection() as conn:
-            row = await (await conn.execute(ACCOUNT_SQL, (user_id,), prepare=True)).fetchone()
+            row = await (await conn.execute(ACCOUNT_SQL, (session_id, user_id), prepare=True)).fetchone()
         account = account_of(user_id, row)
-        svc.accounts.put(account, generation)
+        svc.accounts.put(account, generation, session_id)
     context.set_actor(str(account.user_id), account.role)
     state[ACCOUNT] = account
     return account

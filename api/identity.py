@@ -125,7 +125,9 @@ class IdentityController(Controller):
     def logout(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[None]:
         """Revoke the session (refresh family) of the given refresh token."""
         account = caller(request)
-        position = services(request.app.state).identity.logout(account, data.refresh_token)
+        svc = services(request.app.state)
+        position = svc.identity.logout(account, data.refresh_token)
+        svc.accounts.forget(account.user_id)  # at once here; the other processes hear the commit's NOTIFY
         return command(request, None, position, 204)
 
     @get("/me", sync_to_thread=True, security=BEARER, guards=USER)

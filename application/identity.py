@@ -142,6 +142,7 @@ class Identity(EventStoreApp):
                     "UPDATE identity_sessions SET revoked_at = now(), revoked_reason = 'reuse' WHERE family_id = %s",
                     (row["family_id"],),
                 )
+                conn.execute(*_account_changed(row["user_id"]))
                 reused = row
             else:
                 reused = None
@@ -184,6 +185,7 @@ class Identity(EventStoreApp):
                 " WHERE family_id = %s AND revoked_at IS NULL",
                 (row["family_id"],),
             ).rowcount
+            conn.execute(*_account_changed(actor.user_id))  # the session's access tokens stop at once
         if revoked:
             return self._record_revocation(actor.user_id, row["family_id"], "logout")
         return self.head()
@@ -260,9 +262,9 @@ class Identity(EventStoreApp):
 
     def authenticate(self, access_token: str) -> Account:
         """Verify an access token and that its user is still active (so deactivation bites at once)."""
-        user_id = token_subject(self.settings.jwt_secret, access_token)
+        user_id, session_id = token_subject(self.settings.jwt_secret, access_token)
         with self.connection() as conn:
-            row = conn.execute(ACCOUNT_SQL, (user_id,), prepare=True).fetchone()
+            row = conn.execute(ACCOUNT_SQL, (session_id, user_id), prepare=True).fetchone()
         return account_of(user_id, row)
 
     def me(self, actor: Account) -> dict[str, Any]:
@@ -329,14 +331,19 @@ def _account_changed(user_id: UUID) -> SideWrite:
 
 # The command-side account row an authenticated request is checked against. The API's guards keep what it said
 # until the account changes (ACCOUNTS_CHANNEL); deactivation, deletion and role changes bite at the next request.
-ACCOUNT_SQL = "SELECT role, is_active, deleted FROM identity_accounts WHERE user_id = %s"
+# With the token's session (its refresh-token family, or NULL for tokens issued before sessions were named): a
+# logged-out or revoked session's access tokens stop working at once, not when they expire.
+ACCOUNT_SQL = (
+    "SELECT a.role, a.is_active, a.deleted, s.revoked_at IS NOT NULL AS revoked FROM identity_accounts a"
+    " LEFT JOIN identity_sessions s ON s.family_id = %s WHERE a.user_id = %s"
+)
 
 
-def token_subject(secret: str, access_token: str) -> UUID:
-    """The user id of a well-signed, unexpired access token (401 otherwise)."""
+def token_subject(secret: str, access_token: str) -> tuple[UUID, UUID | None]:
+    """The user id and session of a well-signed, unexpired access token (401 otherwise)."""
     claims = verify_access(secret, access_token)
     try:
-        return UUID(claims.user_id)
+        return UUID(claims.user_id), UUID(claims.session_id) if claims.session_id else None
     except ValueError:
         raise Unauthenticated("invalid access token") from None
 
@@ -345,6 +352,8 @@ def account_of(user_id: UUID, row: Any) -> Account:
     """The caller, from their ACCOUNT_SQL row: only an existing, active, undeleted account gets in."""
     if row is None or not row["is_active"] or row["deleted"]:
         raise Unauthenticated("account is not active")
+    if row["revoked"]:
+        raise Unauthenticated("this session has ended")
     return Account(user_id, row["role"])
 
 

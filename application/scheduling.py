@@ -353,4 +353,3 @@ class Scheduling(Money):
             "created_at": _z(r["created_at"]) if r else None,
             "response": {"text": resp["text"], "created_at": _z(resp["created_at"])} if resp else None,
         }
-

@@ -250,16 +250,23 @@ def test_logout_needs_a_user_and_revokes_only_that_family(client: Any, student: 
     assert r.status_code == 204 and not r.content, r.text
     event_position(r)
     problem(refresh(client, a3), 401, "unauthorized")
-    # family B is untouched, and so is the access token (a JWT lives its 30 minutes)
+    # the session has ended everywhere at once: its access tokens too (sessions end everywhere); family B is
+    # untouched, its access token and its refresh token alike
+    problem(client.get(ME, headers=student.auth), 401, "unauthorized")
+    ok(client.get(ME, headers=bearer(other["access_token"])))
     ok(refresh(client, other["refresh_token"]))
-    ok(client.get(ME, headers=student.auth))
 
 
 def test_logout_twice_is_harmless(client: Any, student: Actor) -> None:
-    for _ in range(2):
-        r = client.post(LOGOUT, json={"refresh_token": student.refresh}, headers=student.auth)
-        assert r.status_code == 204, r.text
+    r = client.post(LOGOUT, json={"refresh_token": student.refresh}, headers=student.auth)
+    assert r.status_code == 204, r.text
+    # the session's access token ended with it: a repeated logout is told so, and nothing changes
+    problem(client.post(LOGOUT, json={"refresh_token": student.refresh}, headers=student.auth), 401, "unauthorized")
+    other = login(client, student.email)
+    r = client.post(LOGOUT, json={"refresh_token": student.refresh}, headers=bearer(other["access_token"]))
+    assert r.status_code == 204, r.text  # the same refresh token again, from a live session: harmless
     problem(refresh(client, student.refresh), 401)
+    ok(client.get(ME, headers=bearer(other["access_token"])))
 
 
 # ------------------------------------------------------------------------------------------------------ /me
