@@ -70,3 +70,16 @@ def test_nothing_is_cached_while_the_listener_is_away(
     wait_until(lambda: len(_listening(prepared.database_url)) == 2, 10, "listening again")
     ok(client.patch(f"{API}/admin/users/{student.id}", json={"is_active": True}, headers=admin.auth))
     wait_until(lambda: other.get(f"{API}/me", headers=student.auth).status_code == 200, 5, "reactivation")
+
+
+def test_a_logout_elsewhere_ends_that_session_in_a_process_that_cached_it(
+    client: Any, other: Any, student: Actor
+) -> None:
+    second = ok(client.post(f"{API}/auth/login", json={"email": student.email, "password": student.password}))
+    for _ in range(2):  # `other` knows both sessions as live
+        ok(other.get(f"{API}/me", headers=student.auth))
+        ok(other.get(f"{API}/me", headers={"Authorization": f"Bearer {second['access_token']}"}))
+    r = client.post(f"{API}/auth/logout", json={"refresh_token": student.refresh}, headers=student.auth)
+    assert r.status_code == 204, r.text
+    wait_until(lambda: other.get(f"{API}/me", headers=student.auth).status_code == 401, 5, "the session ended there")
+    ok(other.get(f"{API}/me", headers={"Authorization": f"Bearer {second['access_token']}"}))
