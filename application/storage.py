@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
@@ -21,14 +20,6 @@ DOWNLOAD_TTL = timedelta(hours=24)
 
 class StorageUnavailable(DomainError):
     """Object storage is not configured or not reachable."""
-
-
-@dataclass(frozen=True)
-class StoredObject:
-    """What S3 says about an uploaded object."""
-
-    size: int
-    content_type: str
 
 
 MISSING = ("NoSuchKey", "NoSuchObject", "NotFound", "ResourceNotFound")
@@ -96,19 +87,6 @@ class Storage:
         return str(
             self.client.presigned_get_object(self.bucket, key, expires=DOWNLOAD_TTL, response_headers=headers or None)
         )
-
-    def stat(self, key: str) -> StoredObject | None:
-        """Size and type of the stored object, or None when nothing was uploaded."""
-        self._ensure_bucket()
-        try:
-            st = self.client.stat_object(self.bucket, key)
-        except S3Error as e:
-            if e.code in MISSING:
-                return None
-            raise StorageUnavailable(f"S3 error {e.code}") from e
-        except Exception as e:  # network failures of any kind mean storage is unavailable
-            raise StorageUnavailable(f"S3 unreachable: {type(e).__name__}") from e
-        return StoredObject(int(st.size or 0), str(st.content_type or "application/octet-stream"))
 
     def copy_to_check(self, uploaded: str, checked: str) -> StoredFile | None:
         """Copy the client's upload to a key only the server writes, and describe the copy (size, type, first
