@@ -15,6 +15,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, Forbidden, ValidationFailed, WrongStatus
 from domain.ids import derived_id
+from domain.money import bps_of
 
 DURATIONS = (30, 60, 90, 120)
 ACTIVE = ("pending", "confirmed")
@@ -161,7 +162,7 @@ class Booking(Aggregate):
         if party == "tutor" or self.start - now > window:
             return party, total
         bps = int(self.policy["late_cancel_refund_bps"])
-        return party, (total * bps * 2 + 10_000) // 20_000
+        return party, bps_of(total, bps)
 
     def cancel(self, actor_id: UUID, reason: str, now: datetime) -> tuple[int, int]:
         """Cancel a pending or confirmed booking; returns (refunded, forfeited) minutes."""
@@ -246,7 +247,7 @@ class Booking(Aggregate):
         self._need("confirmed")
         if now < self.start + NO_SHOW_AFTER:
             raise WrongStatus("a no-show can be marked from 10 minutes after the start")
-        refund = (self.duration_minutes * int(self.policy["no_show_refund_bps"]) * 2 + 10_000) // 20_000
+        refund = bps_of(self.duration_minutes, int(self.policy["no_show_refund_bps"]))
         self._no_show(refunded_minutes=refund, forfeited_minutes=self.duration_minutes - refund)
         return refund
 

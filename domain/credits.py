@@ -13,6 +13,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, NotFound, ValidationFailed, WrongStatus
 from domain.ids import derived_id
+from domain.money import bps_of
 
 
 class InsufficientCredit(DomainError):
@@ -186,7 +187,7 @@ class CreditAccount(Aggregate):
                 )
             left -= take
         gross = sum(c["amount"] for c in captured)
-        commission = (gross * hold["commission_bps"] * 2 + 10_000) // 20_000
+        commission = bps_of(gross, hold["commission_bps"])
         self._resolved(
             student_id=str(self.student_id),
             booking_id=booking_id,

@@ -41,7 +41,13 @@ class Money:
 
     def apply_bps(self, bps: int) -> Money:
         """This amount times bps/10000, rounded half up to the minor unit (amounts are never negative here)."""
-        return Money((self.amount * bps * 2 + 10_000) // 20_000, self.currency)
+        return Money(bps_of(self.amount, bps), self.currency)
+
+
+def bps_of(quantity: int, bps: int) -> int:
+    """`quantity` (minor units, minutes) times bps/10000, rounded half up: the one rounding of basis points used by
+    prices, commissions and refunds (quantities are never negative here)."""
+    return (quantity * bps * 2 + 10_000) // 20_000
 
 
 def split(total: int, weights: list[int]) -> list[int]:

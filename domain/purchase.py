@@ -8,6 +8,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, ValidationFailed
+from domain.money import bps_of
 from domain.platform import PACKAGE_SIZES
 
 
@@ -19,7 +20,7 @@ def package_price(lessons: int, hourly_rate: int, discount_bps: int) -> int:
     """lessons × hourly rate × (10000 − discount) / 10000, rounded half up to the minor unit."""
     if lessons not in PACKAGE_SIZES:
         raise ValidationFailed([("lessons", "1, 5, 10 or 20")])
-    return (lessons * hourly_rate * (10_000 - discount_bps) * 2 + 10_000) // 20_000
+    return bps_of(lessons * hourly_rate, 10_000 - discount_bps)
 
 
 class Purchase(Aggregate):

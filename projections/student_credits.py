@@ -9,6 +9,7 @@ from typing import Any
 import psycopg
 
 from domain.credits import CreditAccount
+from domain.money import bps_of
 from domain.payouts import TutorPayouts
 from projections.runtime import Envelope, Projection, topic_of
 
@@ -54,7 +55,7 @@ class StudentCredits(Projection):
                 for p in d["parts"]:
                     self._lot(cur, lots, p["lot_id"], -p["minutes"], -p["amount"])
                 amount = sum(p["amount"] for p in d["parts"])
-                net = amount - (amount * d["commission_bps"] * 2 + 10_000) // 20_000
+                net = amount - bps_of(amount, d["commission_bps"])
                 cur.execute(
                     f"INSERT INTO {holds} (booking_id, student_id, tutor_id, minutes, amount, net, currency, state)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, 'open')",
