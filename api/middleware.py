@@ -237,23 +237,21 @@ class Idempotency:
         handler = scope.get("route_handler")
         if handler is not None and handler.resolve_guards():
             await handler.authorize_connection(Request(scope))
-        # Read the whole body (bounded by the 1 MB limit below us) to hash it, then replay it to the app.
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > 1_048_576 or not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await _read_body(receive)
         sub = _bearer_subject(scope, self.settings.jwt_secret)
         scope_id = ("user:" + sub) if sub else ("ip:" + _client_ip(scope))
         digest = hashlib.sha256(
             b"\n".join([scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])
         ).digest()
+        if await self._answered_before(scope, send, scope_id, key, digest, body):
+            return
+        await self._run_and_keep(scope, send, scope_id, key, body)
+
+    async def _answered_before(
+        self, scope: Scope, send: Send, scope_id: str, key: str, digest: bytes, body: bytes
+    ) -> bool:
+        """Claim the key; if it was claimed before, answer from it (a replay, 422 for another request, 409 while
+        the first still runs) and say so."""
         pool = await self._pool()
         async with pool.connection() as conn:
             claimed = await (
@@ -263,45 +261,36 @@ class Idempotency:
                     (scope_id, key, digest),
                 )
             ).fetchone()
-            if not claimed:
-                row = await (
-                    await conn.execute(
-                        "SELECT request_hash, status, headers, body FROM idempotency_keys WHERE scope = %s AND key = %s",
-                        (scope_id, key),
-                    )
-                ).fetchone()
-                if row is None:  # expired between the two statements: run as new
-                    await self.app(scope, _replay(body), send)
-                    return
-                if bytes(row[0]) != digest:
-                    await _send_problem(
-                        scope,
-                        send,
-                        422,
-                        "idempotency-key-reused",
-                        "Idempotency key reused",
-                        "this Idempotency-Key was used with a different request",
-                    )
-                    return
-                if row[1] is None:
-                    await _send_problem(
-                        scope,
-                        send,
-                        409,
-                        "idempotency-key-in-flight",
-                        "Request in progress",
-                        "a request with this Idempotency-Key is still running",
-                        [(b"retry-after", b"1")],
-                    )
-                    return
-                headers = [(k.encode(), v.encode()) for k, v in (row[2] or {}).items()]
-                headers.append((b"idempotent-replayed", b"true"))
-                await send({"type": "http.response.start", "status": row[1], "headers": headers})
-                await send(
-                    {"type": "http.response.body", "body": self.sealer.open(scope_id, key, bytes(row[3] or b""))}
+            if claimed:
+                return False
+            row = await (
+                await conn.execute(
+                    "SELECT request_hash, status, headers, body FROM idempotency_keys WHERE scope = %s AND key = %s",
+                    (scope_id, key),
                 )
-                return
+            ).fetchone()
+        if row is None:  # expired between the two statements: run as new, unrecorded
+            await self.app(scope, _replay(body), send)
+        elif bytes(row[0]) != digest:
+            await _send_problem(
+                scope, send, 422, "idempotency-key-reused", "Idempotency key reused",
+                "this Idempotency-Key was used with a different request",
+            )  # fmt: skip
+        elif row[1] is None:
+            await _send_problem(
+                scope, send, 409, "idempotency-key-in-flight", "Request in progress",
+                "a request with this Idempotency-Key is still running", [(b"retry-after", b"1")],
+            )  # fmt: skip
+        else:
+            headers = [(k.encode(), v.encode()) for k, v in (row[2] or {}).items()]
+            headers.append((b"idempotent-replayed", b"true"))
+            await send({"type": "http.response.start", "status": row[1], "headers": headers})
+            await send({"type": "http.response.body", "body": self.sealer.open(scope_id, key, bytes(row[3] or b""))})
+        return True
 
+    async def _run_and_keep(self, scope: Scope, send: Send, scope_id: str, key: str, body: bytes) -> None:
+        """Run the request, passing its response on, and keep the response (sealed) for replays; a 5xx or a crash
+        recorded nothing, so the key is released for the client's retry."""
         captured: dict[str, Any] = {"status": None, "headers": {}, "body": []}
 
         async def capture(message: Message) -> None:
@@ -320,7 +309,7 @@ class Idempotency:
             await self.app(scope, _replay(body), capture)
         finally:
             status = captured["status"]
-            async with pool.connection() as conn:
+            async with (await self._pool()).connection() as conn:
                 if status is not None and status < 500:
                     await conn.execute(
                         "UPDATE idempotency_keys SET status = %s, headers = %s, body = %s WHERE scope = %s AND key = %s",
@@ -334,6 +323,21 @@ class Idempotency:
                     )
                 else:  # a failure that recorded nothing: let the client retry with the same key
                     await conn.execute("DELETE FROM idempotency_keys WHERE scope = %s AND key = %s", (scope_id, key))
+
+
+async def _read_body(receive: Receive) -> bytes:
+    """The whole request body (bounded by the 1 MB limit below us), to hash it and then replay it to the app."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if size > 1_048_576 or not message.get("more_body"):
+            break
+    return b"".join(chunks)
 
 
 class Sealer:

@@ -45,3 +45,21 @@ def test_stored_responses_are_sealed(client: Any, student: Actor, prepared: Sett
     assert row is not None and name.encode() not in bytes(row[0]) and bytes(row[0]).startswith(b"TCS1")
     r2 = client.patch(f"{API}/me", json={"full_name": name}, headers=h)
     assert r2.headers.get("idempotent-replayed") == "true" and r2.content == r1.content
+
+
+def test_a_duplicate_while_the_first_still_runs_is_409(client: Any, student: Actor, prepared: Settings) -> None:
+    """The first request's claim is in place but it has not answered yet (its row has no status)."""
+    import hashlib
+
+    key, body = str(uuid.uuid4()), b'{"full_name": "Twice"}'
+    digest = hashlib.sha256(b"\n".join([b"PATCH", f"{API}/me".encode(), b"", body])).digest()
+    with psycopg.connect(prepared.database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO idempotency_keys (scope, key, request_hash) VALUES (%s, %s, %s)",
+            (f"user:{student.id}", key, digest),
+        )
+    h = {**student.auth, "Idempotency-Key": key, "content-type": "application/json"}
+    r = client.patch(f"{API}/me", content=body, headers=h)
+    problem(r, 409, "idempotency-key-in-flight")
+    assert r.headers.get("retry-after") == "1"
+    problem(client.patch(f"{API}/me", content=b'{"full_name": "Other"}', headers=h), 422, "idempotency-key-reused")
