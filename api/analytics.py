@@ -14,7 +14,7 @@ from litestar.response import Stream
 from api import csvout
 from api.deps import caller, query, reading, services
 from api.guards import ADMIN
-from api.tutors import _instant
+from api.params import instant
 from domain.errors import NotFound, ValidationFailed
 
 BEARER = [{"bearer": []}]
@@ -118,8 +118,8 @@ class AnalyticsController(Controller):
         """A metric per day, week or month in [from, to) (default: the last 30 days)."""
         actor = caller(request)
         now = services(request.app.state).clock.now()
-        to = _instant("to", request.query_params.get("to")) or now
-        frm = _instant("from", request.query_params.get("from")) or to - timedelta(days=30)
+        to = instant("to", request.query_params.get("to")) or now
+        frm = instant("from", request.query_params.get("from")) or to - timedelta(days=30)
         if to <= frm or to - frm > timedelta(days=3660):
             raise ValidationFailed([("to", "after from, at most ten years later")])
         sql, names = METRICS[metric]

@@ -11,7 +11,8 @@ from litestar import Controller, Request, Response, get, post
 
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
 from api.guards import PARTIES, STUDENT, TUTOR, USER
-from api.tutors import _instant
+from api.params import instant
+from domain.booking import POLICY_KEYS
 from domain.errors import NotFound, ValidationFailed
 
 BEARER = [{"bearer": []}]
@@ -20,7 +21,6 @@ COLS = (
     "booking_id, tutor_id, student_id, subject_id, start_at, end_at, duration_minutes, status, note, policy,"
     " created_at, pending_reschedule"
 )
-POLICY_KEYS = ("cancellation_window_hours", "late_cancel_refund_bps", "no_show_refund_bps", "commission_bps")
 
 
 class BookingIn(msgspec.Struct):
@@ -287,8 +287,8 @@ class TutorCalendarController(Controller):
         """The caller's bookings in [from, to) (default: the next 14 days), any status."""
         actor = caller(request)
         now = services(request.app.state).clock.now()
-        frm = _instant("from", request.query_params.get("from")) or now
-        to = _instant("to", request.query_params.get("to")) or frm + timedelta(days=14)
+        frm = instant("from", request.query_params.get("from")) or now
+        to = instant("to", request.query_params.get("to")) or frm + timedelta(days=14)
         if to <= frm or to - frm > timedelta(days=62):
             raise ValidationFailed([("to", "after from, at most 62 days later")])
         with reading(request, ("bookings",), actor) as (conn, pos):

@@ -15,7 +15,7 @@ from litestar.response import Stream
 from api import csvout
 from api.deps import caller, command, query, reading, services
 from api.guards import ADMIN, MONEY_STAFF
-from api.tutors import _instant
+from api.params import instant
 from domain.errors import ValidationFailed
 from projections.reconcile import reconcile
 
@@ -74,7 +74,7 @@ class FinanceController(Controller):
         actor = caller(request)
         if account.split(":", 1)[0] not in ACCOUNT_KINDS or len(account) > 200:
             raise ValidationFailed([("account", f"one of {', '.join(ACCOUNT_KINDS)} (with :id where needed)")])
-        as_of = _instant("as_of", request.query_params.get("as_of")) or services(request.app.state).clock.now()
+        as_of = instant("as_of", request.query_params.get("as_of")) or services(request.app.state).clock.now()
         with reading(request, ("ledger",), actor) as (conn, pos):
             found = balance(conn, account, as_of)
         currency, amount = found[0] if found else ("USD", 0)
@@ -87,8 +87,8 @@ class FinanceController(Controller):
     def journal(self, request: Request[Any, Any, Any], format: Literal["json", "csv"] = "json") -> Response[Any]:  # noqa: A002
         """Every entry with its postings in [from, to), streamed as JSON or CSV (one row per posting)."""
         actor = caller(request)
-        frm = _instant("from", request.query_params.get("from"))
-        to = _instant("to", request.query_params.get("to"))
+        frm = instant("from", request.query_params.get("from"))
+        to = instant("to", request.query_params.get("to"))
         dsn = services(request.app.state).settings.database_url
         with reading(request, ("ledger",), actor) as (_conn, pos):
             pass

@@ -11,6 +11,7 @@ from litestar import Controller, Request, Response, get, post
 
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services
 from api.guards import ADMIN
+from api.params import instant
 from api.tutor_profile import documents_out
 from domain.availability import window_cover
 from domain.errors import NotFound, ValidationFailed
@@ -179,18 +180,6 @@ def public_tutor(row: dict[str, Any], nxt: Slot | None) -> dict[str, Any]:
     }
 
 
-def _instant(name: str, raw: str | None) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        t = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValidationFailed([(name, "an RFC 3339 instant")]) from None
-    if t.tzinfo is None:
-        raise ValidationFailed([(name, "an instant with an offset")])
-    return t.astimezone(UTC)
-
-
 class PublicTutorsController(Controller):
     """Anyone finds listed tutors (approved, with an open account)."""
 
@@ -218,8 +207,8 @@ class PublicTutorsController(Controller):
             raise ValidationFailed([("sort", "rating, price or relevance")])
         if sort == "relevance" and not q:
             raise ValidationFailed([("sort", "relevance needs q")])
-        frm = _instant("available_from", request.query_params.get("available_from"))
-        to = _instant("available_to", request.query_params.get("available_to"))
+        frm = instant("available_from", request.query_params.get("available_from"))
+        to = instant("available_to", request.query_params.get("available_to"))
         if (frm is None) != (to is None) or (frm and to and (to <= frm or to - frm > timedelta(days=31))):
             raise ValidationFailed([("available_to", "give both bounds, at most 31 days apart")])
         where: list[str] = ["listed"]
@@ -418,8 +407,8 @@ class PublicTutorsController(Controller):
         """Bookable start times in [from, to) (at most 31 days) for a 30/60/90/120-minute lesson."""
         if duration_minutes not in (30, 60, 90, 120):
             raise ValidationFailed([("duration_minutes", "30, 60, 90 or 120")])
-        frm = _instant("from", request.query_params.get("from"))
-        to = _instant("to", request.query_params.get("to"))
+        frm = instant("from", request.query_params.get("from"))
+        to = instant("to", request.query_params.get("to"))
         if frm is None or to is None:
             raise ValidationFailed([("from", "from and to are required")])
         if to <= frm or to - frm > timedelta(days=31):

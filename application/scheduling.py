@@ -13,7 +13,16 @@ from application.identity import Account
 from application.money import Money
 from application.store import retrying
 from domain.availability import available, covers, on_grid, parse_rules
-from domain.booking import Booking, BookingConflict, Calendar, OutsideAvailability, TooShortNotice, weeks_between
+from domain.booking import (
+    POLICY_KEYS,
+    POLICY_TIMINGS,
+    Booking,
+    BookingConflict,
+    Calendar,
+    OutsideAvailability,
+    TooShortNotice,
+    weeks_between,
+)
 from domain.credits import CreditAccount
 from domain.errors import NotFound, ValidationFailed
 from domain.inbox import Inbox
@@ -23,7 +32,6 @@ from domain.subject import Subject
 from domain.tutor import TutorNotBookable, TutorProfile
 
 AUTO_CONFIRM_AFTER = timedelta(hours=24)
-POLICY_KEYS = ("cancellation_window_hours", "late_cancel_refund_bps", "no_show_refund_bps", "commission_bps")
 
 
 def _z(t: datetime) -> str:
@@ -131,7 +139,7 @@ class Scheduling(Money):
             self.give_back((loaded.get(i) for i in writes), {i: loaded[i].version for i in writes if i in loaded})
             raise
         settings: Any = loaded.get(SETTINGS_ID) or PlatformSettings.defaults()
-        policy = {k: settings.values[k] for k in (*POLICY_KEYS, "pending_expiry_hours", "auto_complete_hours")}
+        policy = {k: settings.values[k] for k in (*POLICY_KEYS, *POLICY_TIMINGS)}
         first = True
 
         def attempt() -> tuple[dict[str, Any], int]:

@@ -225,10 +225,10 @@ def copy_events(dsn: str, rows: Sequence[tuple[Any, ...]], vacuum: bool = True) 
 
 def policy() -> dict[str, Any]:
     """The booking policy snapshot the app records with a booking (platform defaults)."""
-    from application.scheduling import POLICY_KEYS
+    from domain.booking import POLICY_KEYS, POLICY_TIMINGS
     from domain.platform import DEFAULTS
 
-    return {k: DEFAULTS[k] for k in (*POLICY_KEYS, "pending_expiry_hours", "auto_complete_hours")}
+    return {k: DEFAULTS[k] for k in (*POLICY_KEYS, *POLICY_TIMINGS)}
 
 
 def make_subjects(log: LogBuilder) -> list[dict[str, Any]]:

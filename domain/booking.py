@@ -20,6 +20,10 @@ from domain.money import bps_of
 DURATIONS = (30, 60, 90, 120)
 ACTIVE = ("pending", "confirmed")
 NO_SHOW_AFTER = timedelta(minutes=10)
+# The platform settings a booking keeps from when it was requested (shown to both parties), and the timings it also
+# keeps for the sweeps (not shown)
+POLICY_KEYS = ("cancellation_window_hours", "late_cancel_refund_bps", "no_show_refund_bps", "commission_bps")
+POLICY_TIMINGS = ("pending_expiry_hours", "auto_complete_hours")
 
 
 class BookingConflict(DomainError):
