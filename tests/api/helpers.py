@@ -10,9 +10,9 @@ from typing import Any
 import httpx
 
 from tests.conftest import PASSWORD
+from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
 
 API = "/api/v1"
-PROBLEMS = "https://tutorconnect.dev/problems/"
 USER_FIELDS = {"id", "email", "full_name", "role", "is_active", "timezone", "language", "currency", "avatar_url"}
 EVENT_FIELDS = {
     "position",
@@ -28,41 +28,6 @@ EVENT_FIELDS = {
 }
 
 
-def _where(r: httpx.Response) -> str:
-    return f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text[:800]}"
-
-
-def media_type(r: httpx.Response) -> str:
-    return str(r.headers.get("content-type", "")).split(";")[0].strip().lower()
-
-
-def ok(r: httpx.Response, status: int = 200) -> Any:
-    """Assert a JSON success with exactly `status`; return the body (None for an empty one)."""
-    assert r.status_code == status, f"wanted {status}: {_where(r)}"
-    if not r.content:
-        return None
-    assert media_type(r) == "application/json", f"content-type {r.headers.get('content-type')}: {_where(r)}"
-    return r.json()
-
-
-def problem(r: httpx.Response, status: int | tuple[int, ...], slug: str | None = None) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with `status` (or one of them) and, if given, the type ending in `slug`."""
-    wanted = (status,) if isinstance(status, int) else status
-    assert r.status_code in wanted, f"wanted {wanted}: {_where(r)}"
-    assert media_type(r) == "application/problem+json", f"content-type {r.headers.get('content-type')}: {_where(r)}"
-    body = r.json()
-    assert isinstance(body, dict), _where(r)
-    assert body.get("status") == r.status_code, f"problem status field: {body}"
-    assert isinstance(body.get("type"), str) and body["type"].startswith(PROBLEMS), f"problem type: {body}"
-    assert isinstance(body.get("title"), str) and body["title"], f"problem title: {body}"
-    assert isinstance(body.get("detail"), str), f"problem detail: {body}"
-    if slug is not None:
-        assert body["type"] == PROBLEMS + slug, f"wanted type …/{slug}, got {body['type']}: {body}"
-    if r.status_code == 429 or (r.status_code == 503 and body["type"].endswith("projection-lagging")):
-        assert int(r.headers["Retry-After"]) >= 1, f"no Retry-After: {dict(r.headers)}"
-    return body
-
-
 def error_fields(body: dict[str, Any]) -> set[str]:
     """The `field` of each item of a validation problem's errors[] (which must be a non-empty list)."""
     errors = body.get("errors")
@@ -75,7 +40,7 @@ def error_fields(body: dict[str, Any]) -> set[str]:
 def event_position(r: httpx.Response) -> int:
     """X-Event-Position of a command response (asserted present and a positive integer)."""
     raw = r.headers.get("X-Event-Position")
-    assert raw is not None, f"command response without X-Event-Position: {_where(r)}"
+    assert raw is not None, f"command response without X-Event-Position: {where(r)}"
     assert raw.isdigit() and int(raw) > 0, f"X-Event-Position {raw!r}"
     return int(raw)
 
@@ -83,7 +48,7 @@ def event_position(r: httpx.Response) -> int:
 def projection_position(r: httpx.Response) -> int:
     """X-Projection-Position of a query response (asserted present and a non-negative integer)."""
     raw = r.headers.get("X-Projection-Position")
-    assert raw is not None, f"query response without X-Projection-Position: {_where(r)}"
+    assert raw is not None, f"query response without X-Projection-Position: {where(r)}"
     assert raw.isdigit(), f"X-Projection-Position {raw!r}"
     return int(raw)
 

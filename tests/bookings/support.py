@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import httpx
 import psycopg
 
 from application.clock import Clock
@@ -19,9 +18,9 @@ from application.settings import Settings
 from projections import runtime
 from projections.runtime import EVENTS_TABLE
 from tests.conftest import wait_until  # noqa: F401 - one poller for every test package
+from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
 
 API = "/api/v1"
-PROBLEMS = "https://tutorconnect.dev/problems/"
 FAR = datetime(2031, 1, 1, tzinfo=UTC)  # credit that never expires within these tests
 ALL_WEEK = [{"weekday": d, "start": "00:00", "end": "24:00"} for d in range(7)]
 
@@ -149,24 +148,3 @@ def events_of(dsn: str, aggregate_id: Any) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------- HTTP
-
-
-def _where(r: httpx.Response) -> str:
-    return f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text[:800]}"
-
-
-def ok(r: httpx.Response, status: int = 200) -> Any:
-    assert r.status_code == status, f"wanted {status}: {_where(r)}"
-    return r.json() if r.content else None
-
-
-def problem(r: httpx.Response, status: int | tuple[int, ...], slug: str | None = None) -> dict[str, Any]:
-    """An RFC 9457 problem with `status` (or one of them) and, if given, the type ending in `slug`."""
-    wanted = (status,) if isinstance(status, int) else status
-    assert r.status_code in wanted, f"wanted {wanted}: {_where(r)}"
-    assert r.headers.get("content-type", "").startswith("application/problem+json"), _where(r)
-    body = r.json()
-    assert body.get("status") == r.status_code, body
-    if slug is not None:
-        assert body["type"] == PROBLEMS + slug, f"wanted …/{slug}: {_where(r)}"
-    return dict(body)

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import httpx
 import psycopg
 import redis
 from eventsourcing.application import AggregateNotFoundError
@@ -29,9 +28,9 @@ from domain.credits import CreditAccount
 from projections import runtime
 from projections.runtime import Projection
 from tests.conftest import wait_until
+from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
 
 API = "/api/v1"
-PROBLEMS = "https://tutorconnect.dev/problems/"
 WEBHOOK_SECRET = "whsec_money_tests_" + "s" * 24
 STRIPE_KEY = "sk_test_x"
 
@@ -331,22 +330,3 @@ def refunded_event(payment_intent_id: str, amount: int, amount_refunded: int) ->
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def _where(r: httpx.Response) -> str:
-    return f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text[:800]}"
-
-
-def ok(r: Any, status: int = 200) -> Any:
-    assert r.status_code == status, f"wanted {status}: {_where(r)}"
-    return r.json() if r.content else None
-
-
-def problem(r: Any, status: int | tuple[int, ...], slug: str | None = None) -> dict[str, Any]:
-    wanted = (status,) if isinstance(status, int) else status
-    assert r.status_code in wanted, f"wanted {wanted}: {_where(r)}"
-    assert r.headers.get("content-type", "").startswith("application/problem+json"), _where(r)
-    body: dict[str, Any] = r.json()
-    if slug is not None:
-        assert body["type"] == PROBLEMS + slug, f"wanted …/{slug}: {body}"
-    return body

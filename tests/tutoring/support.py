@@ -11,9 +11,9 @@ import httpx
 
 from application.settings import Settings
 from tests.conftest import PASSWORD, staff_login
+from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
 
 API = "/api/v1"
-PROBLEMS = "https://tutorconnect.dev/problems/"
 PUBLIC_TUTOR_KEYS = {
     "id",
     "full_name",
@@ -40,31 +40,9 @@ PROFILE_KEYS = {
 }
 
 
-def _where(r: httpx.Response) -> str:
-    return f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text[:800]}"
-
-
-def ok(r: httpx.Response, status: int = 200) -> Any:
-    """Assert a JSON success with exactly `status`; return the body."""
-    assert r.status_code == status, f"wanted {status}: {_where(r)}"
-    assert r.headers.get("content-type", "").startswith("application/json"), _where(r)
-    return r.json()
-
-
-def problem(r: httpx.Response, status: int, slug: str | None = None) -> dict[str, Any]:
-    """Assert an RFC 9457 problem with `status` and, if given, the type ending in `slug`."""
-    assert r.status_code == status, f"wanted {status} {slug or ''}: {_where(r)}"
-    assert r.headers.get("content-type", "").startswith("application/problem+json"), _where(r)
-    body: dict[str, Any] = r.json()
-    assert body["status"] == status and body["type"].startswith(PROBLEMS), body
-    if slug is not None:
-        assert body["type"] == PROBLEMS + slug, f"wanted …/{slug}: {body}"
-    return body
-
-
 def position(r: httpx.Response) -> int:
     raw = r.headers.get("X-Event-Position")
-    assert raw is not None and raw.isdigit(), f"no X-Event-Position: {_where(r)}"
+    assert raw is not None and raw.isdigit(), f"no X-Event-Position: {where(r)}"
     return int(raw)
 
 
