@@ -88,7 +88,9 @@ def domain_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
             extra: dict[str, Any] = {}
             if isinstance(exc, e.ValidationFailed):
                 extra["errors"] = [{"field": f, "message": m} for f, m in exc.errors]
-            headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+            headers = (
+                {"WWW-Authenticate": "Bearer"} if status == 401 else {"Retry-After": "5"} if status == 503 else None
+            )
             return problem(status, slug, title, getattr(exc, "detail", str(exc)), headers=headers, **extra)
     return unexpected(_, exc)
 

@@ -41,6 +41,6 @@ def problem(r: httpx.Response, status: int | tuple[int, ...], slug: str | None =
     assert isinstance(body.get("detail"), str), f"problem detail: {body}"
     if slug is not None:
         assert body["type"] == PROBLEMS + slug, f"wanted type …/{slug}, got {body['type']}: {body}"
-    if r.status_code == 429 or (r.status_code == 503 and body["type"].endswith("projection-lagging")):
+    if r.status_code in (429, 503):  # rate limits and anything unavailable say when to come back
         assert int(r.headers["Retry-After"]) >= 1, f"no Retry-After: {dict(r.headers)}"
     return body

@@ -104,3 +104,22 @@ def test_a_tutor_document_is_checked_and_frozen_at_completion(s3_client: Any) ->
     assert got.content == PDF
     assert got.headers["content-type"] == "application/pdf"
     assert got.headers["content-disposition"].startswith("attachment;")
+
+
+def test_storage_out_of_reach_is_a_503_that_says_when_to_retry(prepared: Any, projectors: Any) -> None:
+    from litestar.testing import TestClient
+
+    from api.app import create_app
+    from tests.conftest import make_settings
+    from tests.http import problem
+
+    unreachable = make_settings(
+        prepared.database_url, prepared.redis_url, s3_endpoint_url="http://127.0.0.1:9", s3_access_key="k",
+        s3_secret_key="s" * 16, s3_bucket="nowhere",
+    )  # fmt: skip
+    with TestClient(create_app(unreachable), base_url="http://testserver.local") as c:
+        a = register(c, "student")
+        r = c.post(f"{API}/attachments", json={"filename": "a.png", "content_type": "image/png", "size": 10},
+                   headers=bearer(a))  # fmt: skip
+        problem(r, 503, "storage-unavailable")
+        assert r.headers["Retry-After"] == "5"
