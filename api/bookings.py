@@ -83,6 +83,10 @@ def row_view(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _scheduling(request: Request[Any, Any, Any]) -> Any:
+    return services(request.app.state).scheduling
+
+
 def _aware(name: str, t: datetime) -> datetime:
     if t.tzinfo is None:
         raise ValidationFailed([(name, "an instant with an offset")])
@@ -149,50 +153,47 @@ class BookingsController(Controller):
             raise NotFound("no such booking")
         return query(row_view(row), pos)
 
-    def _act(self, request: Request[Any, Any, Any], booking_id: UUID, action: str, **kw: Any) -> Response[Any]:
-        actor = caller(request)
-        body, position = services(request.app.state).scheduling.act(actor, booking_id, action, **kw)
-        return command(request, body, position)
-
     @post("/{booking_id:uuid}/confirm", status_code=200, sync_to_thread=True, guards=TUTOR)
     def confirm(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The tutor accepts a pending request."""
-        return self._act(request, booking_id, "confirm")
+        return command(request, *_scheduling(request).confirm(caller(request), booking_id))
 
     @post("/{booking_id:uuid}/decline", status_code=200, sync_to_thread=True, guards=TUTOR)
     def decline(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The tutor turns down a pending request; the credit hold is released."""
-        return self._act(request, booking_id, "decline")
+        return command(request, *_scheduling(request).decline(caller(request), booking_id))
 
     @post("/{booking_id:uuid}/cancel", status_code=200, sync_to_thread=True, guards=PARTIES)
     def cancel(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReasonIn | None = None) -> Response[Any]:
         """Cancel; the response says what was refunded and forfeited under the booking's policy."""
-        return self._act(request, booking_id, "cancel", reason=(data.reason if data else ""))
+        reason = data.reason if data else ""
+        return command(request, *_scheduling(request).cancel(caller(request), booking_id, reason))
 
     @post("/{booking_id:uuid}/reschedule", status_code=200, sync_to_thread=True, guards=PARTIES)
     def reschedule(self, request: Request[Any, Any, Any], booking_id: UUID, data: RescheduleIn) -> Response[Any]:
         """Propose a new time for a confirmed booking."""
-        return self._act(request, booking_id, "propose", start=_aware("start", data.start))
+        start = _aware("start", data.start)
+        return command(request, *_scheduling(request).propose(caller(request), booking_id, start))
 
     @post("/{booking_id:uuid}/reschedule/accept", status_code=200, sync_to_thread=True, guards=PARTIES)
     def accept(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The other party accepts the proposal: the booking moves."""
-        return self._act(request, booking_id, "accept")
+        return command(request, *_scheduling(request).answer(caller(request), booking_id, accept=True))
 
     @post("/{booking_id:uuid}/reschedule/reject", status_code=200, sync_to_thread=True, guards=PARTIES)
     def reject(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The other party rejects the proposal."""
-        return self._act(request, booking_id, "reject")
+        return command(request, *_scheduling(request).answer(caller(request), booking_id, accept=False))
 
     @post("/{booking_id:uuid}/complete", status_code=200, sync_to_thread=True, guards=TUTOR)
     def complete(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The tutor marks the lesson done after its end; the hold is captured."""
-        return self._act(request, booking_id, "complete")
+        return command(request, *_scheduling(request).complete(caller(request), booking_id))
 
     @post("/{booking_id:uuid}/no-show", status_code=200, sync_to_thread=True, guards=TUTOR)
     def no_show(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
         """The tutor marks the student absent (from start + 10 minutes); the no-show policy decides the credit."""
-        return self._act(request, booking_id, "no_show")
+        return command(request, *_scheduling(request).no_show(caller(request), booking_id))
 
     @post("/{booking_id:uuid}/review", status_code=201, sync_to_thread=True, guards=STUDENT)
     def review(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReviewIn) -> Response[Any]:

@@ -3,6 +3,7 @@ student's credit hold; the lifecycle with its money (release, capture, policy sh
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -32,6 +33,8 @@ from domain.subject import Subject
 from domain.tutor import TutorNotBookable, TutorProfile
 
 AUTO_CONFIRM_AFTER = timedelta(hours=24)
+# What a lifecycle step changed besides the booking (saved with it), and the extra fields of its answer
+Changed = tuple[list[Any], dict[str, Any]]
 
 
 def _z(t: datetime) -> str:
@@ -192,71 +195,133 @@ class Scheduling(Money):
             raise NotFound("no such booking")
         return booking_view(b)
 
-    def _transition(
-        self, booking_id: UUID, actor: Account | None, action: str, **kw: Any
+    # ------------------------------------------------------------------------------------ lifecycle commands
+    #
+    # One method per command; each is load -> the booking's own method -> save, through `_change`. The step returns
+    # what else it changed (calendars, the credit account, the tutor's payouts, the pair's thread) and any extra
+    # fields of the answer, or None when there was nothing to do (a sweep that finds the booking already ended).
+
+    def confirm(self, actor: Account, booking_id: UUID) -> tuple[dict[str, Any], int]:
+        """The tutor accepts a pending request; the pair may see each other's contact details from now on."""
+
+        def step(b: Booking, now: datetime) -> Changed:
+            b.confirm(actor.user_id, now=now)
+            return [self._unlock(b)], {}
+
+        return self._change(booking_id, actor, step)
+
+    def decline(self, actor: Account, booking_id: UUID) -> tuple[dict[str, Any], int]:
+        """The tutor refuses a pending request: the time and the held credit are released."""
+
+        def step(b: Booking, now: datetime) -> Changed:
+            b.decline(actor.user_id)
+            return self._release(b, capture=0, outcome="released"), {}
+
+        return self._change(booking_id, actor, step)
+
+    def expire(self, booking_id: UUID) -> tuple[dict[str, Any], int]:
+        """The sweep: an unanswered request lapses (nothing happens if it was answered or has not lapsed)."""
+
+        def step(b: Booking, now: datetime) -> Changed | None:
+            if not b.expire(now):
+                return None
+            return self._release(b, capture=0, outcome="released"), {}
+
+        return self._change(booking_id, None, step)
+
+    def cancel(self, actor: Account, booking_id: UUID, reason: str = "") -> tuple[dict[str, Any], int]:
+        """Either party cancels; a late student cancellation forfeits the policy's share of the credit."""
+
+        def step(b: Booking, now: datetime) -> Changed:
+            refunded, forfeited = b.cancel(actor.user_id, reason, now)
+            extra = {"refunded_minutes": refunded, "forfeited_minutes": forfeited}
+            return self._release(b, capture=forfeited, outcome="cancelled"), extra
+
+        return self._change(booking_id, actor, step)
+
+    def withdraw(self, booking_id: UUID, reason: str) -> tuple[dict[str, Any], int]:
+        """The platform cancels a lesson whose tutor can no longer teach, refunding it all (nothing if it has ended
+        or started)."""
+
+        def step(b: Booking, now: datetime) -> Changed | None:
+            if not b.withdraw(reason, now):
+                return None
+            return self._release(b, capture=0, outcome="released"), {}
+
+        return self._change(booking_id, None, step)
+
+    def complete(self, actor: Account | None, booking_id: UUID) -> tuple[dict[str, Any], int]:
+        """The tutor marks the lesson done after its end (`actor` None: it completes by itself later); the hold
+        is captured for the tutor."""
+
+        def step(b: Booking, now: datetime) -> Changed:
+            b.complete(actor.user_id if actor else None, now, auto=actor is None)
+            return self._settle_only(b, capture=b.duration_minutes, outcome="captured"), {}
+
+        return self._change(booking_id, actor, step)
+
+    def no_show(self, actor: Account, booking_id: UUID) -> tuple[dict[str, Any], int]:
+        """The tutor marks the student absent; the policy's share comes back to the student."""
+
+        def step(b: Booking, now: datetime) -> Changed:
+            refund = b.no_show(actor.user_id, now)
+            return self._release(b, capture=b.duration_minutes - refund, outcome="no_show"), {}
+
+        return self._change(booking_id, actor, step)
+
+    def propose(self, actor: Account, booking_id: UUID, start: datetime) -> tuple[dict[str, Any], int]:
+        """Either party proposes a new time: it must be bookable now (availability, notice, no overlap)."""
+
+        def step(b: Booking, now: datetime) -> Changed:
+            new_start = start.astimezone(UTC)
+            new_end = new_start + timedelta(minutes=b.duration_minutes)
+            self._check_time(self._profile(b.tutor_id), new_start, b.duration_minutes, now)
+            for c in self._calendars(b.tutor_id, new_start, new_end):
+                c.reserve(str(b.id), new_start, new_end)  # the conflict check only: nothing is saved
+                c.collect_events()
+            b.propose(actor.user_id, new_start)
+            return [], {}
+
+        return self._change(booking_id, actor, step)
+
+    def answer(self, actor: Account, booking_id: UUID, accept: bool) -> tuple[dict[str, Any], int]:
+        """The other party accepts a proposal (the lesson moves in the calendars) or rejects it."""
+
+        def step(b: Booking, now: datetime) -> Changed:
+            old = (b.start, b.end)
+            proposal = b.answer_reschedule(actor.user_id, accept)
+            if not accept:
+                return [], {}
+            self._check_time(self._profile(b.tutor_id), proposal["start"], b.duration_minutes, now)
+            olds = self._calendars(b.tutor_id, *old)
+            for c in olds:
+                c.release(str(b.id))
+            moved = {c.id: c for c in olds}
+            for c in self._calendars(b.tutor_id, proposal["start"], proposal["end"]):
+                c = moved.get(c.id, c)
+                c.reserve(str(b.id), proposal["start"], proposal["end"])
+                moved[c.id] = c
+            return list(moved.values()), {}
+
+        return self._change(booking_id, actor, step)
+
+    def _change(
+        self, booking_id: UUID, actor: Account | None, step: Callable[[Booking, datetime], Changed | None]
     ) -> tuple[dict[str, Any], int]:
+        """Load the booking (404 for someone else's), run `step`, save the booking with what the step changed, in
+        one transaction; a version clash runs it all again on fresh state."""
+
         def attempt() -> tuple[dict[str, Any], int]:
             b = self._booking(booking_id)
             if actor is not None and actor.role != "admin" and actor.user_id not in (b.student_id, b.tutor_id):
                 raise NotFound("no such booking")
-            now = self.now()
-            aid = actor.user_id if actor else None
-            extra: dict[str, Any] = {}
-            to_save: list[Any] = [b]
-            bid = str(b.id)
-            if action == "confirm":
-                b.confirm(aid, now=now)
-                to_save.append(self._unlock(b))
-            elif action in ("decline", "expire"):
-                if action == "decline":
-                    b.decline(aid)  # type: ignore[arg-type]
-                elif not b.expire(now):
-                    return booking_view(b), self.head()
-                to_save += self._release(b, capture=0, outcome="released")
-            elif action == "cancel":
-                refunded, forfeited = b.cancel(aid, kw.get("reason", ""), now)  # type: ignore[arg-type]
-                to_save += self._release(b, capture=forfeited, outcome="cancelled")
-                extra = {"refunded_minutes": refunded, "forfeited_minutes": forfeited}
-            elif action == "withdraw":
-                if not b.withdraw(kw.get("reason", ""), now):
-                    return booking_view(b), self.head()
-                to_save += self._release(b, capture=0, outcome="released")
-            elif action == "complete":
-                b.complete(aid, now, auto=actor is None)
-                to_save += self._settle_only(b, capture=b.duration_minutes, outcome="captured")
-            elif action == "no_show":
-                refund = b.no_show(aid, now)  # type: ignore[arg-type]
-                to_save += self._release(b, capture=b.duration_minutes - refund, outcome="no_show")
-            elif action == "propose":
-                tutor = self._profile(b.tutor_id)
-                new_start: datetime = kw["start"].astimezone(UTC)
-                self._check_time(tutor, new_start, b.duration_minutes, now)
-                for c in self._calendars(b.tutor_id, new_start, new_start + timedelta(minutes=b.duration_minutes)):
-                    c.reserve(bid, new_start, new_start + timedelta(minutes=b.duration_minutes))  # conflict check only
-                    c.collect_events()
-                b.propose(aid, new_start)  # type: ignore[arg-type]
-            elif action in ("accept", "reject"):
-                old = (b.start, b.end)
-                proposal = b.answer_reschedule(aid, action == "accept")  # type: ignore[arg-type]
-                if action == "accept":
-                    tutor = self._profile(b.tutor_id)
-                    self._check_time(tutor, proposal["start"], b.duration_minutes, now)
-                    olds = self._calendars(b.tutor_id, *old)
-                    for c in olds:
-                        c.release(bid)
-                    news = {c.id: c for c in olds}
-                    for c in self._calendars(b.tutor_id, proposal["start"], proposal["end"]):
-                        c = news.get(c.id, c)
-                        c.reserve(bid, proposal["start"], proposal["end"])
-                        news[c.id] = c
-                    to_save += list(news.values())
-            else:
-                raise ValidationFailed([("action", "unknown")])
-            position = self.record(*to_save)
+            changed = step(b, self.now())
+            if changed is None:
+                return booking_view(b), self.head()
+            others, extra = changed
+            position = self.record(b, *others)
             body = booking_view(b)
-            if extra:
-                return {"booking": body, **extra}, position
-            return body, position
+            return ({"booking": body, **extra} if extra else body), position
 
         return retrying(attempt, attempts=12)
 
@@ -285,11 +350,6 @@ class Scheduling(Money):
             return []
         _, payouts = self.settle(account, str(b.id), capture, outcome)
         return [account, payouts] if payouts else [account]
-
-    def act(self, actor: Account | None, booking_id: UUID, action: str, **kw: Any) -> tuple[dict[str, Any], int]:
-        """Run a lifecycle action (confirm, decline, cancel, propose, accept, reject, complete, no_show, expire;
-        withdraw: the platform cancels for a tutor who can no longer teach)."""
-        return self._transition(booking_id, actor, action, **kw)
 
     # ------------------------------------------------------------------------------------------ reviews
 

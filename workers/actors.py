@@ -109,7 +109,7 @@ def expire_booking(booking_id: str) -> None:
     from application.context import acting
 
     with acting(actor_role="system", correlation_id=f"expire-booking-{booking_id}", causation_id=booking_id):
-        _scheduling().act(None, UUID(booking_id), "expire")
+        _scheduling().expire(UUID(booking_id))
 
 
 @dramatiq.actor(queue_name="bookings", max_retries=5)
@@ -122,7 +122,7 @@ def complete_booking(booking_id: str) -> None:
 
     with acting(actor_role="system", correlation_id=f"complete-booking-{booking_id}", causation_id=booking_id):
         try:
-            _scheduling().act(None, UUID(booking_id), "complete")
+            _scheduling().complete(None, UUID(booking_id))
         except WrongStatus:
             pass  # already completed, cancelled or marked no-show meanwhile: nothing to do
 
@@ -147,7 +147,7 @@ def withdraw_booking(booking_id: str) -> None:
     from application.context import acting
 
     with acting(actor_role="system", correlation_id=f"withdraw-booking-{booking_id}", causation_id=booking_id):
-        _scheduling().act(None, UUID(booking_id), "withdraw", reason="the tutor's account was closed")
+        _scheduling().withdraw(UUID(booking_id), "the tutor's account was closed")
 
 
 @dramatiq.actor(queue_name="bookings", max_retries=3)

@@ -41,7 +41,7 @@ class Env:
             Account(self.student, "student"), self.tutor, UUID(self.subject), start, 60, "scales"
         )
         if confirm:
-            self.app.act(Account(self.tutor, "tutor"), UUID(view["id"]), "confirm")
+            self.app.confirm(Account(self.tutor, "tutor"), UUID(view["id"]))
         return UUID(view["id"])
 
     def status(self, booking: UUID) -> str:
@@ -185,8 +185,8 @@ def test_a_lapsed_request_cannot_be_confirmed_before_the_sweep_records_its_expir
     late, timely = env.request(t + timedelta(hours=30)), env.request(t + timedelta(hours=31))
     env.clock.set(t + timedelta(hours=24, minutes=1))  # both lapsed (pending expiry 24 h); no sweep has run
     with pytest.raises(WrongStatus, match="expired"):
-        env.app.act(Account(env.tutor, "tutor"), late, "confirm")
+        env.app.confirm(Account(env.tutor, "tutor"), late)
     assert env.status(late) == "pending" and env.hold(late) == "open"  # nothing recorded by the refusal
     env.clock.set(t + timedelta(hours=23, minutes=59))  # a minute before the lapse, confirming still works
-    env.app.act(Account(env.tutor, "tutor"), timely, "confirm")
+    env.app.confirm(Account(env.tutor, "tutor"), timely)
     assert env.status(timely) == "confirmed"
