@@ -26,6 +26,16 @@ POLICY_KEYS = ("cancellation_window_hours", "late_cancel_refund_bps", "no_show_r
 POLICY_TIMINGS = ("pending_expiry_hours", "auto_complete_hours")
 
 
+def lapses_at(requested_at: datetime, start: datetime, policy: dict[str, Any]) -> datetime:
+    """When an unanswered request lapses: its pending expiry after the request, or its start if sooner."""
+    return min(requested_at + timedelta(hours=int(policy.get("pending_expiry_hours", 24))), start)
+
+
+def completes_by_itself_at(end: datetime, policy: dict[str, Any]) -> datetime:
+    """When a confirmed lesson nobody marked completes by itself: its auto-complete delay after its end."""
+    return end + timedelta(hours=int(policy.get("auto_complete_hours", 24)))
+
+
 class BookingConflict(DomainError):
     """The tutor already has a booking at that time."""
 
@@ -149,7 +159,12 @@ class Booking(Aggregate):
     @property
     def expires_at(self) -> datetime:
         """When an unanswered request lapses."""
-        return min(self.requested_at + timedelta(hours=int(self.policy.get("pending_expiry_hours", 24))), self.start)
+        return lapses_at(self.requested_at, self.start, self.policy)
+
+    @property
+    def completes_at(self) -> datetime:
+        """When the lesson completes by itself if nobody marked it (`complete(..., auto=True)` from then on)."""
+        return completes_by_itself_at(self.end, self.policy)
 
     @event("Expired")
     def _expired(self) -> None:
@@ -237,6 +252,8 @@ class Booking(Aggregate):
         self._need("confirmed")
         if now < self.end:
             raise WrongStatus("the lesson has not ended yet")
+        if auto and now < self.completes_at:
+            raise WrongStatus("the lesson completes by itself only after its auto-complete delay")
         self._completed(auto=auto)
 
     @event("Completed")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from domain.booking import Booking
+from domain.booking import Booking, completes_by_itself_at, lapses_at
 from domain.inbox import Inbox
 from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
 
@@ -101,8 +101,8 @@ class Bookings(Projection):
                     "note": d["note"],
                     "policy": policy,
                     "created_at": requested,
-                    "expires_at": min(requested + timedelta(hours=int(policy.get("pending_expiry_hours", 24))), start),
-                    "auto_complete_at": end + timedelta(hours=int(policy.get("auto_complete_hours", 24))),
+                    "expires_at": lapses_at(requested, start, policy),
+                    "auto_complete_at": completes_by_itself_at(end, policy),
                     "pending_reschedule": None,
                     "cancelled_by": None,
                     "refunded_minutes": None,
@@ -146,13 +146,12 @@ class Bookings(Projection):
                 row["pending_reschedule"] = {"start": d["start"], "proposed_by": d["proposed_by"]}
             elif kind == "Rescheduled":
                 end = datetime.fromisoformat(d["end"])
-                hours = int((row["policy"] or {}).get("auto_complete_hours", 24))
                 row.update(
                     start_at=datetime.fromisoformat(d["start"]),
                     end_at=end,
                     pending_reschedule=None,
                     reminded=False,
-                    auto_complete_at=end + timedelta(hours=hours),
+                    auto_complete_at=completes_by_itself_at(end, row["policy"] or {}),
                 )
             elif kind == "RescheduleRejected":
                 row["pending_reschedule"] = None

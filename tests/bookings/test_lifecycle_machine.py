@@ -433,6 +433,8 @@ def make_machine(w: World) -> type[RuleBasedStateMachine]:
                 error = Forbidden
             elif b.status != "confirmed" or self.now() < b.end:
                 error = WrongStatus
+            elif by == "system" and self.now() < b.end + timedelta(hours=24):  # the default auto-complete delay
+                error = WrongStatus
             if self.expect(lambda: self.app.complete(actor, b.id), error, f"complete {b.id} by {by}"):
                 self.resolve(b, "completed", b.duration)
 
@@ -466,8 +468,9 @@ def make_machine(w: World) -> type[RuleBasedStateMachine]:
         def finish(self, i: int, how: str) -> None:
             """Let a confirmed lesson start and end, then complete it (tutor or automatic) or mark a no-show."""
             b = self.pick(i, True, lambda b: b.status == "confirmed")
-            if b.end > self.now():
-                self.clock.set(b.end)
+            due = b.end + timedelta(hours=24) if how == "system" else b.end  # automatic: after the default delay
+            if due > self.now():
+                self.clock.set(due)
             if how == "no_show":
                 self.no_show(self.bookings.index(b), False, "tutor")
             else:

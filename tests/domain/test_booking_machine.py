@@ -214,6 +214,9 @@ def test_the_boundaries_of_the_lesson_rules() -> None:
     b, student, tutor = _confirmed()
     with pytest.raises(WrongStatus):
         b.complete(tutor, start + timedelta(minutes=59))
+    with pytest.raises(WrongStatus):  # by itself only after the auto-complete delay
+        b.complete(None, start + timedelta(minutes=60, hours=24) - timedelta(seconds=1), auto=True)
+    assert b.completes_at == start + timedelta(minutes=60, hours=24)
     b.complete(tutor, start + timedelta(minutes=60))
     b, student, tutor = _confirmed()
     with pytest.raises(WrongStatus):
@@ -221,6 +224,9 @@ def test_the_boundaries_of_the_lesson_rules() -> None:
     assert b.cancel(student, "late", start - timedelta(hours=24)) == (30, 30)  # inside the window: half back
     b, student, tutor = _confirmed()
     assert b.cancel(student, "early", start - timedelta(hours=24, minutes=1)) == (60, 0)
+    b, student, tutor = _confirmed()
+    b.complete(None, start + timedelta(minutes=60, hours=24), auto=True)
+    assert b.status == "completed"
     lapsing = Booking.request(student, tutor, uuid.uuid4(), start, 60, "", POLICY, 1, NOW)
     with pytest.raises(WrongStatus):
         lapsing.confirm(tutor, now=NOW + timedelta(hours=24))
