@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -83,89 +83,19 @@ class Bookings(Projection):
             if e.type == "Inbox.Reminded":
                 if (row := rows.get(UUID(str(d["booking_id"])))) is not None:
                     row["reminded"] = True
-                continue
-            if kind == "Requested":
-                start = datetime.fromisoformat(d["start"])
-                requested = datetime.fromisoformat(d["requested_at"])
-                end = datetime.fromisoformat(d["end"])
-                policy = d["policy"]
-                rows[bid] = {
-                    "booking_id": bid,
-                    "student_id": d["student_id"],
-                    "tutor_id": d["tutor_id"],
-                    "subject_id": d["subject_id"],
-                    "start_at": start,
-                    "end_at": end,
-                    "duration_minutes": d["duration_minutes"],
-                    "status": "pending",
-                    "note": d["note"],
-                    "policy": policy,
-                    "created_at": requested,
-                    "expires_at": lapses_at(requested, start, policy),
-                    "auto_complete_at": completes_by_itself_at(end, policy),
-                    "pending_reschedule": None,
-                    "cancelled_by": None,
-                    "refunded_minutes": None,
-                    "forfeited_minutes": None,
-                    "reminded": False,
-                    "updated_position": e.position,
-                }
+            elif kind == "Requested":
+                rows[bid] = _requested(bid, d, e.position)
                 moved[UUID(str(d["tutor_id"]))] = e.position
-                continue
-            if kind == "Reviewed":
-                reviews[bid] = {
-                    "booking_id": bid,
-                    "tutor_id": d["tutor_id"],
-                    "rating": d["rating"],
-                    "text": d["text"],
-                    "created_at": d["created_at"],
-                    "response_text": None,
-                    "response_at": None,
-                }
-                continue
-            if kind == "ReviewResponded":
+            elif kind == "Reviewed":
+                reviews[bid] = _review(bid, d)
+            elif kind == "ReviewResponded":
                 if (review := reviews.get(bid)) is not None:
                     review.update(response_text=d["text"], response_at=d["created_at"])
-                continue
-            row = rows.get(bid)
-            if row is None:
-                continue
-            if kind == "Confirmed":
-                row["status"] = "confirmed"
-            elif kind in ("Declined", "Expired"):
-                row["status"] = kind.lower()
-            elif kind == "Cancelled":
-                row.update(
-                    status="cancelled",
-                    cancelled_by=d["by"],
-                    refunded_minutes=d["refunded_minutes"],
-                    forfeited_minutes=d["forfeited_minutes"],
-                    pending_reschedule=None,
-                )
-            elif kind == "RescheduleProposed":
-                row["pending_reschedule"] = {"start": d["start"], "proposed_by": d["proposed_by"]}
-            elif kind == "Rescheduled":
-                end = datetime.fromisoformat(d["end"])
-                row.update(
-                    start_at=datetime.fromisoformat(d["start"]),
-                    end_at=end,
-                    pending_reschedule=None,
-                    reminded=False,
-                    auto_complete_at=completes_by_itself_at(end, row["policy"] or {}),
-                )
-            elif kind == "RescheduleRejected":
-                row["pending_reschedule"] = None
-            elif kind == "Completed":
-                row.update(status="completed", pending_reschedule=None)
-            elif kind == "NoShowMarked":
-                row.update(
-                    status="no_show", refunded_minutes=d["refunded_minutes"], forfeited_minutes=d["forfeited_minutes"]
-                )
-            else:
-                continue
-            row["updated_position"] = e.position
-            if kind in BUSY_CHANGES:
-                moved[UUID(str(row["tutor_id"]))] = e.position
+            elif (change := ROW_CHANGES.get(kind)) is not None and (row := rows.get(bid)) is not None:
+                change(row, d)
+                row["updated_position"] = e.position
+                if kind in BUSY_CHANGES:
+                    moved[UUID(str(row["tutor_id"]))] = e.position
         out = (
             {
                 **r,
@@ -183,6 +113,87 @@ class Bookings(Projection):
                 " ON CONFLICT (tutor_id) DO UPDATE SET position = excluded.position",
                 (list(moved), list(moved.values())),
             )
+
+
+def _requested(bid: Any, d: dict[str, Any], position: int) -> dict[str, Any]:
+    """A new booking's row."""
+    start = datetime.fromisoformat(d["start"])
+    requested = datetime.fromisoformat(d["requested_at"])
+    end = datetime.fromisoformat(d["end"])
+    policy = d["policy"]
+    return {
+        "booking_id": bid,
+        "student_id": d["student_id"],
+        "tutor_id": d["tutor_id"],
+        "subject_id": d["subject_id"],
+        "start_at": start,
+        "end_at": end,
+        "duration_minutes": d["duration_minutes"],
+        "status": "pending",
+        "note": d["note"],
+        "policy": policy,
+        "created_at": requested,
+        "expires_at": lapses_at(requested, start, policy),
+        "auto_complete_at": completes_by_itself_at(end, policy),
+        "pending_reschedule": None,
+        "cancelled_by": None,
+        "refunded_minutes": None,
+        "forfeited_minutes": None,
+        "reminded": False,
+        "updated_position": position,
+    }
+
+
+def _review(bid: Any, d: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "booking_id": bid,
+        "tutor_id": d["tutor_id"],
+        "rating": d["rating"],
+        "text": d["text"],
+        "created_at": d["created_at"],
+        "response_text": None,
+        "response_at": None,
+    }
+
+
+def _rescheduled(row: dict[str, Any], d: dict[str, Any]) -> None:
+    end = datetime.fromisoformat(d["end"])
+    row.update(
+        start_at=datetime.fromisoformat(d["start"]),
+        end_at=end,
+        pending_reschedule=None,
+        reminded=False,
+        auto_complete_at=completes_by_itself_at(end, row["policy"] or {}),
+    )
+
+
+def _ended(status: str, drops_proposal: bool = True) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    def change(row: dict[str, Any], d: dict[str, Any]) -> None:
+        row["status"] = status
+        if drops_proposal:
+            row["pending_reschedule"] = None
+        if "refunded_minutes" in d:  # a cancellation or no-show says how the credit was split
+            row.update(refunded_minutes=d["refunded_minutes"], forfeited_minutes=d["forfeited_minutes"])
+        if "by" in d:
+            row["cancelled_by"] = d["by"]
+
+    return change
+
+
+# How each event of an existing booking changes its row (Requested, Reviewed and ReviewResponded make rows).
+ROW_CHANGES: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
+    "Confirmed": lambda row, d: row.update(status="confirmed"),
+    "Declined": _ended("declined"),
+    "Expired": _ended("expired"),
+    "Cancelled": _ended("cancelled"),
+    "Completed": _ended("completed"),
+    "NoShowMarked": _ended("no_show", drops_proposal=False),  # as Booking._no_show, which keeps it
+    "RescheduleProposed": lambda row, d: row.update(
+        pending_reschedule={"start": d["start"], "proposed_by": d["proposed_by"]}
+    ),
+    "Rescheduled": _rescheduled,
+    "RescheduleRejected": lambda row, d: row.update(pending_reschedule=None),
+}
 
 
 def taken(conn: Any, tutor_id: Any, frm: datetime, to: datetime) -> list[tuple[datetime, datetime]]:
