@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, get, post
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
 from api.guards import PARTIES, STUDENT, TUTOR, USER
 from api.params import instant
-from domain.booking import POLICY_KEYS
+from application.booking_views import booking_shape
 from domain.errors import NotFound, ValidationFailed
 
 BEARER = [{"bearer": []}]
@@ -64,23 +64,10 @@ def _z(t: Any) -> Any:
 
 def row_view(r: dict[str, Any]) -> dict[str, Any]:
     """A bookings read-model row in the contract's booking shape."""
-    pr = r["pending_reschedule"]
-    return {
-        "id": str(r["booking_id"]),
-        "tutor_id": str(r["tutor_id"]),
-        "student_id": str(r["student_id"]),
-        "subject_id": str(r["subject_id"]),
-        "start": _z(r["start_at"]),
-        "end": _z(r["end_at"]),
-        "duration_minutes": r["duration_minutes"],
-        "status": r["status"],
-        "note": r["note"],
-        "policy": {k: r["policy"].get(k) for k in POLICY_KEYS},
-        "created_at": _z(r["created_at"]),
-        "pending_reschedule": {"start": pr["start"].replace("+00:00", "Z"), "proposed_by": pr["proposed_by"]}
-        if pr
-        else None,
-    }
+    return booking_shape(
+        r["booking_id"], r["tutor_id"], r["student_id"], r["subject_id"], r["start_at"], r["end_at"],
+        r["duration_minutes"], r["status"], r["note"], r["policy"], r["created_at"], r["pending_reschedule"],
+    )  # fmt: skip
 
 
 def _scheduling(request: Request[Any, Any, Any]) -> Any:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from application.booking_views import booking_view, z
 from application.identity import Account
 from application.money import Money
 from application.store import retrying
@@ -35,29 +36,6 @@ from domain.tutor import TutorNotBookable, TutorProfile
 AUTO_CONFIRM_AFTER = timedelta(hours=24)
 # What a lifecycle step changed besides the booking (saved with it), and the extra fields of its answer
 Changed = tuple[list[Any], dict[str, Any]]
-
-
-def _z(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
-
-
-def booking_view(b: Booking) -> dict[str, Any]:
-    """The contract's booking shape."""
-    pr = b.pending_reschedule
-    return {
-        "id": str(b.id),
-        "tutor_id": str(b.tutor_id),
-        "student_id": str(b.student_id),
-        "subject_id": str(b.subject_id),
-        "start": _z(b.start),
-        "end": _z(b.end),
-        "duration_minutes": b.duration_minutes,
-        "status": b.status,
-        "note": b.note,
-        "policy": {k: b.policy[k] for k in POLICY_KEYS},
-        "created_at": _z(b.requested_at),
-        "pending_reschedule": {"start": _z(pr["start"]), "proposed_by": pr["proposed_by"]} if pr else None,
-    }
 
 
 def _iv(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
@@ -397,7 +375,7 @@ class Scheduling(Money):
             changed = []
             for uid in (b.student_id, b.tutor_id):
                 inbox = self._inbox(uid)
-                if inbox.remind(str(b.id), _z(b.start)):
+                if inbox.remind(str(b.id), z(b.start)):
                     changed.append(inbox)
             return self.record(*changed) if changed else self.head()
 
@@ -418,6 +396,6 @@ class Scheduling(Money):
             "booking_id": str(b.id),
             "rating": r.get("rating"),
             "text": r.get("text"),
-            "created_at": _z(r["created_at"]) if r else None,
-            "response": {"text": resp["text"], "created_at": _z(resp["created_at"])} if resp else None,
+            "created_at": z(r["created_at"]) if r else None,
+            "response": {"text": resp["text"], "created_at": z(resp["created_at"])} if resp else None,
         }
