@@ -12,7 +12,20 @@ from litestar import Controller, Request, Response, get, post
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
 from api.guards import PARTIES, STUDENT, TUTOR, USER
 from api.params import instant
-from application.booking_views import booking_shape
+from api.schemas.bookings import (
+    BookingOut,
+    BookingPage,
+    CancelOut,
+    NotificationPage,
+    NotificationReadOut,
+    ReviewOut,
+    booking_from_row,
+    booking_of,
+    notification_from_row,
+    review_of,
+)
+from application.scheduling import Scheduling
+from domain.booking import Booking
 from domain.errors import NotFound, ValidationFailed
 
 BEARER = [{"bearer": []}]
@@ -58,20 +71,14 @@ class ResponseIn(msgspec.Struct):
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
-def _z(t: Any) -> Any:
-    return t.isoformat().replace("+00:00", "Z") if isinstance(t, datetime) else t
-
-
-def row_view(r: dict[str, Any]) -> dict[str, Any]:
-    """A bookings read-model row in the contract's booking shape."""
-    return booking_shape(
-        r["booking_id"], r["tutor_id"], r["student_id"], r["subject_id"], r["start_at"], r["end_at"],
-        r["duration_minutes"], r["status"], r["note"], r["policy"], r["created_at"], r["pending_reschedule"],
-    )  # fmt: skip
-
-
-def _scheduling(request: Request[Any, Any, Any]) -> Any:
+def _scheduling(request: Request[Any, Any, Any]) -> Scheduling:
     return services(request.app.state).scheduling
+
+
+def _answer(request: Request[Any, Any, Any], done: tuple[Booking, int]) -> Response[BookingOut]:
+    """A lifecycle command's answer: the booking as saved."""
+    booking, position = done
+    return command(request, booking_of(booking), position)
 
 
 def _aware(name: str, t: datetime) -> datetime:
@@ -88,13 +95,13 @@ class BookingsController(Controller):
     security = BEARER
 
     @post("/", status_code=201, sync_to_thread=True, guards=STUDENT)
-    def request_booking(self, request: Request[Any, Any, Any], data: BookingIn) -> Response[Any]:
+    def request_booking(self, request: Request[Any, Any, Any], data: BookingIn) -> Response[BookingOut]:
         """Book a tutor: one atomic write of the booking, the tutor's calendar and the student's credit hold."""
-        actor = caller(request)
-        body, position = services(request.app.state).scheduling.request_booking(
-            actor, data.tutor_id, data.subject_id, _aware("start", data.start), data.duration_minutes, data.note
-        )
-        return command(request, body, position, 201)
+        booking, position = _scheduling(request).request_booking(
+            caller(request), data.tutor_id, data.subject_id, _aware("start", data.start), data.duration_minutes,
+            data.note,
+        )  # fmt: skip
+        return command(request, booking_of(booking), position, 201)
 
     @get("/", sync_to_thread=True, guards=PARTIES)
     def list_bookings(
@@ -104,7 +111,7 @@ class BookingsController(Controller):
         role: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Response[Any]:
+    ) -> Response[BookingPage]:
         """The caller's bookings (as student or tutor), by start time; filter by status."""
         actor = caller(request)
         role = role or actor.role
@@ -128,73 +135,76 @@ class BookingsController(Controller):
             ).fetchall()
         last = rows[n - 1] if len(rows) > n else None
         nxt = encode_cursor([last["start_at"].isoformat(), str(last["booking_id"])]) if last else None
-        return query({"items": [row_view(r) for r in rows[:n]], "next_cursor": nxt}, pos)
+        return query(BookingPage([booking_from_row(r) for r in rows[:n]], nxt), pos)
 
     @get("/{booking_id:uuid}", sync_to_thread=True, guards=USER)
-    def get_booking(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+    def get_booking(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
         """One booking, for its student, its tutor or an admin."""
         actor = caller(request)
         with reading(request, ("bookings",), actor) as (conn, pos):
             row = conn.execute(f"SELECT {COLS} FROM bookings WHERE booking_id = %s", (booking_id,)).fetchone()
         if row is None or (actor.role != "admin" and actor.user_id not in (row["student_id"], row["tutor_id"])):
             raise NotFound("no such booking")
-        return query(row_view(row), pos)
+        return query(booking_from_row(row), pos)
 
     @post("/{booking_id:uuid}/confirm", status_code=200, sync_to_thread=True, guards=TUTOR)
-    def confirm(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+    def confirm(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
         """The tutor accepts a pending request."""
-        return command(request, *_scheduling(request).confirm(caller(request), booking_id))
+        return _answer(request, _scheduling(request).confirm(caller(request), booking_id))
 
     @post("/{booking_id:uuid}/decline", status_code=200, sync_to_thread=True, guards=TUTOR)
-    def decline(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+    def decline(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
         """The tutor turns down a pending request; the credit hold is released."""
-        return command(request, *_scheduling(request).decline(caller(request), booking_id))
+        return _answer(request, _scheduling(request).decline(caller(request), booking_id))
 
     @post("/{booking_id:uuid}/cancel", status_code=200, sync_to_thread=True, guards=PARTIES)
-    def cancel(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReasonIn | None = None) -> Response[Any]:
+    def cancel(
+        self, request: Request[Any, Any, Any], booking_id: UUID, data: ReasonIn | None = None
+    ) -> Response[CancelOut]:
         """Cancel; the response says what was refunded and forfeited under the booking's policy."""
         reason = data.reason if data else ""
-        return command(request, *_scheduling(request).cancel(caller(request), booking_id, reason))
+        booking, position = _scheduling(request).cancel(caller(request), booking_id, reason)
+        return command(
+            request, CancelOut(booking_of(booking), booking.refunded_minutes, booking.forfeited_minutes), position
+        )
 
     @post("/{booking_id:uuid}/reschedule", status_code=200, sync_to_thread=True, guards=PARTIES)
-    def reschedule(self, request: Request[Any, Any, Any], booking_id: UUID, data: RescheduleIn) -> Response[Any]:
+    def reschedule(self, request: Request[Any, Any, Any], booking_id: UUID, data: RescheduleIn) -> Response[BookingOut]:
         """Propose a new time for a confirmed booking."""
         start = _aware("start", data.start)
-        return command(request, *_scheduling(request).propose(caller(request), booking_id, start))
+        return _answer(request, _scheduling(request).propose(caller(request), booking_id, start))
 
     @post("/{booking_id:uuid}/reschedule/accept", status_code=200, sync_to_thread=True, guards=PARTIES)
-    def accept(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+    def accept(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
         """The other party accepts the proposal: the booking moves."""
-        return command(request, *_scheduling(request).answer(caller(request), booking_id, accept=True))
+        return _answer(request, _scheduling(request).answer(caller(request), booking_id, accept=True))
 
     @post("/{booking_id:uuid}/reschedule/reject", status_code=200, sync_to_thread=True, guards=PARTIES)
-    def reject(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+    def reject(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
         """The other party rejects the proposal."""
-        return command(request, *_scheduling(request).answer(caller(request), booking_id, accept=False))
+        return _answer(request, _scheduling(request).answer(caller(request), booking_id, accept=False))
 
     @post("/{booking_id:uuid}/complete", status_code=200, sync_to_thread=True, guards=TUTOR)
-    def complete(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+    def complete(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
         """The tutor marks the lesson done after its end; the hold is captured."""
-        return command(request, *_scheduling(request).complete(caller(request), booking_id))
+        return _answer(request, _scheduling(request).complete(caller(request), booking_id))
 
     @post("/{booking_id:uuid}/no-show", status_code=200, sync_to_thread=True, guards=TUTOR)
-    def no_show(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[Any]:
+    def no_show(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
         """The tutor marks the student absent (from start + 10 minutes); the no-show policy decides the credit."""
-        return command(request, *_scheduling(request).no_show(caller(request), booking_id))
+        return _answer(request, _scheduling(request).no_show(caller(request), booking_id))
 
     @post("/{booking_id:uuid}/review", status_code=201, sync_to_thread=True, guards=STUDENT)
-    def review(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReviewIn) -> Response[Any]:
+    def review(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReviewIn) -> Response[ReviewOut]:
         """The student reviews a completed lesson once."""
-        actor = caller(request)
-        body, position = services(request.app.state).scheduling.review(actor, booking_id, data.rating, data.text)
-        return command(request, body, position, 201)
+        booking, position = _scheduling(request).review(caller(request), booking_id, data.rating, data.text)
+        return command(request, review_of(booking), position, 201)
 
     @post("/{booking_id:uuid}/review/response", status_code=201, sync_to_thread=True, guards=TUTOR)
-    def respond(self, request: Request[Any, Any, Any], booking_id: UUID, data: ResponseIn) -> Response[Any]:
+    def respond(self, request: Request[Any, Any, Any], booking_id: UUID, data: ResponseIn) -> Response[ReviewOut]:
         """The tutor answers the review once."""
-        actor = caller(request)
-        body, position = services(request.app.state).scheduling.respond(actor, booking_id, data.text)
-        return command(request, body, position, 201)
+        booking, position = _scheduling(request).respond(caller(request), booking_id, data.text)
+        return command(request, review_of(booking), position, 201)
 
 
 class ReadIn(msgspec.Struct):
@@ -216,7 +226,7 @@ class NotificationsController(Controller):
         unread: bool | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Response[Any]:
+    ) -> Response[NotificationPage]:
         """Newest first."""
         actor = caller(request)
         n = limit_of(limit)
@@ -233,21 +243,11 @@ class NotificationsController(Controller):
                 f" WHERE {' AND '.join(where)} ORDER BY position DESC LIMIT %s",
                 (*params, n + 1),
             ).fetchall()
-        items = [
-            {
-                "id": str(r["notification_id"]),
-                "type": r["type"],
-                "created_at": _z(r["created_at"]),
-                "read": r["read"],
-                "data": r["data"],
-            }
-            for r in rows[:n]
-        ]
         nxt = encode_cursor(rows[n - 1]["position"]) if len(rows) > n else None
-        return query({"items": items, "next_cursor": nxt}, pos)
+        return query(NotificationPage([notification_from_row(r) for r in rows[:n]], nxt), pos)
 
     @post("/{notification_id:uuid}/read", status_code=200, sync_to_thread=True)
-    def mark_read(self, request: Request[Any, Any, Any], notification_id: UUID) -> Response[Any]:
+    def mark_read(self, request: Request[Any, Any, Any], notification_id: UUID) -> Response[NotificationReadOut]:
         """Mark one of your notifications read."""
         actor = caller(request)
         svc = services(request.app.state)
@@ -259,7 +259,7 @@ class NotificationsController(Controller):
         if row is None:
             raise NotFound("no such notification")
         position = svc.scheduling.mark_read(actor.user_id, [str(notification_id)])
-        return command(request, {"id": str(notification_id), "read": True}, position)
+        return command(request, NotificationReadOut(notification_id, True), position)
 
 
 class TutorCalendarController(Controller):
@@ -271,7 +271,7 @@ class TutorCalendarController(Controller):
     security = BEARER
 
     @get("/", sync_to_thread=True)
-    def calendar(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    def calendar(self, request: Request[Any, Any, Any]) -> Response[BookingPage]:
         """The caller's bookings in [from, to) (default: the next 14 days), any status."""
         actor = caller(request)
         now = services(request.app.state).clock.now()
@@ -284,4 +284,4 @@ class TutorCalendarController(Controller):
                 f"SELECT {COLS} FROM bookings WHERE tutor_id = %s AND end_at > %s AND start_at < %s ORDER BY start_at",
                 (actor.user_id, frm, to),
             ).fetchall()
-        return query({"items": [row_view(r) for r in rows], "next_cursor": None}, pos)
+        return query(BookingPage([booking_from_row(r) for r in rows], None), pos)

@@ -6,7 +6,7 @@ import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response
@@ -21,6 +21,7 @@ from domain.errors import ValidationFailed
 from projections.runtime import wait_for, wait_for_async
 
 MAX_WAIT_S = 5.0
+T = TypeVar("T")
 
 
 def services(state: State) -> Services:
@@ -83,14 +84,14 @@ async def reading_async(
         yield conn, reached
 
 
-def query(body: Any, position: int, status: int = 200) -> Response[Any]:
+def query(body: T, position: int, status: int = 200) -> Response[T]:
     """A query response with X-Projection-Position."""
     return Response(body, status_code=status, headers={"X-Projection-Position": str(position)})
 
 
 def command(
-    request: Request[Any, Any, Any], body: Any, position: int, status: int = 200, user_id: str | None = None
-) -> Response[Any]:
+    request: Request[Any, Any, Any], body: T, position: int, status: int = 200, user_id: str | None = None
+) -> Response[T]:
     """A command response with X-Event-Position; the actor's later queries wait for it."""
     who = user_id or context.current().actor_id
     if who:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -21,22 +23,13 @@ ATTACHMENT_TYPES = ("application/pdf", "image/jpeg", "image/png", "image/gif", "
 MAX_ATTACHMENT_BYTES = 25 * 1_048_576
 
 
-def message_view(thread_id: UUID, m: dict[str, Any]) -> dict[str, Any]:
-    """A message as clients see it (attachment URLs are added by the reader)."""
+@dataclass(frozen=True)
+class AttachmentUpload:
+    """An announced attachment and where its owner uploads it."""
 
-    def z(t: Any) -> Any:
-        return t.isoformat().replace("+00:00", "Z") if t is not None and not isinstance(t, str) else t
-
-    return {
-        "id": m["id"],
-        "thread_id": str(thread_id),
-        "sender_id": m["sender_id"],
-        "body": m["body"],
-        "created_at": z(m["sent_at"]),
-        "edited_at": z(m["edited_at"]),
-        "deleted": m["deleted"],
-        "attachments": [{k: a[k] for k in ("id", "filename", "content_type", "size")} for a in m["attachments"]],
-    }
+    attachment_id: UUID
+    upload_url: str
+    expires_at: datetime
 
 
 class Messaging(EventStoreApp):
@@ -72,7 +65,7 @@ class Messaging(EventStoreApp):
         except AggregateNotFoundError:
             return Thread(participant_ids=[str(a), str(b)])
 
-    def open_thread(self, actor: Account, participant_id: UUID) -> tuple[dict[str, Any], int, bool]:
+    def open_thread(self, actor: Account, participant_id: UUID) -> tuple[Thread, int, bool]:
         """The caller's one thread with another user (created on first use)."""
         if participant_id == actor.user_id:
             raise ValidationFailed([("participant_id", "someone other than yourself")])
@@ -83,18 +76,18 @@ class Messaging(EventStoreApp):
         if not isinstance(other, User) or other.deleted:
             raise NotFound("no such user")
 
-        def attempt() -> tuple[dict[str, Any], int, bool]:
+        def attempt() -> tuple[Thread, int, bool]:
             t = self.pair_thread(actor.user_id, participant_id)
             created = bool(t.pending_events)
-            view = {"id": str(t.id), "participant_ids": t.participant_ids}
-            return view, (self.record(t) if created else self.head()), created
+            return t, (self.record(t) if created else self.head()), created
 
         return retrying(attempt)
 
     def post(
         self, actor: Account, thread_id: UUID, body: str, attachment_ids: list[UUID]
     ) -> tuple[dict[str, Any], int]:
-        """Send a message; attachments must be the sender's own uploads, checked (`checked_attachment`)."""
+        """Send a message; attachments must be the sender's own uploads, checked (`checked_attachment`). Returns the
+        message as the thread keeps it (domain/messaging.py)."""
         attachments = []
         for aid in dict.fromkeys(attachment_ids):
             att = self.checked_attachment(actor, aid)
@@ -111,7 +104,7 @@ class Messaging(EventStoreApp):
         def attempt() -> tuple[dict[str, Any], int]:
             t = self._thread(thread_id, actor)
             msg = t.post(str(uuid.uuid4()), actor.user_id, body, attachments, self.now())
-            return message_view(t.id, msg), self.record(t)
+            return msg, self.record(t)
 
         with self.turns.of(thread_id):
             return retrying(attempt, self.THREAD_ATTEMPTS)
@@ -148,7 +141,7 @@ class Messaging(EventStoreApp):
         def attempt() -> tuple[dict[str, Any], int]:
             t = self._thread(thread_id, actor)
             t.edit(actor.user_id, str(message_id), body, self.now())
-            return message_view(t.id, t.messages[str(message_id)]), self.record(t)
+            return t.messages[str(message_id)], self.record(t)
 
         with self.turns.of(thread_id):
             return retrying(attempt, self.THREAD_ATTEMPTS)
@@ -159,7 +152,7 @@ class Messaging(EventStoreApp):
         def attempt() -> tuple[dict[str, Any], int]:
             t = self._thread(thread_id, actor)
             t.delete(actor.user_id, str(message_id))
-            return message_view(t.id, t.messages[str(message_id)]), self.record(t)
+            return t.messages[str(message_id)], self.record(t)
 
         with self.turns.of(thread_id):
             return retrying(attempt, self.THREAD_ATTEMPTS)
@@ -177,7 +170,7 @@ class Messaging(EventStoreApp):
 
     def request_attachment(
         self, actor: Account, filename: str, content_type: str, size: int
-    ) -> tuple[dict[str, Any], int]:
+    ) -> tuple[AttachmentUpload, int]:
         """Announce an attachment upload: type and size checked, presigned PUT returned."""
         if content_type not in ATTACHMENT_TYPES:
             raise UnsupportedFile(f"attachments must be one of {', '.join(ATTACHMENT_TYPES)}")
@@ -198,6 +191,5 @@ class Messaging(EventStoreApp):
             size=size,
             key=key,
         )
-        url = self.storage.upload_url(key)
-        expires = (self.clock.now() + UPLOAD_TTL).isoformat().replace("+00:00", "Z")
-        return {"id": str(aid), "upload_url": url, "upload_method": "PUT", "expires_at": expires}, self.record(att)
+        upload = AttachmentUpload(aid, self.storage.upload_url(key), self.clock.now() + UPLOAD_TTL)
+        return upload, self.record(att)

@@ -11,11 +11,13 @@ from uuid import UUID
 import stripe
 from eventsourcing.application import AggregateNotFoundError
 
+from application.clock import Clock
 from application.identity import Account
+from application.settings import Settings
+from application.settlement import Settlement
 from application.store import EventStoreApp, retrying
 from domain.credits import CreditAccount
 from domain.errors import DomainError, NotFound
-from domain.payouts import TutorPayouts
 from domain.platform import SETTINGS_ID, PlatformSettings
 from domain.purchase import NothingToRefund, Purchase, package_price
 from domain.tutor import TutorNotBookable, TutorProfile
@@ -45,6 +47,10 @@ class Money(EventStoreApp):
     """Settings, purchases, credit accounts and payouts."""
 
     _stripe: stripe.StripeClient | None = None
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        super().__init__(settings, clock)
+        self.settlement = Settlement(self)
 
     @property
     def stripe(self) -> stripe.StripeClient:
@@ -152,13 +158,6 @@ class Money(EventStoreApp):
             raise NotFound("no such purchase")
         return p
 
-    def _account(self, student_id: UUID) -> CreditAccount:
-        try:
-            a: Any = self.repository.get(CreditAccount.create_id(student_id))
-            return a  # type: ignore[no-any-return]
-        except AggregateNotFoundError:
-            return CreditAccount(student_id=student_id)
-
     def _purchase_for_intent(self, payment_intent_id: str) -> UUID | None:
         with self.connection() as conn:
             row = conn.execute(
@@ -207,7 +206,7 @@ class Money(EventStoreApp):
             p = self._purchase(purchase_id)
             if not p.pay(self.now(), amount_received):
                 return self.head()
-            account = self._account(p.student_id)
+            account = self.settlement.account(p.student_id)
             expires = self.now() + timedelta(days=p.credit_validity_days)
             account.grant(str(p.id), str(p.id), str(p.tutor_id), p.minutes, p.amount, p.currency, expires)
             self._apply_reported_refund(p, account, "reported-before-payment")
@@ -235,7 +234,7 @@ class Money(EventStoreApp):
         def attempt() -> int:
             p = self._purchase(purchase_id)
             p.report_refunded(total_refunded)
-            account = self._account(p.student_id)
+            account = self.settlement.account(p.student_id)
             if p.status in ("paid", "refunded"):
                 self._apply_reported_refund(p, account, charge_id)
             return self.record(p, account)
@@ -266,7 +265,7 @@ class Money(EventStoreApp):
 
     def _refund_unused(self, purchase_id: UUID) -> tuple[dict[str, Any], int]:
         p = self._purchase(purchase_id)
-        account = self._account(p.student_id)
+        account = self.settlement.account(p.student_id)
         lot = account.lots.get(str(p.id))
         if lot is None or lot["value_remaining"] <= 0 or lot["minutes_remaining"] <= 0:
             raise NothingToRefund("nothing left to refund")
@@ -278,7 +277,7 @@ class Money(EventStoreApp):
 
         def attempt() -> tuple[dict[str, Any], int]:
             purchase = self._purchase(purchase_id)
-            acc = self._account(purchase.student_id)
+            acc = self.settlement.account(purchase.student_id)
             minutes, amount = acc.refund(str(purchase.id), value)
             purchase.refunded(amount, minutes, str(refund.id))
             body = {
@@ -292,18 +291,11 @@ class Money(EventStoreApp):
 
     # ------------------------------------------------------------------------------------------ payouts
 
-    def _payouts(self, tutor_id: UUID) -> TutorPayouts:
-        try:
-            t: Any = self.repository.get(TutorPayouts.create_id(tutor_id))
-            return t  # type: ignore[no-any-return]
-        except AggregateNotFoundError:
-            return TutorPayouts(tutor_id=tutor_id)
-
     def pay_out(self, tutor_id: UUID, amount: int, currency: str, reference: str) -> tuple[dict[str, Any], int]:
         """Record a payout to a tutor (never more than payable)."""
 
         def attempt() -> tuple[dict[str, Any], int]:
-            t = self._payouts(tutor_id)
+            t = self.settlement.payouts(tutor_id)
             body = t.pay_out(str(uuid.uuid4()), amount, currency, reference)
             return body, self.record(t)
 
@@ -317,22 +309,11 @@ class Money(EventStoreApp):
         """Hold a student's credit for a booking on its own (bookings save the hold with the booking instead)."""
 
         def attempt() -> tuple[CreditAccount, int]:
-            account = self._account(student_id)
+            account = self.settlement.account(student_id)
             account.hold(booking_id, str(tutor_id), minutes, self.now(), commission_bps)
             return account, self.record(account)
 
         return retrying(attempt, attempts=20)
-
-    def settle(
-        self, account: CreditAccount, booking_id: str, capture_minutes: int, outcome: str
-    ) -> tuple[dict[str, Any], TutorPayouts | None]:
-        """Resolve a hold on a loaded account; the tutor's earning accrues on their payouts stream (save both)."""
-        result = account.resolve(booking_id, capture_minutes, outcome)
-        payouts = None
-        if result["tutor_net"] > 0:
-            payouts = self._payouts(UUID(account.holds[booking_id]["tutor_id"]))
-            payouts.accrue(booking_id, result["tutor_net"], result["currency"])
-        return result, payouts
 
     def resolve(
         self, student_id: UUID, booking_id: str, capture_minutes: int, outcome: str
@@ -340,8 +321,8 @@ class Money(EventStoreApp):
         """Capture part of a hold (tutor net + commission) and release the rest, exactly once."""
 
         def attempt() -> tuple[dict[str, Any], int]:
-            account = self._account(student_id)
-            result, payouts = self.settle(account, booking_id, capture_minutes, outcome)
+            account = self.settlement.account(student_id)
+            result, payouts = self.settlement.settle(account, booking_id, capture_minutes, outcome)
             return result, self.record(account, payouts)
 
         return retrying(attempt, attempts=20)
@@ -350,7 +331,7 @@ class Money(EventStoreApp):
         """Expire the student's lots that are past their date (idempotent)."""
 
         def attempt() -> int:
-            account = self._account(student_id)
+            account = self.settlement.account(student_id)
             if not account.expire(self.now()):
                 return self.head()
             return self.record(account)

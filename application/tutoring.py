@@ -21,15 +21,11 @@ from domain.tutor import TutorProfile
 from domain.user import User
 
 
-def _instant(value: str) -> str:
-    return datetime.fromisoformat(value).isoformat().replace("+00:00", "Z")
-
-
 def profile_view(p: TutorProfile) -> dict[str, Any]:
-    """The contract's tutor profile shape."""
+    """The contract's tutor profile in plain values (blocks and openings as (start, end) UTC instants)."""
     a = p.availability
     return {
-        "id": str(p.tutor_id),
+        "id": p.tutor_id,
         "status": p.status,
         "completeness": p.completeness,
         "feedback": p.feedback,
@@ -40,17 +36,16 @@ def profile_view(p: TutorProfile) -> dict[str, Any]:
         "availability": {
             "timezone": a["timezone"],
             "weekly": list(a["weekly"]),
-            "blocks": [{"start": _instant(b["start"]), "end": _instant(b["end"])} for b in a["blocks"]],
-            "openings": [{"start": _instant(b["start"]), "end": _instant(b["end"])} for b in a["openings"]],
+            "blocks": [_interval(b) for b in a["blocks"]],
+            "openings": [_interval(b) for b in a["openings"]],
         },
         "auto_confirm": p.auto_confirm,
         "min_notice_minutes": p.min_notice_minutes,
     }
 
 
-def document_view(doc: dict[str, Any]) -> dict[str, Any]:
-    """A document without its storage key."""
-    return {k: doc[k] for k in ("id", "filename", "content_type", "size", "status", "uploaded_at")}
+def _interval(stored: dict[str, str]) -> tuple[datetime, datetime]:
+    return datetime.fromisoformat(stored["start"]), datetime.fromisoformat(stored["end"])
 
 
 def _safe_name(filename: str) -> str:
@@ -167,24 +162,23 @@ class Tutoring(EventStoreApp):
 
     def request_document(
         self, actor: Account, filename: str, content_type: str, size: int
-    ) -> tuple[dict[str, Any], int]:
-        """Announce an upload: returns the document with a presigned PUT URL (type and size checked first)."""
+    ) -> tuple[dict[str, Any], str, datetime, int]:
+        """Announce an upload (type and size checked first): the document record, a presigned PUT URL for it and
+        when that expires, and the position."""
         document_id = uuid.uuid4()
         key = f"tutors/{actor.user_id}/documents/{document_id}/{_safe_name(filename)}"
 
-        def attempt() -> tuple[dict[str, Any], int]:
+        def attempt() -> tuple[dict[str, Any], str, datetime, int]:
             p = self.profile(actor.user_id)
             p.request_document(document_id, filename, content_type, size, key, self.now())
             url = self.storage.upload_url(key)
             position = self.record(p)
-            doc = document_view(p.documents[str(document_id)])
-            expires = (self.clock.now() + UPLOAD_TTL).isoformat().replace("+00:00", "Z")
-            return {**doc, "upload_url": url, "upload_method": "PUT", "expires_at": expires}, position
+            return p.documents[str(document_id)], url, self.clock.now() + UPLOAD_TTL, position
 
         return retrying(attempt)
 
     def complete_document(self, actor: Account, document_id: UUID) -> tuple[dict[str, Any], int]:
-        """Check the stored object (exists, type and size within limits) and count the document."""
+        """Check the stored object (exists, type and size within limits) and count the document: its record."""
 
         def attempt() -> tuple[dict[str, Any], int]:
             p = self._existing(actor.user_id)
@@ -192,7 +186,7 @@ class Tutoring(EventStoreApp):
             if doc is None:
                 raise NotFound("no such document")
             if doc["status"] == "uploaded":
-                return document_view(doc) | {"download_url": self._document_url(doc)}, self.head()
+                return doc, self.head()
             checked_key = f"checked/documents/{document_id}"
             stored = self.storage.copy_to_check(doc["key"], checked_key)
             try:
@@ -201,13 +195,12 @@ class Tutoring(EventStoreApp):
                 if stored is not None:
                     self.storage.remove(checked_key)
                 raise
-            position = self.record(p)
-            done = p.documents[str(document_id)]
-            return {**document_view(done), "download_url": self._document_url(done)}, position
+            return p.documents[str(document_id)], self.record(p)
 
         return retrying(attempt)
 
-    def _document_url(self, doc: dict[str, Any]) -> str:
+    def document_url(self, doc: dict[str, Any]) -> str:
+        """A 24-hour download URL of an uploaded document record (the profile's or a read model's)."""
         return self.storage.download_url(doc["key"], doc["filename"], doc["content_type"])
 
     # ----------------------------------------------------------------------------------------- student
@@ -222,45 +215,26 @@ class Tutoring(EventStoreApp):
             raise NotFound("no such student")
         return s
 
-    def student_view(self, student_id: UUID) -> dict[str, Any]:
-        """The contract's student profile shape (preferences come from the User)."""
-        s = self.student_profile(student_id)
-        user: Any = self.repository.get(student_id)
-        return {
-            "bio": s.bio,
-            "goals": s.goals,
-            "learning_style": s.learning_style,
-            "timezone": user.timezone,
-            "currency": user.currency,
-            "language": user.language,
-        }
+    def _user(self, user_id: UUID) -> User:
+        u: Any = self.repository.get(user_id)
+        if not isinstance(u, User):
+            raise NotFound("no such user")
+        return u
 
-    def update_student(self, actor: Account, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def student(self, student_id: UUID) -> tuple[StudentProfile, User]:
+        """The student's profile and their User (which keeps timezone, currency and language)."""
+        return self.student_profile(student_id), self._user(student_id)
+
+    def update_student(self, actor: Account, body: dict[str, Any]) -> tuple[StudentProfile, User, int]:
         """Change bio, goals, learning style and (on the User) timezone, currency, language, atomically."""
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            s = self.student_profile(actor.user_id)
-            user: Any = self.repository.get(actor.user_id)
-            if not isinstance(user, User):
-                raise NotFound("no such user")
+        def attempt() -> tuple[StudentProfile, User, int]:
+            s, user = self.student(actor.user_id)
             s.update({k: body[k] for k in ("bio", "goals", "learning_style") if k in body})
             user.update_profile({k: body[k] for k in ("timezone", "currency", "language") if k in body})
-            position = self.record(s, user)
-            return self.student_view_of(s, user), position
+            return s, user, self.record(s, user)
 
         return retrying(attempt)
-
-    @staticmethod
-    def student_view_of(s: StudentProfile, user: Any) -> dict[str, Any]:
-        """Shape a student profile from its aggregates."""
-        return {
-            "bio": s.bio,
-            "goals": s.goals,
-            "learning_style": s.learning_style,
-            "timezone": user.timezone,
-            "currency": user.currency,
-            "language": user.language,
-        }
 
     def favorite(self, actor: Account, tutor_id: UUID, on: bool) -> int:
         """Add or remove a favorite tutor (idempotent)."""

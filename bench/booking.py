@@ -292,7 +292,7 @@ def grant_credit(
                 picks.append(i)
         s["tutors"] = picks
         with context.acting(actor_id=None, actor_role="system", correlation_id=f"bench-grant-{s['id']}"):
-            account = money._account(s["id"])
+            account = money.settlement.account(s["id"])
             for i in picks:
                 t = tutors[i]
                 lot = str(uuid.uuid4())

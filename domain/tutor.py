@@ -6,13 +6,14 @@ per step whose required fields are set."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.availability import parse_rules
+from domain.availability import available, covers, on_grid, parse_rules
+from domain.booking import OutsideAvailability, TooShortNotice
 from domain.errors import DomainError, ValidationFailed, WrongStatus
 from domain.files import FileTooLarge, StoredFile, UnsupportedFile, check_stored
 from domain.ids import derived_id
@@ -356,3 +357,32 @@ class TutorProfile(Aggregate):
         """Only listed tutors can be booked or sold packages."""
         if not self.listed:
             raise TutorNotBookable("this tutor cannot be booked")
+
+    def check_teaches(self, subject_id: UUID, subject_active: bool) -> None:
+        """A lesson is booked in one of the tutor's subjects, while the catalog still offers it."""
+        if str(subject_id) not in self.subjects or not subject_active:
+            raise ValidationFailed([("subject_id", "a subject this tutor teaches")])
+
+    def check_time(self, start: datetime, minutes: int, now: datetime) -> None:
+        """A lesson starts on the :00/:30 grid, lies wholly inside the tutor's availability (weekly rules in their
+        zone, plus openings, minus blocks) and respects their minimum notice."""
+        end = start + timedelta(minutes=minutes)
+        a = self.availability
+        if not on_grid(start) or not a["timezone"]:
+            raise OutsideAvailability("start must be on the :00/:30 grid inside the tutor's availability")
+        free = available(
+            parse_rules(a["weekly"]),
+            a["timezone"],
+            _intervals(a["openings"]),
+            _intervals(a["blocks"]),
+            start - timedelta(days=1),
+            end + timedelta(days=1),
+        )
+        if not covers(free, start, end):
+            raise OutsideAvailability("the tutor is not available at that time")
+        if start < now + timedelta(minutes=self.min_notice_minutes):
+            raise TooShortNotice(f"the tutor needs {self.min_notice_minutes} minutes' notice")
+
+
+def _intervals(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
+    return [(datetime.fromisoformat(x["start"]), datetime.fromisoformat(x["end"])) for x in raw]

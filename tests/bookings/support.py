@@ -108,7 +108,7 @@ def grant(
 ) -> tuple[str, int]:
     """Grant a credit lot the way the payment webhook does; (lot id, position)."""
     lot = str(uuid.uuid4())
-    account = app._account(student_id)
+    account = app.settlement.account(student_id)
     assert account.grant(lot, lot, str(tutor_id), minutes, amount, currency, expires_at)
     return lot, app.record(account)
 

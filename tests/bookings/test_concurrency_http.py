@@ -119,7 +119,7 @@ def test_one_students_credit_under_ten_simultaneous_requests(
         mine = ok(http.get(API + "/bookings", headers={**headers, "X-Min-Position": str(last)}))["items"]
         assert len(mine) == 2 and {b["status"] for b in mine} == {"pending"}
         assert granted_at < last
-    account = Money(shared_settings)._account(student)
+    account = Money(shared_settings).settlement.account(student)
     assert account.available(str(tutor), datetime.now(UTC)) == 0
     assert all(lot["minutes_remaining"] >= 0 and lot["value_remaining"] >= 0 for lot in account.lots.values())
     assert sorted(sum(p["minutes"] for p in h["parts"]) for h in account.holds.values()) == [60, 60]

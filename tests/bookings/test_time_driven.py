@@ -41,14 +41,14 @@ class Env:
             Account(self.student, "student"), self.tutor, UUID(self.subject), start, 60, "scales"
         )
         if confirm:
-            self.app.confirm(Account(self.tutor, "tutor"), UUID(view["id"]))
-        return UUID(view["id"])
+            self.app.confirm(Account(self.tutor, "tutor"), view.id)
+        return view.id
 
     def status(self, booking: UUID) -> str:
-        return str(self.app._booking(booking).status)
+        return str(self.app.repository.get(booking).status)
 
     def hold(self, booking: UUID) -> str:
-        return str(self.app._account(self.student).holds[str(booking)]["state"])
+        return str(self.app.settlement.account(self.student).holds[str(booking)]["state"])
 
     def reminders(self, booking: UUID) -> list[tuple[Any, ...]]:
         return rows(
@@ -103,7 +103,7 @@ def test_expiry_auto_completion_and_reminder_by_the_worker(env: Env, worker: Any
     env.clock.set(B0)
     pending = env.request(B0 + timedelta(hours=30))  # lapses 24 h after the request (before its start)
     lesson = env.request(B0 + timedelta(hours=2), confirm=True)  # reminder due at once; auto-completes at end + 24 h
-    requested_at = env.app._booking(pending).requested_at
+    requested_at = env.app.repository.get(pending).requested_at
     proc = worker()
     # The reminder: once for each participant, and the request is still pending meanwhile.
     wait_until(lambda: len(env.reminders(lesson)) == 2, 40, "the lesson reminder (worker start-up included)")
@@ -119,9 +119,9 @@ def test_expiry_auto_completion_and_reminder_by_the_worker(env: Env, worker: Any
     took = _elapsed_until(lambda: env.status(lesson) == "completed", "the lesson to complete")
     assert took <= DUE_WITHIN, f"completed {took:.1f}s after it was due"
     assert env.hold(lesson) == "captured"
-    assert env.app._payouts(env.tutor).earned == {"USD": 4800}  # 60 of 600 minutes of 600.00, less 20 %
+    assert env.app.settlement.payouts(env.tutor).earned == {"USD": 4800}  # 60 of 600 minutes of 600.00, less 20 %
     assert events_of(env.dsn, lesson)[-1] == "Booking.Completed"
-    assert env.app._booking(lesson).status == "completed"
+    assert env.app.repository.get(lesson).status == "completed"
     # Exactly once, and nothing more after a restart of the worker (two sweeps' time at least).
     assert [n for _, n in env.reminders(lesson)] == [1, 1]
     before = env.footprint(pending, lesson)
