@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, delete, get, patch
 
 from api.deps import caller, command, decode_cursor, encode_cursor, like_pattern, limit_of, query, reading, services
 from api.guards import ADMIN
+from api.schemas.identity import AdminUserOut, AdminUserPage, UserAccountOut
 from domain.errors import ValidationFailed
 
 
@@ -47,11 +48,12 @@ class AdminUsersController(Controller):
         q: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Response[Any]:
+    ) -> Response[AdminUserPage]:
         """Users, newest first; filters role, is_active and q (literal substring of name or email)."""
         account = caller(request)
         n = limit_of(limit)
-        where, params = ["true"], []  # type: ignore[var-annotated]
+        where: list[str] = ["true"]
+        params: list[Any] = []
         if role:
             where.append("role = %s")
             params.append(role)
@@ -74,27 +76,13 @@ class AdminUsersController(Controller):
         )
         with reading(request, ("users_directory",), account) as (conn, pos):
             rows = conn.execute(sql, (*params, n + 1)).fetchall()
-        items = [
-            {
-                "id": str(r["user_id"]),
-                "email": r["email"],
-                "full_name": r["full_name"],
-                "role": r["role"],
-                "is_active": r["is_active"],
-                "deleted": r["deleted"],
-                "timezone": r["timezone"],
-                "language": r["language"],
-                "currency": r["currency"],
-                "avatar_url": r["avatar_url"],
-                "created_at": r["registered_at"],
-            }
-            for r in rows[:n]
-        ]
         next_cursor = encode_cursor(rows[n - 1]["registered_position"]) if len(rows) > n else None
-        return query({"items": items, "next_cursor": next_cursor}, pos)
+        return query(AdminUserPage([AdminUserOut.of(r) for r in rows[:n]], next_cursor), pos)
 
     @patch("/{user_id:uuid}", sync_to_thread=True)
-    def update_user(self, request: Request[Any, Any, Any], user_id: UUID, data: AdminUserUpdate) -> Response[Any]:
+    def update_user(
+        self, request: Request[Any, Any, Any], user_id: UUID, data: AdminUserUpdate
+    ) -> Response[UserAccountOut]:
         """Change a user's role and/or activity (deactivation locks them out at once)."""
         role = None if data.role is msgspec.UNSET else data.role
         active = None if data.is_active is msgspec.UNSET else data.is_active
@@ -102,12 +90,12 @@ class AdminUsersController(Controller):
         svc = services(request.app.state)
         o = svc.identity.admin_update(user_id, role=role, is_active=active, by=by)
         svc.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
-        return command(request, o.user, o.position)
+        return command(request, UserAccountOut.of(o.user), o.position)
 
     @delete("/{user_id:uuid}", status_code=200, sync_to_thread=True)
-    def delete_user(self, request: Request[Any, Any, Any], user_id: UUID) -> Response[Any]:
+    def delete_user(self, request: Request[Any, Any, Any], user_id: UUID) -> Response[UserAccountOut]:
         """Soft delete: the history stays, the account closes."""
         svc = services(request.app.state)
         o = svc.identity.admin_delete(user_id, by=caller(request).user_id)
         svc.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
-        return command(request, o.user, o.position)
+        return command(request, UserAccountOut.of(o.user), o.position)

@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
 import msgspec
 import psycopg
 from litestar import Controller, Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Stream
 
 from api import csvout
 from api.deps import caller, query, reading, services
 from api.guards import ADMIN
 from api.params import instant
+from api.schemas.audit import (
+    AnalyticsOverviewOut,
+    AnalyticsPointOut,
+    AnalyticsTimeseriesPage,
+    AnalyticsUsersByRole,
+    BookingExportRow,
+    ExportRow,
+    ExportRows,
+    PaymentExportRow,
+    TutorExportRow,
+    UserExportRow,
+)
+from api.schemas.common import MoneyOut
 from domain.errors import NotFound, ValidationFailed
 
 BEARER = [{"bearer": []}]
@@ -36,30 +52,49 @@ METRICS = {
         ("ledger",),
     ),
 }
-EXPORTS = {
+# dataset: (read model, query, row shape); the query's column names are the row shape's fields
+EXPORTS: dict[str, tuple[str, str, type[ExportRow]]] = {
     "users": (
         "users_directory",
         "SELECT user_id AS id, email, full_name, role, is_active, deleted, timezone,"
         " language, currency, registered_at FROM users_directory ORDER BY registered_position",
+        UserExportRow,
     ),
     "tutors": (
         "tutors",
         "SELECT tutor_id AS id, full_name, email, status, hourly_amount, currency, rating_avg,"
         " rating_count, completeness, submitted_at FROM tutors ORDER BY tutor_id",
+        TutorExportRow,
     ),
     "bookings": (
         "bookings",
         "SELECT booking_id AS id, student_id, tutor_id, subject_id, start_at, end_at,"
         " duration_minutes, status, created_at, cancelled_by, refunded_minutes, forfeited_minutes"
         " FROM bookings ORDER BY created_at, booking_id",
+        BookingExportRow,
     ),
     "payments": (
         "ledger",
         "SELECT e.entry_id, e.position, e.recorded_at, e.event_type, e.description, p.amount,"
         " p.currency FROM ledger_entries e JOIN ledger_postings p ON p.position = e.position AND"
         " p.account = 'payment_clearing' ORDER BY e.position",
+        PaymentExportRow,
     ),
 }
+
+CSV_BODY = OpenAPIMediaType(schema=Schema(type=OpenAPIType.STRING, description="a header row, then one row per item"))
+
+
+@dataclass
+class ExportOperation(Operation):
+    """The export's OpenAPI operation: its 200 is CSV or a JSON array, as `format` asks. Litestar gives a response
+    one media type, so the JSON one comes from the route's `responses` (which also names the row shapes) and the
+    CSV one is added here."""
+
+    def __post_init__(self) -> None:
+        ok = (self.responses or {}).get("200")
+        if isinstance(ok, OpenAPIResponse):
+            ok.content = {"text/csv": CSV_BODY, **(ok.content or {})}
 
 
 class AnalyticsController(Controller):
@@ -71,7 +106,7 @@ class AnalyticsController(Controller):
     security = BEARER
 
     @get("/analytics/overview", sync_to_thread=True)
-    def overview(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    def overview(self, request: Request[Any, Any, Any]) -> Response[AnalyticsOverviewOut]:
         """Users by role, active tutors, bookings today (by start), commission revenue, bookings by status."""
         actor = caller(request)
         now = services(request.app.state).clock.now()
@@ -79,7 +114,7 @@ class AnalyticsController(Controller):
         names = ("users_directory", "tutors", "bookings", "ledger")
         with reading(request, names, actor) as (conn, pos):
             roles = {
-                r["role"]: r["n"]
+                r["role"]: int(r["n"])
                 for r in conn.execute(
                     "SELECT role, count(*) AS n FROM users_directory WHERE NOT deleted GROUP BY role"
                 ).fetchall()
@@ -97,15 +132,18 @@ class AnalyticsController(Controller):
                 "SELECT currency, sum(signed) AS v FROM ledger_postings"
                 " WHERE account = 'platform_commission' GROUP BY currency ORDER BY 2 DESC"
             ).fetchall()
-        body = {
-            "users_by_role": {k: int(roles.get(k, 0)) for k in ("student", "tutor", "admin", "finance")},
-            "active_tutors": int(tutors["n"]) if tutors else 0,
-            "bookings_today": int(today["n"]) if today else 0,
-            "revenue": {"amount": int(revenue[0]["v"]), "currency": revenue[0]["currency"]}
-            if revenue
-            else {"amount": 0, "currency": "USD"},
-            "bookings_by_status": status,
-        }
+        body = AnalyticsOverviewOut(
+            users_by_role=AnalyticsUsersByRole(
+                student=roles.get("student", 0),
+                tutor=roles.get("tutor", 0),
+                admin=roles.get("admin", 0),
+                finance=roles.get("finance", 0),
+            ),
+            active_tutors=int(tutors["n"]) if tutors else 0,
+            bookings_today=int(today["n"]) if today else 0,
+            revenue=MoneyOut(int(revenue[0]["v"]), revenue[0]["currency"]) if revenue else MoneyOut(0, "USD"),
+            bookings_by_status=status,
+        )
         return query(body, pos)
 
     @get("/analytics/timeseries", sync_to_thread=True)
@@ -114,7 +152,7 @@ class AnalyticsController(Controller):
         request: Request[Any, Any, Any],
         metric: Literal["bookings", "revenue", "signups"],
         interval: Literal["day", "week", "month"] = "day",
-    ) -> Response[Any]:
+    ) -> Response[AnalyticsTimeseriesPage]:
         """A metric per day, week or month in [from, to) (default: the last 30 days)."""
         actor = caller(request)
         now = services(request.app.state).clock.now()
@@ -125,24 +163,31 @@ class AnalyticsController(Controller):
         sql, names = METRICS[metric]
         with reading(request, names, actor) as (conn, pos):
             rows = conn.execute(sql, (interval, frm, to)).fetchall()
-        items = [
-            {"period_start": r["p"].replace(tzinfo=UTC).isoformat().replace("+00:00", "Z"), "value": int(r["v"])}
-            for r in rows
-        ]
-        return query({"items": items, "next_cursor": None}, pos)
+        return query(AnalyticsTimeseriesPage([AnalyticsPointOut.of(r) for r in rows], None), pos)
 
-    @get("/exports/{dataset:str}", sync_to_thread=True)
+    @get(
+        "/exports/{dataset:str}",
+        sync_to_thread=True,
+        operation_class=ExportOperation,
+        responses={
+            200: ResponseSpec(
+                ExportRows,
+                generate_examples=False,
+                description="The dataset as CSV (`format=csv`, the default) or a JSON array of its rows",
+            )
+        },
+    )
     def export(
         self,
         request: Request[Any, Any, Any],
         dataset: str,
         format: Literal["csv", "json"] = "csv",  # noqa: A002
-    ) -> Response[Any]:
+    ) -> Stream:
         """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array."""
         actor = caller(request)
         if dataset not in EXPORTS:
             raise NotFound(f"no dataset {dataset!r}; one of {', '.join(EXPORTS)}")
-        name, sql = EXPORTS[dataset]
+        name, sql, shape = EXPORTS[dataset]
         with reading(request, (name,), actor) as (_conn, pos):
             pass
         rows = _rows(services(request.app.state).settings.database_url, sql)
@@ -152,11 +197,12 @@ class AnalyticsController(Controller):
         }
         if format == "csv":
             return Stream(_csv(rows), media_type="text/csv", headers=headers)
-        return Stream(_json(rows), media_type="application/json", headers=headers)
+        return Stream(_json(rows, shape), media_type="application/json", headers=headers)
 
 
 def _rows(dsn: str, sql: str) -> Iterator[tuple[list[str], tuple[Any, ...]]]:
-    with psycopg.connect(dsn) as conn, conn.cursor(name="export") as cur:
+    # instants in UTC (the CSV writer and msgspec then write them with "Z")
+    with psycopg.connect(dsn, options="-c TimeZone=UTC") as conn, conn.cursor(name="export") as cur:
         cur.itersize = 2000
         cur.execute(sql)  # type: ignore[arg-type]
         cols: list[str] = []
@@ -166,17 +212,11 @@ def _rows(dsn: str, sql: str) -> Iterator[tuple[list[str], tuple[Any, ...]]]:
             yield cols, row
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, datetime):
-        return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    return v if isinstance(v, (int, float, bool, str)) or v is None else str(v)
-
-
-def _json(rows: Iterator[tuple[list[str], tuple[Any, ...]]]) -> Iterator[bytes]:
+def _json(rows: Iterator[tuple[list[str], tuple[Any, ...]]], shape: type[ExportRow]) -> Iterator[bytes]:
     yield b"["
     first = True
     for cols, row in rows:
-        yield (b"" if first else b",") + msgspec.json.encode({c: _plain(v) for c, v in zip(cols, row, strict=True)})
+        yield (b"" if first else b",") + msgspec.json.encode(shape(**dict(zip(cols, row, strict=True))))
         first = False
     yield b"]"
 

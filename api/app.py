@@ -24,7 +24,7 @@ from api.finance import FinanceController, SettingsController
 from api.identity import IdentityController
 from api.messaging import MessagingController
 from api.money import MoneyController
-from api.openapi import LocalSwaggerPage, document_problems
+from api.openapi import LocalSwaggerPage, document_problems, operation_id
 from api.realtime import ws
 from api.services import Services
 from api.students import StudentController
@@ -93,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
         ),
         render_plugins=[LocalSwaggerPage(assets=ASSETS, static=STATIC, path=["/", "/swagger"])],
+        operation_id_creator=operation_id,
     )
 
     async def shutdown() -> None:

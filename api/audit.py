@@ -10,27 +10,13 @@ from litestar import Controller, Request, Response, get
 
 from api.deps import caller, decode_cursor, encode_cursor, limit_of, query, reading, services
 from api.guards import ADMIN
+from api.schemas.audit import AggregateHistoryOut, AuditEventOut, AuditEventPage
 from domain.errors import NotFound, ValidationFailed
 
 COLUMNS = (
     "position, aggregate_id, aggregate_version, type, recorded_at, actor_id, actor_role, correlation_id,"
     " causation_id, data"
 )
-
-
-def _item(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "position": r["position"],
-        "aggregate_id": str(r["aggregate_id"]),
-        "aggregate_version": r["aggregate_version"],
-        "type": r["type"],
-        "recorded_at": r["recorded_at"],
-        "actor_id": str(r["actor_id"]) if r["actor_id"] else None,
-        "actor_role": r["actor_role"],
-        "correlation_id": r["correlation_id"],
-        "causation_id": r["causation_id"],
-        "data": r["data"],
-    }
 
 
 def _uuid(name: str, raw: str | None) -> UUID | None:
@@ -62,11 +48,12 @@ class AuditController(Controller):
         after_position: int | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Response[Any]:
+    ) -> Response[AuditEventPage]:
         """Events in log order, filtered by aggregate, type, actor, correlation, time and position."""
         account = caller(request)
         n = limit_of(limit)
-        where, params = ["true"], []  # type: ignore[var-annotated]
+        where: list[str] = ["true"]
+        params: list[Any] = []
         for col, value in (
             ("aggregate_id", _uuid("aggregate_id", aggregate_id)),
             ("type", type),
@@ -94,12 +81,13 @@ class AuditController(Controller):
         sql = f"SELECT {COLUMNS} FROM audit_log WHERE {' AND '.join(where)} ORDER BY position LIMIT %s"
         with reading(request, ("audit_log",), account) as (conn, pos):
             rows = conn.execute(sql, (*params, n + 1)).fetchall()
-        items = [_item(r) for r in rows[:n]]
         next_cursor = encode_cursor(rows[n - 1]["position"]) if len(rows) > n else None
-        return query({"items": items, "next_cursor": next_cursor}, pos)
+        return query(AuditEventPage([AuditEventOut.of(r) for r in rows[:n]], next_cursor), pos)
 
     @get("/aggregates/{aggregate_id:uuid}/history", sync_to_thread=True)
-    def history(self, request: Request[Any, Any, Any], aggregate_id: UUID, version: int | None = None) -> Response[Any]:
+    def history(
+        self, request: Request[Any, Any, Any], aggregate_id: UUID, version: int | None = None
+    ) -> Response[AggregateHistoryOut]:
         """Every event of one aggregate up to `version` (default: all) and its state at that version."""
         account = caller(request)
         if version is not None and version < 1:
@@ -113,13 +101,4 @@ class AuditController(Controller):
             ).fetchall()
         if not rows:
             raise NotFound("no such aggregate")
-        return query(
-            {
-                "aggregate_id": str(aggregate_id),
-                "aggregate_type": kind,
-                "version": at,
-                "events": [_item(r) for r in rows],
-                "state": state,
-            },
-            pos,
-        )
+        return query(AggregateHistoryOut(aggregate_id, kind, at, [AuditEventOut.of(r) for r in rows], state), pos)

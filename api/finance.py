@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -10,12 +11,28 @@ from uuid import UUID
 import msgspec
 import psycopg
 from litestar import Controller, Request, Response, get, patch, post
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
 from litestar.response import Stream
 
 from api import csvout
 from api.deps import caller, command, query, reading, services
 from api.guards import ADMIN, MONEY_STAFF
 from api.params import instant
+from api.schemas.common import MoneyOut
+from api.schemas.money import (
+    AccountBalanceOut,
+    JournalEntryOut,
+    JournalPage,
+    JournalPostingOut,
+    PayoutOut,
+    PlatformSettingsOut,
+    ReconciliationOut,
+    account_balance_out,
+    payout_out,
+    platform_settings_out,
+    reconciliation_out,
+)
 from domain.errors import ValidationFailed
 from projections.reconcile import reconcile
 
@@ -31,8 +48,8 @@ ACCOUNT_KINDS = (
 )
 
 
-class MoneyIn(msgspec.Struct):
-    """Money in minor units."""
+class PayoutMoneyIn(msgspec.Struct):
+    """A payout's money in minor units."""
 
     amount: int
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
@@ -42,7 +59,7 @@ class PayoutIn(msgspec.Struct):
     """POST /finance/payouts."""
 
     tutor_id: UUID
-    amount: MoneyIn
+    amount: PayoutMoneyIn
     reference: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -60,6 +77,20 @@ def balance(conn: Any, account: str, as_of: datetime) -> list[tuple[str, int]]:
     return [(r["currency"], int(r["balance"])) for r in rows]
 
 
+JOURNAL_ANSWER = "The journal: a JournalPage as JSON, or with format=csv one CSV row per posting"
+
+
+@dataclass
+class JournalOperation(Operation):
+    """The journal's operation: its 200 answer is the typed page as JSON, or CSV text (`format=csv`)."""
+
+    def __post_init__(self) -> None:
+        answer = (self.responses or {}).get("200")
+        if isinstance(answer, OpenAPIResponse) and answer.content is not None:
+            csv = Schema(type=OpenAPIType.STRING, description="header row, then one row per posting")
+            answer.content["text/csv"] = OpenAPIMediaType(schema=csv)
+
+
 class FinanceController(Controller):
     """Finance and admins read and replay money; finance records payouts."""
 
@@ -69,7 +100,7 @@ class FinanceController(Controller):
     security = BEARER
 
     @get("/accounts/{account:str}/balance", sync_to_thread=True)
-    def account_balance(self, request: Request[Any, Any, Any], account: str) -> Response[Any]:
+    def account_balance(self, request: Request[Any, Any, Any], account: str) -> Response[AccountBalanceOut]:
         """Balance of a ledger account at `as_of` (default now), positive in its normal direction."""
         actor = caller(request)
         if account.split(":", 1)[0] not in ACCOUNT_KINDS or len(account) > 200:
@@ -77,14 +108,15 @@ class FinanceController(Controller):
         as_of = instant("as_of", request.query_params.get("as_of")) or services(request.app.state).clock.now()
         with reading(request, ("ledger",), actor) as (conn, pos):
             found = balance(conn, account, as_of)
-        currency, amount = found[0] if found else ("USD", 0)
-        body: dict[str, Any] = {"account": account, "as_of": as_of, "balance": {"amount": amount, "currency": currency}}
-        if len(found) > 1:
-            body["balances"] = [{"amount": a, "currency": c} for c, a in found]
-        return query(body, pos)
+        return query(account_balance_out(account, as_of, found), pos)
 
-    @get("/journal", sync_to_thread=True)
-    def journal(self, request: Request[Any, Any, Any], format: Literal["json", "csv"] = "json") -> Response[Any]:  # noqa: A002
+    @get(
+        "/journal",
+        sync_to_thread=True,
+        responses={200: ResponseSpec(JournalPage, generate_examples=False, description=JOURNAL_ANSWER)},
+        operation_class=JournalOperation,
+    )
+    def journal(self, request: Request[Any, Any, Any], format: Literal["json", "csv"] = "json") -> Stream:  # noqa: A002
         """Every entry with its postings in [from, to), streamed as JSON or CSV (one row per posting)."""
         actor = caller(request)
         frm = instant("from", request.query_params.get("from"))
@@ -98,22 +130,23 @@ class FinanceController(Controller):
         return Stream(_json(rows), media_type="application/json", headers={"X-Projection-Position": str(pos)})
 
     @post("/reconciliation", status_code=200, sync_to_thread=True)
-    def reconciliation(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    def reconciliation(self, request: Request[Any, Any, Any]) -> ReconciliationOut:
         """Replay the ledger from the event store and check every invariant."""
-        return reconcile(services(request.app.state).settings.database_url)
+        return reconciliation_out(reconcile(services(request.app.state).settings.database_url))
 
     @post("/payouts", status_code=201, sync_to_thread=True)
-    def payout(self, request: Request[Any, Any, Any], data: PayoutIn) -> Response[Any]:
+    def payout(self, request: Request[Any, Any, Any], data: PayoutIn) -> Response[PayoutOut]:
         """Record a payout to a tutor; never more than payable."""
         body, position = services(request.app.state).money.pay_out(
             data.tutor_id, data.amount.amount, data.amount.currency, data.reference
         )
-        return command(request, body, position, 201)
+        return command(request, payout_out(body), position, 201)
 
 
-def _journal_rows(dsn: str, frm: datetime | None, to: datetime | None, until: int) -> Iterator[dict[str, Any]]:
+def _journal_rows(dsn: str, frm: datetime | None, to: datetime | None, until: int) -> Iterator[JournalEntryOut]:
     """Entries in position order, read with a server-side cursor (constant memory for any size)."""
-    where, params = ["e.position <= %s"], [until]  # type: ignore[var-annotated]
+    where: list[str] = ["e.position <= %s"]
+    params: list[Any] = [until]
     if frm:
         where.append("e.recorded_at >= %s")
         params.append(frm)
@@ -128,48 +161,48 @@ def _journal_rows(dsn: str, frm: datetime | None, to: datetime | None, until: in
             f" WHERE {' AND '.join(where)} ORDER BY e.position, p.seq",
             params,
         )
-        current: dict[str, Any] | None = None
+        current: JournalEntryOut | None = None
         for entry_id, position, at, desc, account, side, amount, currency in cur:
-            if current is None or current["position"] != position:
+            if current is None or current.position != position:
                 if current is not None:
                     yield current
-                current = {
-                    "entry_id": entry_id,
-                    "position": position,
-                    "recorded_at": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-                    "description": desc,
-                    "postings": [],
-                }
-            current["postings"].append(
-                {"account": account, "side": side, "amount": {"amount": amount, "currency": currency}}
-            )
+                current = JournalEntryOut(entry_id, position, at.astimezone(UTC), desc, [])
+            current.postings.append(JournalPostingOut(account, side, MoneyOut(amount, currency)))
         if current is not None:
             yield current
 
 
-def _json(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+def _json(rows: Iterator[JournalEntryOut]) -> Iterator[bytes]:
+    """The JournalPage, written an entry at a time."""
+    encoder = msgspec.json.Encoder()
     yield b'{"items":['
     first = True
     for row in rows:
-        yield (b"" if first else b",") + msgspec.json.encode(row)
+        yield (b"" if first else b",") + encoder.encode(row)
         first = False
     yield b'],"next_cursor":null}'
 
 
-def _csv(rows: Iterator[dict[str, Any]]) -> Iterator[bytes]:
+def _csv(rows: Iterator[JournalEntryOut]) -> Iterator[bytes]:
+    """One CSV row per posting, the entry's fields repeated."""
     header = ["entry_id", "position", "recorded_at", "description", "account", "side", "amount", "currency"]
     return csvout.stream(
         header,
         (
-            (row["entry_id"], row["position"], row["recorded_at"], row["description"], *_posting(p))
-            for row in rows
-            for p in row["postings"]
+            (
+                e.entry_id,
+                e.position,
+                e.recorded_at,
+                e.description,
+                p.account,
+                p.side,
+                p.amount.amount,
+                p.amount.currency,
+            )
+            for e in rows
+            for p in e.postings
         ),
     )
-
-
-def _posting(p: dict[str, Any]) -> tuple[Any, ...]:
-    return p["account"], p["side"], p["amount"]["amount"], p["amount"]["currency"]
 
 
 class SettingsController(Controller):
@@ -181,12 +214,12 @@ class SettingsController(Controller):
     security = BEARER
 
     @get("/", sync_to_thread=True)
-    def get_settings(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    def get_settings(self, request: Request[Any, Any, Any]) -> PlatformSettingsOut:
         """The settings in force, with their version."""
-        return services(request.app.state).money.platform().view()
+        return platform_settings_out(services(request.app.state).money.platform().view())
 
     @patch("/", sync_to_thread=True)
-    def change_settings(self, request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[Any]:
+    def change_settings(self, request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[PlatformSettingsOut]:
         """Change any subset; returns the whole new settings with the next version."""
         view, position = services(request.app.state).money.change_settings(data)
-        return command(request, view, position)
+        return command(request, platform_settings_out(view), position)

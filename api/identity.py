@@ -6,10 +6,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
+from litestar.openapi.datastructures import ResponseSpec
 
 from api.deps import caller, command, min_position, query, services
 from api.guards import USER
-from application.identity import Outcome
+from api.schemas.identity import RegistrationOut, TokenPairOut, UserAccountOut
 
 BEARER = [{"bearer": []}]
 Email = Annotated[str, msgspec.Meta(max_length=300, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")]
@@ -44,39 +45,6 @@ class RefreshRequest(msgspec.Struct):
     refresh_token: str
 
 
-class UserOut(msgspec.Struct):
-    """The /me shape."""
-
-    id: str
-    email: str
-    full_name: str
-    role: str
-    is_active: bool
-    timezone: str
-    language: str
-    currency: str
-    avatar_url: str | None
-
-
-class TokensOut(msgspec.Struct):
-    """A token pair."""
-
-    access_token: str
-    refresh_token: str
-    token_type: str
-    expires_in: int
-
-
-class RegisterOut(msgspec.Struct):
-    """Registration result: the user and a first token pair."""
-
-    user: UserOut
-    access_token: str
-    refresh_token: str
-    token_type: str
-    expires_in: int
-
-
 class MeUpdate(msgspec.Struct):
     """PATCH /me: any subset."""
 
@@ -87,16 +55,6 @@ class MeUpdate(msgspec.Struct):
     avatar_url: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
-def _tokens(o: Outcome) -> dict[str, Any]:
-    assert o.tokens is not None
-    return {
-        "access_token": o.tokens.access_token,
-        "refresh_token": o.tokens.refresh_token,
-        "token_type": "bearer",
-        "expires_in": o.tokens.expires_in,
-    }
-
-
 class IdentityController(Controller):
     """Accounts and sessions."""
 
@@ -104,24 +62,32 @@ class IdentityController(Controller):
     tags = ["identity"]
 
     @post("/auth/register", status_code=201, sync_to_thread=True)
-    def register(self, request: Request[Any, Any, Any], data: RegisterRequest) -> Response[RegisterOut]:
+    def register(self, request: Request[Any, Any, Any], data: RegisterRequest) -> Response[RegistrationOut]:
         """Open a student or tutor account; one account per normalised email."""
         o = services(request.app.state).identity.register(data.email, data.password, data.full_name, data.role)
-        return command(request, {"user": o.user, **_tokens(o)}, o.position, 201, user_id=o.user["id"])
+        return command(request, RegistrationOut.of(o), o.position, 201, user_id=o.user["id"])
 
     @post("/auth/login", status_code=200, sync_to_thread=True)
-    def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> Response[TokensOut]:
+    def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> Response[TokenPairOut]:
         """Exchange email and password for a token pair (the same 401 for any failure)."""
         o = services(request.app.state).identity.login(data.email, data.password)
-        return command(request, _tokens(o), o.position, 200, user_id=o.user["id"])
+        return command(request, TokenPairOut.of(o), o.position, 200, user_id=o.user["id"])
 
     @post("/auth/refresh", status_code=200, sync_to_thread=True)
-    def refresh(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[TokensOut]:
+    def refresh(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[TokenPairOut]:
         """Rotate the refresh token; a spent one revokes its family."""
         o = services(request.app.state).identity.refresh(data.refresh_token)
-        return command(request, _tokens(o), o.position, 200, user_id=o.user["id"])
+        return command(request, TokenPairOut.of(o), o.position, 200, user_id=o.user["id"])
 
-    @post("/auth/logout", status_code=204, sync_to_thread=True, security=BEARER, guards=USER)
+    # responses: Litestar would document the `Response[None]` as a JSON `null` body; a 204 has no body
+    @post(
+        "/auth/logout",
+        status_code=204,
+        sync_to_thread=True,
+        security=BEARER,
+        guards=USER,
+        responses={204: ResponseSpec(None, description="The session is revoked (no body)")},
+    )
     def logout(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[None]:
         """Revoke the session (refresh family) of the given refresh token."""
         account = caller(request)
@@ -131,18 +97,18 @@ class IdentityController(Controller):
         return command(request, None, position, 204)
 
     @get("/me", sync_to_thread=True, security=BEARER, guards=USER)
-    def me(self, request: Request[Any, Any, Any]) -> Response[UserOut]:
+    def me(self, request: Request[Any, Any, Any]) -> Response[UserAccountOut]:
         """The caller's account (read from its own stream, so as fresh as the log itself)."""
         account = caller(request)
         min_position(request, account)  # the same 422 for a malformed X-Min-Position as every query
         identity = services(request.app.state).identity
         position = identity.head()  # read before the stream: the answer reflects at least this position
-        return query(msgspec.convert(identity.me(account), UserOut), position)
+        return query(UserAccountOut.of(identity.me(account)), position)
 
     @patch("/me", sync_to_thread=True, security=BEARER, guards=USER)
-    def update_me(self, request: Request[Any, Any, Any], data: MeUpdate) -> Response[UserOut]:
+    def update_me(self, request: Request[Any, Any, Any], data: MeUpdate) -> Response[UserAccountOut]:
         """Change the caller's name, time zone, language, currency or avatar."""
         account = caller(request)
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         o = services(request.app.state).identity.update_profile(account, changes)
-        return command(request, o.user, o.position)
+        return command(request, UserAccountOut.of(o.user), o.position)

@@ -7,9 +7,26 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.openapi.datastructures import ResponseSpec
 
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
 from api.guards import USER
+from api.schemas.messaging import (
+    MessageAttachmentOut,
+    MessageAttachmentUploadOut,
+    MessageOut,
+    MessagePage,
+    ReadReceiptOut,
+    ThreadPage,
+    ThreadParticipantsOut,
+    attachment_upload_out,
+    message_attachment_out,
+    message_out,
+    sent_message_out,
+    thread_out,
+    thread_participants_out,
+)
+from api.services import Services
 from domain.errors import NotFound
 
 BEARER = [{"bearer": []}]
@@ -48,17 +65,12 @@ class AttachmentIn(msgspec.Struct):
     size: int
 
 
-def _z(t: Any) -> Any:
-    return t.isoformat().replace("+00:00", "Z") if hasattr(t, "isoformat") else t
-
-
-def _attachments(svc: Any, atts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _attachments(svc: Services, atts: list[dict[str, Any]]) -> list[MessageAttachmentOut]:
+    """A message's attachments with their download URLs (none while there is no checked copy)."""
     out = []
     for a in atts:
         url = svc.messaging.storage.download_url(a["key"], a["filename"], a["content_type"]) if a.get("key") else None
-        out.append(
-            {"id": a["id"], "filename": a["filename"], "content_type": a["content_type"], "size": a["size"], "url": url}
-        )
+        out.append(message_attachment_out(a, url))
     return out
 
 
@@ -70,21 +82,28 @@ class MessagingController(Controller):
     tags = ["messaging"]
     security = BEARER
 
-    @post("/threads", status_code=201, sync_to_thread=True)
-    def open_thread(self, request: Request[Any, Any, Any], data: ThreadIn) -> Response[Any]:
+    @post(
+        "/threads",
+        status_code=201,
+        sync_to_thread=True,
+        responses={200: ResponseSpec(ThreadParticipantsOut, generate_examples=False, description="The thread existed")},
+    )
+    def open_thread(self, request: Request[Any, Any, Any], data: ThreadIn) -> Response[ThreadParticipantsOut]:
         """The pair's one thread (201 when created, 200 when it existed)."""
         actor = caller(request)
-        view, position, created = services(request.app.state).messaging.open_thread(actor, data.participant_id)
-        return command(request, view, position, 201 if created else 200)
+        thread, position, created = services(request.app.state).messaging.open_thread(actor, data.participant_id)
+        body = thread_participants_out(thread.id, thread.participant_ids)
+        return command(request, body, position, 201 if created else 200)
 
     @get("/threads", sync_to_thread=True)
     def threads(
         self, request: Request[Any, Any, Any], limit: int | None = None, cursor: str | None = None
-    ) -> Response[Any]:
+    ) -> Response[ThreadPage]:
         """The caller's threads, most recent activity first, with unread counts and the last message."""
         actor = caller(request)
         n = limit_of(limit)
-        where, params = ["%s = ANY(t.participant_ids)"], [actor.user_id]  # type: ignore[var-annotated]
+        where: list[str] = ["%s = ANY(t.participant_ids)"]
+        params: list[Any] = [actor.user_id]
         after = decode_cursor(cursor, int)
         if after is not None:
             where.append("t.last_position < %s")
@@ -99,21 +118,15 @@ class MessagingController(Controller):
                 (actor.user_id, actor.user_id, *params, n + 1),
             ).fetchall()
         items = [
-            {
-                "id": str(r["thread_id"]),
-                "participant_ids": [str(p) for p in r["participant_ids"]],
-                "unread_count": int(r["unread"]),
-                "last_message": r["last_message"],
-            }
-            for r in rows[:n]
+            thread_out(r["thread_id"], r["participant_ids"], int(r["unread"]), r["last_message"]) for r in rows[:n]
         ]
         nxt = encode_cursor(rows[n - 1]["last_position"]) if len(rows) > n else None
-        return query({"items": items, "next_cursor": nxt}, pos)
+        return query(ThreadPage(items, nxt), pos)
 
     @get("/threads/{thread_id:uuid}/messages", sync_to_thread=True)
     def history(
         self, request: Request[Any, Any, Any], thread_id: UUID, limit: int | None = None, cursor: str | None = None
-    ) -> Response[Any]:
+    ) -> Response[MessagePage]:
         """Messages newest first (deleted ones keep their place with body null)."""
         actor = caller(request)
         n = limit_of(limit)
@@ -129,57 +142,57 @@ class MessagingController(Controller):
                 (thread_id, int(after) if after is not None else 2**62, n + 1),
             ).fetchall()
         items = [
-            {
-                "id": str(r["message_id"]),
-                "thread_id": str(thread_id),
-                "sender_id": str(r["sender_id"]),
-                "body": r["body"],
-                "created_at": _z(r["created_at"]),
-                "edited_at": _z(r["edited_at"]),
-                "deleted": r["deleted"],
-                "attachments": [] if r["deleted"] else _attachments(svc, r["attachments"]),
-            }
+            message_out(
+                thread_id,
+                r["message_id"],
+                r["sender_id"],
+                r["body"],
+                r["created_at"],
+                r["edited_at"],
+                r["deleted"],
+                [] if r["deleted"] else _attachments(svc, r["attachments"]),
+            )
             for r in rows[:n]
         ]
         nxt = encode_cursor(rows[n - 1]["position"]) if len(rows) > n else None
-        return query({"items": items, "next_cursor": nxt}, pos)
+        return query(MessagePage(items, nxt), pos)
 
     @post("/threads/{thread_id:uuid}/messages", status_code=201, sync_to_thread=True)
-    def send(self, request: Request[Any, Any, Any], thread_id: UUID, data: MessageIn) -> Response[Any]:
+    def send(self, request: Request[Any, Any, Any], thread_id: UUID, data: MessageIn) -> Response[MessageOut]:
         """Send a message; contact details are masked until the pair has a confirmed booking."""
         actor = caller(request)
         svc = services(request.app.state)
-        body, position = svc.messaging.post(actor, thread_id, data.body, data.attachment_ids)
-        return command(request, body, position, 201)
+        message, position = svc.messaging.post(actor, thread_id, data.body, data.attachment_ids)
+        return command(request, sent_message_out(thread_id, message), position, 201)
 
     @patch("/threads/{thread_id:uuid}/messages/{message_id:uuid}", sync_to_thread=True)
     def edit(
         self, request: Request[Any, Any, Any], thread_id: UUID, message_id: UUID, data: MessageEdit
-    ) -> Response[Any]:
+    ) -> Response[MessageOut]:
         """Edit your message within 15 minutes."""
         actor = caller(request)
-        body, position = services(request.app.state).messaging.edit(actor, thread_id, message_id, data.body)
-        return command(request, body, position)
+        message, position = services(request.app.state).messaging.edit(actor, thread_id, message_id, data.body)
+        return command(request, sent_message_out(thread_id, message), position)
 
     @delete("/threads/{thread_id:uuid}/messages/{message_id:uuid}", status_code=200, sync_to_thread=True)
-    def remove(self, request: Request[Any, Any, Any], thread_id: UUID, message_id: UUID) -> Response[Any]:
+    def remove(self, request: Request[Any, Any, Any], thread_id: UUID, message_id: UUID) -> Response[MessageOut]:
         """Delete your message (it keeps its place)."""
         actor = caller(request)
-        body, position = services(request.app.state).messaging.delete(actor, thread_id, message_id)
-        return command(request, body, position)
+        message, position = services(request.app.state).messaging.delete(actor, thread_id, message_id)
+        return command(request, sent_message_out(thread_id, message), position)
 
     @post("/threads/{thread_id:uuid}/read", status_code=200, sync_to_thread=True)
-    def read(self, request: Request[Any, Any, Any], thread_id: UUID, data: ReadIn) -> Response[Any]:
+    def read(self, request: Request[Any, Any, Any], thread_id: UUID, data: ReadIn) -> Response[ReadReceiptOut]:
         """Read receipt up to a message."""
         actor = caller(request)
         position = services(request.app.state).messaging.read(actor, thread_id, data.up_to_message_id)
-        return command(request, {"thread_id": str(thread_id), "up_to_message_id": str(data.up_to_message_id)}, position)
+        return command(request, ReadReceiptOut(thread_id, data.up_to_message_id), position)
 
     @post("/attachments", status_code=201, sync_to_thread=True)
-    def attachment(self, request: Request[Any, Any, Any], data: AttachmentIn) -> Response[Any]:
+    def attachment(self, request: Request[Any, Any, Any], data: AttachmentIn) -> Response[MessageAttachmentUploadOut]:
         """Announce an upload (pdf, jpeg, png, gif, webp, text; at most 25 MB) and get a presigned PUT URL."""
         actor = caller(request)
-        body, position = services(request.app.state).messaging.request_attachment(
+        upload, position = services(request.app.state).messaging.request_attachment(
             actor, data.filename, data.content_type, data.size
         )
-        return command(request, body, position, 201)
+        return command(request, attachment_upload_out(upload), position, 201)

@@ -11,6 +11,19 @@ from litestar import Controller, Request, Response, get, post
 
 from api.deps import caller, command, query, reading, services
 from api.guards import BUYERS_AND_MONEY_STAFF, MONEY_STAFF, STUDENT, TUTOR
+from api.schemas.money import (
+    NewPurchaseOut,
+    PurchaseOut,
+    PurchaseRefundOut,
+    StudentCreditPage,
+    TutorEarningsOut,
+    WebhookReceivedOut,
+    new_purchase_out,
+    purchase_out,
+    purchase_refund_out,
+    student_credit_page,
+    tutor_earnings_out,
+)
 from api.text import RAW_BODY
 
 BEARER = [{"bearer": []}]
@@ -30,27 +43,27 @@ class MoneyController(Controller):
     tags = ["money"]
 
     @post("/packages/purchases", status_code=201, sync_to_thread=True, security=BEARER, guards=STUDENT)
-    def buy(self, request: Request[Any, Any, Any], data: PurchaseIn) -> Response[Any]:
+    def buy(self, request: Request[Any, Any, Any], data: PurchaseIn) -> Response[NewPurchaseOut]:
         """Price a package and open its Stripe PaymentIntent; the credit comes with the payment webhook."""
         actor = caller(request)
         body, position = services(request.app.state).money.buy(actor, data.tutor_id, data.lessons)
-        return command(request, body, position, 201)
+        return command(request, new_purchase_out(body), position, 201)
 
     @get("/packages/purchases/{purchase_id:uuid}", sync_to_thread=True, security=BEARER, guards=BUYERS_AND_MONEY_STAFF)
-    def purchase(self, request: Request[Any, Any, Any], purchase_id: UUID) -> dict[str, Any]:
+    def purchase(self, request: Request[Any, Any, Any], purchase_id: UUID) -> PurchaseOut:
         """A purchase and its payment status (its student, admin or finance)."""
         actor = caller(request)
-        return services(request.app.state).money.purchase(actor, purchase_id)
+        return purchase_out(services(request.app.state).money.purchase(actor, purchase_id))
 
     @post("/webhooks/stripe", status_code=200, sync_to_thread=True, opt={RAW_BODY: True})
-    def stripe_webhook(self, request: Request[Any, Any, Any], body: bytes) -> Response[Any]:
+    def stripe_webhook(self, request: Request[Any, Any, Any], body: bytes) -> Response[WebhookReceivedOut]:
         """Stripe events, verified by signature; each payment grants its credit exactly once."""
         signature = request.headers.get("stripe-signature", "")
         position = services(request.app.state).money.webhook(body, signature)
-        return Response({"received": True}, headers={"X-Event-Position": str(position)})
+        return Response(WebhookReceivedOut(received=True), headers={"X-Event-Position": str(position)})
 
     @get("/student/credits", sync_to_thread=True, security=BEARER, guards=STUDENT)
-    def credits(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    def credits(self, request: Request[Any, Any, Any]) -> Response[StudentCreditPage]:
         """The caller's credit per tutor: available and held minutes, and the unexpired lots."""
         actor = caller(request)
         now = services(request.app.state).clock.now()
@@ -65,26 +78,10 @@ class MoneyController(Controller):
                 " AND state = 'open' GROUP BY tutor_id",
                 (actor.user_id,),
             ).fetchall()
-        per: dict[str, dict[str, Any]] = {}
-        for r in lots:
-            item = per.setdefault(
-                str(r["tutor_id"]),
-                {"tutor_id": str(r["tutor_id"]), "minutes_available": 0, "minutes_held": 0, "lots": []},
-            )
-            item["minutes_available"] += r["minutes_remaining"]
-            item["lots"].append(
-                {"id": r["lot_id"], "minutes_remaining": r["minutes_remaining"], "expires_at": r["expires_at"]}
-            )
-        for h in holds:
-            item = per.setdefault(
-                str(h["tutor_id"]),
-                {"tutor_id": str(h["tutor_id"]), "minutes_available": 0, "minutes_held": 0, "lots": []},
-            )
-            item["minutes_held"] += int(h["minutes"])
-        return query({"items": list(per.values()), "next_cursor": None}, pos)
+        return query(student_credit_page(lots, holds), pos)
 
     @get("/tutor/earnings", sync_to_thread=True, security=BEARER, guards=TUTOR)
-    def earnings(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    def earnings(self, request: Request[Any, Any, Any]) -> Response[TutorEarningsOut]:
         """The caller's pending (held), earned and paid-out money, and earnings by month."""
         actor = caller(request)
         with reading(request, ("student_credits", "tutors"), actor) as (conn, pos):
@@ -108,15 +105,7 @@ class MoneyController(Controller):
                 if r["kind"] == "earned":
                     months[r["month"]] += int(r["amount"])
         held = sum(int(r["amount"]) for r in pending if r["currency"] == currency)
-        body = {
-            "pending": {"amount": held, "currency": currency},
-            "earned": {"amount": totals["earned"], "currency": currency},
-            "paid_out": {"amount": totals["paid_out"], "currency": currency},
-            "by_month": [
-                {"month": m, "earned": {"amount": v, "currency": currency}} for m, v in sorted(months.items())
-            ],
-        }
-        return query(body, pos)
+        return query(tutor_earnings_out(currency, held, totals["earned"], totals["paid_out"], months), pos)
 
     @post(
         "/admin/purchases/{purchase_id:uuid}/refund",
@@ -125,7 +114,7 @@ class MoneyController(Controller):
         security=BEARER,
         guards=MONEY_STAFF,
     )
-    def refund(self, request: Request[Any, Any, Any], purchase_id: UUID) -> Response[Any]:
+    def refund(self, request: Request[Any, Any, Any], purchase_id: UUID) -> Response[PurchaseRefundOut]:
         """Refund the unused part of a paid package through Stripe and remove that credit."""
         body, position = services(request.app.state).money.refund_unused(purchase_id)
-        return command(request, body, position)
+        return command(request, purchase_refund_out(body), position)

@@ -7,8 +7,10 @@ from typing import Any
 
 from litestar import Litestar, Request
 from litestar._openapi.plugin import OpenAPIPlugin  # the plugin that owns the generated spec
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Reference, Schema
+from litestar.types.internal_types import PathParameterDefinition
 
 PROBLEM = Schema(
     type=OpenAPIType.OBJECT,
@@ -38,11 +40,13 @@ def _problem_response(description: str) -> OpenAPIResponse:
 
 
 def document_problems(app: Litestar) -> None:
-    """Add the Problem schema and 4XX/5XX problem responses to every operation of the generated spec."""
+    """Add the Problem schema and 4XX/5XX problem responses to every operation of the generated spec (a route that
+    declares its own body for an error status, such as /readyz's 503, keeps it), and name titled arrays."""
     openapi = app.plugins.get(OpenAPIPlugin).provide_openapi()
     schemas: dict[str, Any] = dict(openapi.components.schemas or {})
     schemas["Problem"] = PROBLEM
     openapi.components.schemas = schemas
+    name_titled_arrays(openapi)
     for item in (openapi.paths or {}).values():
         for method in METHODS:
             op = getattr(item, method, None)
@@ -50,11 +54,33 @@ def document_problems(app: Litestar) -> None:
                 continue
             responses = dict(op.responses or {})
             for code in list(responses):
-                if code[0] in "45":
+                if code[0] in "45" and not getattr(responses[code], "content", None):
                     responses[code] = _problem_response(getattr(responses[code], "description", "") or "Problem")
             responses.setdefault("4XX", _problem_response("Client error (RFC 9457 problem)"))
             responses.setdefault("5XX", _problem_response("Server error or projection lagging (RFC 9457 problem)"))
             op.responses = responses
+
+
+def operation_id(handler: HTTPRouteHandler, method: Any, path: list[str | PathParameterDefinition]) -> str:
+    """`<first tag>_<handler name>` (e.g. `bookings_confirm`): the names generated clients give their functions.
+    tests/api/test_openapi_types.py checks that they are unique."""
+    tags = handler.resolve_tags()
+    return f"{tags[0]}_{handler.handler_name}" if tags else handler.handler_name
+
+
+def name_titled_arrays(openapi: Any) -> None:
+    """Litestar names objects only: a JSON success answer that is a titled array (an export's rows) becomes the
+    component of that title, so that clients get a named type for it too."""
+    schemas: dict[str, Any] = dict(openapi.components.schemas or {})
+    for item in (openapi.paths or {}).values():
+        for op in filter(None, (getattr(item, m, None) for m in METHODS)):
+            for code, response in (op.responses or {}).items():
+                for media in (getattr(response, "content", None) or {}).values() if code.startswith("2") else ():
+                    s = media.schema
+                    if isinstance(s, Schema) and s.type == OpenAPIType.ARRAY and s.title:
+                        schemas[s.title] = s
+                        media.schema = Reference(ref=f"#/components/schemas/{s.title}")
+    openapi.components.schemas = schemas
 
 
 class LocalSwaggerPage(SwaggerRenderPlugin):

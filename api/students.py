@@ -10,7 +10,14 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 
 from api.deps import caller, command, query, reading, services
 from api.guards import STUDENT
-from api.tutors import PUBLIC_COLS, next_slot_of, public_tutor
+from api.schemas.tutoring import (
+    PublicTutorPage,
+    StudentFavoriteOut,
+    StudentProfileOut,
+    public_tutor_out,
+    student_profile_out,
+)
+from api.tutors import PUBLIC_COLS, next_slot_of
 
 Text = Annotated[str, msgspec.Meta(max_length=5000)]
 
@@ -35,35 +42,31 @@ class StudentController(Controller):
     security = [{"bearer": []}]
 
     @get("/profile", sync_to_thread=True)
-    def get_profile(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    def get_profile(self, request: Request[Any, Any, Any]) -> StudentProfileOut:
         """The caller's learning profile."""
         actor = caller(request)
-        return services(request.app.state).tutoring.student_view(actor.user_id)
+        return student_profile_out(*services(request.app.state).tutoring.student(actor.user_id))
 
     @patch("/profile", sync_to_thread=True)
-    def update_profile(self, request: Request[Any, Any, Any], data: StudentProfilePatch) -> Response[Any]:
+    def update_profile(self, request: Request[Any, Any, Any], data: StudentProfilePatch) -> Response[StudentProfileOut]:
         """Change bio, goals, learning style, timezone, currency or language."""
         actor = caller(request)
         body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-        view, position = services(request.app.state).tutoring.update_student(actor, body)
-        return command(request, view, position)
+        profile, user, position = services(request.app.state).tutoring.update_student(actor, body)
+        return command(request, student_profile_out(profile, user), position)
 
     @post("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
-    def add_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+    def add_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[StudentFavoriteOut]:
         """Favorite an approved tutor (again: no change)."""
-        actor = caller(request)
-        position = services(request.app.state).tutoring.favorite(actor, tutor_id, True)
-        return command(request, {"tutor_id": str(tutor_id), "favorite": True}, position)
+        return _favorite(request, tutor_id, True)
 
     @delete("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
-    def remove_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+    def remove_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[StudentFavoriteOut]:
         """Unfavorite a tutor (not a favorite: no change)."""
-        actor = caller(request)
-        position = services(request.app.state).tutoring.favorite(actor, tutor_id, False)
-        return command(request, {"tutor_id": str(tutor_id), "favorite": False}, position)
+        return _favorite(request, tutor_id, False)
 
     @get("/favorites", sync_to_thread=True)
-    def favorites(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    def favorites(self, request: Request[Any, Any, Any]) -> Response[PublicTutorPage]:
         """The caller's favorite tutors that are currently listed, as public tutors."""
         actor = caller(request)
         now = services(request.app.state).clock.now()
@@ -74,5 +77,11 @@ class StudentController(Controller):
                 (actor.user_id,),
             ).fetchall()
             nexts = next_slot_of(conn, rows, now)
-        items = [public_tutor(r, nexts[r["tutor_id"]]) for r in rows]
-        return query({"items": items, "next_cursor": None}, pos)
+        items = [public_tutor_out(r, nexts[r["tutor_id"]]) for r in rows]
+        return query(PublicTutorPage(items=items, next_cursor=None), pos)
+
+
+def _favorite(request: Request[Any, Any, Any], tutor_id: UUID, on: bool) -> Response[StudentFavoriteOut]:
+    """Add or remove the caller's favorite and say where it stands."""
+    position = services(request.app.state).tutoring.favorite(caller(request), tutor_id, on)
+    return command(request, StudentFavoriteOut(tutor_id=tutor_id, favorite=on), position)

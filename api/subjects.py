@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 
 from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services
 from api.guards import ADMIN
+from api.schemas.subjects import SubjectOut, SubjectPage, subject_out
 
 
 class SubjectIn(msgspec.Struct):
@@ -38,10 +39,11 @@ class SubjectsController(Controller):
         category: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Response[Any]:
+    ) -> Response[SubjectPage]:
         """Active subjects by name."""
         n = limit_of(limit)
-        where, params = ["active"], []  # type: ignore[var-annotated]
+        where: list[str] = ["active"]
+        params: list[Any] = []
         if category:
             where.append("category = %s")
             params.append(category)
@@ -50,17 +52,13 @@ class SubjectsController(Controller):
             where.append("(name, subject_id) > (%s, %s::uuid)")
             params.extend(after)
         sql = (
-            f"SELECT subject_id, name, category, active FROM subjects WHERE {' AND '.join(where)}"
+            f"SELECT subject_id AS id, name, category, active FROM subjects WHERE {' AND '.join(where)}"
             " ORDER BY name, subject_id LIMIT %s"
         )
         with reading(request, ("subjects",)) as (conn, pos):
             rows = conn.execute(sql, (*params, n + 1)).fetchall()
-        items = [
-            {"id": str(r["subject_id"]), "name": r["name"], "category": r["category"], "active": r["active"]}
-            for r in rows[:n]
-        ]
-        next_cursor = encode_cursor([rows[n - 1]["name"], str(rows[n - 1]["subject_id"])]) if len(rows) > n else None
-        return query({"items": items, "next_cursor": next_cursor}, pos)
+        next_cursor = encode_cursor([rows[n - 1]["name"], str(rows[n - 1]["id"])]) if len(rows) > n else None
+        return query(SubjectPage(items=[subject_out(r) for r in rows[:n]], next_cursor=next_cursor), pos)
 
 
 class AdminSubjectsController(Controller):
@@ -72,19 +70,19 @@ class AdminSubjectsController(Controller):
     security = [{"bearer": []}]
 
     @post("/", status_code=201, sync_to_thread=True)
-    def create(self, request: Request[Any, Any, Any], data: SubjectIn) -> Response[Any]:
+    def create(self, request: Request[Any, Any, Any], data: SubjectIn) -> Response[SubjectOut]:
         """Add a subject."""
-        body, position = services(request.app.state).catalog.create_subject(data.name, data.category)
-        return command(request, body, position, 201)
+        view, position = services(request.app.state).catalog.create_subject(data.name, data.category)
+        return command(request, subject_out(view), position, 201)
 
     @patch("/{subject_id:uuid}", sync_to_thread=True)
-    def rename(self, request: Request[Any, Any, Any], subject_id: UUID, data: SubjectRename) -> Response[Any]:
+    def rename(self, request: Request[Any, Any, Any], subject_id: UUID, data: SubjectRename) -> Response[SubjectOut]:
         """Rename a subject."""
-        body, position = services(request.app.state).catalog.rename_subject(subject_id, data.name)
-        return command(request, body, position)
+        view, position = services(request.app.state).catalog.rename_subject(subject_id, data.name)
+        return command(request, subject_out(view), position)
 
     @delete("/{subject_id:uuid}", status_code=200, sync_to_thread=True)
-    def retire(self, request: Request[Any, Any, Any], subject_id: UUID) -> Response[Any]:
+    def retire(self, request: Request[Any, Any, Any], subject_id: UUID) -> Response[SubjectOut]:
         """Retire a subject (kept in history and on past bookings)."""
-        body, position = services(request.app.state).catalog.retire_subject(subject_id)
-        return command(request, body, position)
+        view, position = services(request.app.state).catalog.retire_subject(subject_id)
+        return command(request, subject_out(view), position)

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, put
+from litestar.openapi.datastructures import ResponseSpec
 
 from api.deps import services
 from api.guards import ADMIN
-from api.services import connect_check
+from api.schemas.identity import (
+    HealthOut,
+    ProjectionFailureOut,
+    Readiness,
+    ReadinessChecks,
+    ReadinessOut,
+    TestClockOut,
+)
+from api.services import Services, connect_check
 from domain.errors import NotFound
 from projections import runtime
 
@@ -22,47 +32,47 @@ class ClockIn(msgspec.Struct):
 
 
 @get("/healthz", tags=["system"])
-async def healthz() -> dict[str, str]:
+async def healthz() -> HealthOut:
     """The process is up."""
-    return {"status": "ok"}
+    return HealthOut("ok")
 
 
-@get("/readyz", tags=["system"], sync_to_thread=True)
-def readyz(request: Request[Any, Any, Any]) -> Response[Any]:
+@get(
+    "/readyz",
+    tags=["system"],
+    sync_to_thread=True,
+    responses={503: ResponseSpec(ReadinessOut, description="Not ready: what is unreachable (the same shape)")},
+)
+def readyz(request: Request[Any, Any, Any]) -> Response[ReadinessOut]:
     """Store, broker and storage reachable; projection lag per projection, and each projection held back by an
     event it cannot apply (position, event, error)."""
     svc = services(request.app.state)
-    checks: dict[str, Any] = {}
-    try:
-        connect_check(svc.settings.database_url)
-        checks["store"] = "ok"
-    except Exception as e:  # readiness reports any failure as not ready
-        checks["store"] = f"unreachable: {type(e).__name__}"
-    try:
-        svc.redis.ping()
-        checks["broker"] = "ok"
-    except Exception as e:  # readiness reports any failure as not ready
-        checks["broker"] = f"unreachable: {type(e).__name__}"
+    dsn = svc.settings.database_url
     storage = svc.extras.get("storage_check")
-    if storage is not None:
-        try:
-            storage()
-            checks["storage"] = "ok"
-        except Exception as e:  # readiness reports any failure as not ready
-            checks["storage"] = f"unreachable: {type(e).__name__}"
-    else:
-        checks["storage"] = "not configured"
+    checks = ReadinessChecks(
+        store=_reachable(lambda: connect_check(dsn)),
+        broker=_reachable(svc.redis.ping),
+        storage=_reachable(storage) if storage is not None else "not configured",
+    )
     lag: dict[str, int] = {}
-    failed: list[dict[str, Any]] = []
-    if checks["store"] == "ok":
-        lag = {s.name: s.lag for s in runtime.status(svc.settings.database_url) if s.state == "active"}
-        failed = [f.as_dict() for f in runtime.failures(svc.settings.database_url, include_skipped=False)]
-    ready = all(v in ("ok",) for k, v in checks.items() if k != "storage" or storage is not None)
+    failed: list[ProjectionFailureOut] = []
+    if checks.store == "ok":
+        lag = {s.name: s.lag for s in runtime.status(dsn) if s.state == "active"}
+        failed = [ProjectionFailureOut.of(f) for f in runtime.failures(dsn, include_skipped=False)]
+    ready = checks.store == checks.broker == "ok" and (storage is None or checks.storage == "ok")
     # A projection stopped at an event does not make the process unready (a balancer would then take every API
     # process out for one read model); it is reported here, and its queries answer 503 naming it.
-    status = ("degraded" if failed else "ready") if ready else "not ready"
-    body = {"status": status, "checks": checks, "projection_lag": lag, "projection_failures": failed}
-    return Response(body, status_code=200 if ready else 503)
+    status: Readiness = ("degraded" if failed else "ready") if ready else "not ready"
+    return Response(ReadinessOut(status, checks, lag, failed), status_code=200 if ready else 503)
+
+
+def _reachable(check: Callable[[], Any]) -> str:
+    """The check's outcome: ok, or why its service is unreachable."""
+    try:
+        check()
+    except Exception as e:  # readiness reports any failure as not ready
+        return f"unreachable: {type(e).__name__}"
+    return "ok"
 
 
 class TestClockController(Controller):
@@ -74,20 +84,23 @@ class TestClockController(Controller):
     security = [{"bearer": []}]
 
     @put("/", sync_to_thread=True)
-    def set_clock(self, request: Request[Any, Any, Any], data: ClockIn) -> dict[str, Any]:
+    def set_clock(self, request: Request[Any, Any, Any], data: ClockIn) -> TestClockOut:
         """Set the server's notion of now."""
-        svc = services(request.app.state)
-        if not svc.clock.enabled:
-            raise NotFound("the test clock is not enabled")
-        when = data.now if data.now.tzinfo else data.now.replace(tzinfo=__import__("datetime").UTC)
-        svc.clock.set(when)
-        return {"now": svc.clock.now(), "test_clock": True}
+        svc = _test_clock(request)
+        svc.clock.set(data.now if data.now.tzinfo else data.now.replace(tzinfo=UTC))
+        return TestClockOut(svc.clock.now(), test_clock=True)
 
     @delete("/", status_code=200, sync_to_thread=True)
-    def reset_clock(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    def reset_clock(self, request: Request[Any, Any, Any]) -> TestClockOut:
         """Return to real time."""
-        svc = services(request.app.state)
-        if not svc.clock.enabled:
-            raise NotFound("the test clock is not enabled")
+        svc = _test_clock(request)
         svc.clock.reset()
-        return {"now": svc.clock.now(), "test_clock": False}
+        return TestClockOut(svc.clock.now(), test_clock=False)
+
+
+def _test_clock(request: Request[Any, Any, Any]) -> Services:
+    """The services, when the test clock is enabled (404 otherwise: the route does not exist)."""
+    svc = services(request.app.state)
+    if not svc.clock.enabled:
+        raise NotFound("the test clock is not enabled")
+    return svc

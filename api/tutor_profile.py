@@ -10,6 +10,15 @@ from litestar import Controller, Request, Response, get, patch, post
 
 from api.deps import caller, command, query, reading, services
 from api.guards import TUTOR
+from api.schemas.tutoring import (
+    TutorDocumentOut,
+    TutorDocumentPage,
+    TutorDocumentUploadOut,
+    TutorProfileOut,
+    tutor_document_out,
+    tutor_document_upload_out,
+    tutor_profile_out,
+)
 from application.tutoring import profile_view
 
 BEARER = [{"bearer": []}]
@@ -51,71 +60,49 @@ class TutorProfileController(Controller):
     security = BEARER
 
     @get("/profile", sync_to_thread=True)
-    def get_profile(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+    def get_profile(self, request: Request[Any, Any, Any]) -> TutorProfileOut:
         """The caller's profile with status and completeness."""
         actor = caller(request)
-        return profile_view(services(request.app.state).tutoring.profile(actor.user_id))
+        return tutor_profile_out(profile_view(services(request.app.state).tutoring.profile(actor.user_id)))
 
     @patch("/profile", sync_to_thread=True)
-    def update_profile(self, request: Request[Any, Any, Any], data: TutorProfilePatch) -> Response[Any]:
+    def update_profile(self, request: Request[Any, Any, Any], data: TutorProfilePatch) -> Response[TutorProfileOut]:
         """Fill or change any builder step."""
         actor = caller(request)
         body = msgspec.to_builtins({k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET})
         view, position = services(request.app.state).tutoring.update_profile(actor, body)
-        return command(request, view, position)
+        return command(request, tutor_profile_out(view), position)
 
     @post("/profile/submit", status_code=200, sync_to_thread=True)
-    def submit(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    def submit(self, request: Request[Any, Any, Any]) -> Response[TutorProfileOut]:
         """Send a draft or rejected profile (>= 80 % complete) for approval."""
         actor = caller(request)
         view, position = services(request.app.state).tutoring.submit(actor)
-        return command(request, view, position)
+        return command(request, tutor_profile_out(view), position)
 
     @post("/documents", status_code=201, sync_to_thread=True)
-    def request_document(self, request: Request[Any, Any, Any], data: DocumentIn) -> Response[Any]:
+    def request_document(self, request: Request[Any, Any, Any], data: DocumentIn) -> Response[TutorDocumentUploadOut]:
         """A presigned upload URL for a pdf, jpeg or png of at most 10 MB."""
         actor = caller(request)
-        body, position = services(request.app.state).tutoring.request_document(
+        doc, url, expires_at, position = services(request.app.state).tutoring.request_document(
             actor, data.filename, data.content_type, data.size
         )
-        return command(request, body, position, 201)
+        return command(request, tutor_document_upload_out(doc, url, expires_at), position, 201)
 
     @post("/documents/{document_id:uuid}/complete", status_code=200, sync_to_thread=True)
-    def complete_document(self, request: Request[Any, Any, Any], document_id: UUID) -> Response[Any]:
+    def complete_document(self, request: Request[Any, Any, Any], document_id: UUID) -> Response[TutorDocumentOut]:
         """Check the uploaded object and count the document."""
         actor = caller(request)
-        body, position = services(request.app.state).tutoring.complete_document(actor, document_id)
-        return command(request, body, position)
+        tutoring = services(request.app.state).tutoring
+        doc, position = tutoring.complete_document(actor, document_id)
+        return command(request, tutor_document_out(doc, tutoring), position)
 
     @get("/documents", sync_to_thread=True)
-    def list_documents(self, request: Request[Any, Any, Any]) -> Response[Any]:
+    def list_documents(self, request: Request[Any, Any, Any]) -> Response[TutorDocumentPage]:
         """The caller's documents with presigned download URLs (pending ones without)."""
         actor = caller(request)
-        svc = services(request.app.state)
+        tutoring = services(request.app.state).tutoring
         with reading(request, ("tutors",), actor) as (conn, pos):
             row = conn.execute("SELECT documents FROM tutors WHERE tutor_id = %s", (actor.user_id,)).fetchone()
-        docs = documents_out(svc, row["documents"] if row else [])
-        return query({"items": docs, "next_cursor": None}, pos)
-
-
-def documents_out(svc: Any, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Documents as clients see them: no storage key; uploaded ones with a 24 h download URL."""
-    out = []
-    for d in docs:
-        url = (
-            svc.tutoring.storage.download_url(d["key"], d["filename"], d["content_type"])
-            if d.get("status") == "uploaded"
-            else None
-        )
-        out.append(
-            {
-                "id": d["id"],
-                "filename": d["filename"],
-                "content_type": d["content_type"],
-                "size": d["size"],
-                "status": d["status"],
-                "uploaded_at": d.get("uploaded_at"),
-                "download_url": url,
-            }
-        )
-    return out
+        docs = [tutor_document_out(d, tutoring) for d in (row["documents"] if row else [])]
+        return query(TutorDocumentPage(items=docs, next_cursor=None), pos)

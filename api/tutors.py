@@ -12,7 +12,19 @@ from litestar import Controller, Request, Response, get, post
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services
 from api.guards import ADMIN
 from api.params import instant
-from api.tutor_profile import documents_out
+from api.schemas.common import Interval
+from api.schemas.tutoring import (
+    PublicTutorPage,
+    TutorDetailOut,
+    TutorProfileOut,
+    TutorQueuePage,
+    TutorSlotList,
+    public_tutor_out,
+    slot_out,
+    tutor_detail_out,
+    tutor_profile_out,
+    tutor_queue_item_out,
+)
 from domain.availability import window_cover
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
@@ -20,10 +32,10 @@ from projections.runtime import POSITION_SQL, positions_async, stopped_position
 from projections.tutors import Schedule, next_slots, slots_for, term_of
 
 SEARCH_COLS = (
-    "t.tutor_id, t.tutor_id::text AS id, t.full_name, t.bio, t.languages, t.hourly_amount, t.currency,"
+    "t.tutor_id, t.full_name, t.bio, t.languages, t.hourly_amount, t.currency,"
     # availability as JSON text: decoded and parsed once per tutor row version (schedule_of), not on every read
     " t.rating_avg, t.rating_count, t.availability_text AS availability, t.min_notice_minutes, t.updated_position,"
-    # the public subjects as JSON text, spliced into the response as is (msgspec.Raw), in the tutor's order
+    # the public subjects as JSON text, in the tutor's order, decoded straight into Structs (public_tutor_out)
     " t.subjects_json,"
     # read in the same statement as the row, before any bookings: see next_slot_of
     " (SELECT c.position FROM tutor_calendar c WHERE c.tutor_id = t.tutor_id) AS calendar_position"
@@ -32,10 +44,6 @@ PUBLIC_COLS = SEARCH_COLS + ", t.experience"
 HOUR = timedelta(minutes=60)  # search looks for free one-hour lessons
 READS = ("tutors", "bookings")  # the read models search answers from
 NEXT_SLOT_DAYS = 29  # next_slots looks 28 days ahead; a lesson starting on day 28 ends on day 29
-
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 BUSY_SQL = (
@@ -81,13 +89,12 @@ def schedule_of(row: dict[str, Any]) -> Schedule:
     return found
 
 
-Slot = dict[str, str]  # {"start": RFC 3339, "end": RFC 3339}, as the response shows it
 # tutor_id -> ((tutor row position, tutor calendar position), worked out at, next slot's start, the slot then)
-_NEXT_SLOT_MEMO: dict[Any, tuple[tuple[int, int], datetime, datetime, Slot]] = {}
+_NEXT_SLOT_MEMO: dict[Any, tuple[tuple[int, int], datetime, datetime, Interval]] = {}
 _NEXT_SLOT_MEMO_MAX = 100_000
 
 
-def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[Any, Slot | None]:
+def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[Any, Interval | None]:
     """Each row's next free one-hour slot (see `_remembered_slots`; one bookings query for the rest)."""
     out, todo = _remembered_slots(rows, now)
     if todo:
@@ -96,7 +103,7 @@ def next_slot_of(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[A
     return out
 
 
-async def next_slot_of_async(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[Any, Slot | None]:
+async def next_slot_of_async(conn: Any, rows: list[dict[str, Any]], now: datetime) -> dict[Any, Interval | None]:
     """`next_slot_of` on an async connection."""
     out, todo = _remembered_slots(rows, now)
     if todo:
@@ -108,7 +115,7 @@ async def next_slot_of_async(conn: Any, rows: list[dict[str, Any]], now: datetim
 
 def _remembered_slots(
     rows: list[dict[str, Any]], now: datetime
-) -> tuple[dict[Any, Slot | None], list[tuple[dict[str, Any], tuple[int, int]]]]:
+) -> tuple[dict[Any, Interval | None], list[tuple[dict[str, Any], tuple[int, int]]]]:
     """The next free slots this process worked out before and that still hold, and the rows still to work out.
 
     A tutor's next free slot s, worked out at time T, is still the answer at any later `now` while the tutor's row
@@ -117,7 +124,7 @@ def _remembered_slots(
     changes with every booking requested, moved or ended; rows carry it (`calendar_position`, read in the same
     statement as the row and before the bookings), so a slot is never kept under a stamp newer than what it was
     worked out from."""
-    out: dict[Any, Slot | None] = {}
+    out: dict[Any, Interval | None] = {}
     todo = []
     for r in rows:
         tid = r["tutor_id"]
@@ -136,7 +143,7 @@ def _remembered_slots(
 
 
 def _work_out_slots(
-    out: dict[Any, Slot | None],
+    out: dict[Any, Interval | None],
     todo: list[tuple[dict[str, Any], tuple[int, int]]],
     busy: dict[Any, list[Any]],
     now: datetime,
@@ -146,7 +153,7 @@ def _work_out_slots(
     for r, key in todo:
         tid = r["tutor_id"]
         nxt = next_slots(schedule_of(r), r["min_notice_minutes"], now, 1, taken=busy[tid])
-        out[tid] = slot = {"start": _iso(nxt[0][0]), "end": _iso(nxt[0][1])} if nxt else None
+        out[tid] = slot = slot_out(*nxt[0]) if nxt else None
         if nxt and slot:  # "none within 28 days" is not kept: the horizon moves with now
             _NEXT_SLOT_MEMO[tid] = (key, now, nxt[0][0], slot)
 
@@ -163,21 +170,6 @@ def _pairs(flat: list[datetime]) -> list[tuple[datetime, datetime]]:
     """[s1, s2, ..., e1, e2, ...] (starts then ends, as the window_busy column reads) -> [(s1, e1), ...]."""
     half = len(flat) // 2
     return list(zip(flat[:half], flat[half:], strict=True))
-
-
-def public_tutor(row: dict[str, Any], nxt: Slot | None) -> dict[str, Any]:
-    """The contract's public tutor shape (search item) of a row with SEARCH_COLS."""
-    return {
-        "id": row["id"],
-        "full_name": row["full_name"],
-        "bio": row["bio"],
-        "languages": row["languages"],
-        "subjects": msgspec.Raw(row["subjects_json"]),
-        "hourly_rate": {"amount": row["hourly_amount"], "currency": row["currency"]},
-        "rating_average": round(row["rating_avg"], 2) if row["rating_avg"] is not None else None,
-        "rating_count": row["rating_count"],
-        "next_slot": nxt,
-    }
 
 
 class PublicTutorsController(Controller):
@@ -198,7 +190,7 @@ class PublicTutorsController(Controller):
         sort: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Response[Any]:
+    ) -> Response[PublicTutorPage]:
         """Approved tutors; filters subject, price, rating, availability window, full-text q; sorts rating,
         price, relevance; keyset pages."""
         n = limit_of(limit)
@@ -356,15 +348,15 @@ class PublicTutorsController(Controller):
                     if r["tutor_id"] in whole or "subjects_json" in r
                 ]
             nexts = await next_slot_of_async(conn, chosen, now)
-            items = [public_tutor(r, nexts[r["tutor_id"]]) for r in chosen]
+            items = [public_tutor_out(r, nexts[r["tutor_id"]]) for r in chosen]
         if last_row is not None:
             last = [last_row["sort_key"], str(last_row["tutor_id"])]
         next_cursor = encode_cursor(last) if more and last else None
         assert pos is not None
-        return query({"items": items, "next_cursor": next_cursor}, pos)
+        return query(PublicTutorPage(items=items, next_cursor=next_cursor), pos)
 
     @get("/{tutor_id:uuid}", sync_to_thread=True)
-    def detail(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+    def detail(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[TutorDetailOut]:
         """A listed tutor's public profile with experience and next free slots."""
         now = services(request.app.state).clock.now()
         with reading(request, ("tutors", "bookings")) as (conn, pos):
@@ -380,30 +372,12 @@ class PublicTutorsController(Controller):
                 (tutor_id,),
             ).fetchall()
         slots10 = next_slots(schedule_of(row), row["min_notice_minutes"], now, 10, taken=busy)
-        body = public_tutor(row, {"start": _iso(slots10[0][0]), "end": _iso(slots10[0][1])} if slots10 else None)
-        exp = row["experience"] or {}
-        body["experience"] = {
-            "years": exp.get("years"),
-            "education": exp.get("education", ""),
-            "certifications": exp.get("certifications", []),
-        }
-        body["reviews"] = [
-            {
-                "id": str(r["booking_id"]),
-                "rating": r["rating"],
-                "text": r["text"],
-                "created_at": _iso(r["created_at"]),
-                "response": {"text": r["response_text"], "created_at": _iso(r["response_at"])}
-                if r["response_text"] is not None
-                else None,
-            }
-            for r in reviews
-        ]
-        body["next_slots"] = [{"start": _iso(a), "end": _iso(b)} for a, b in slots10]
-        return query(body, pos)
+        return query(tutor_detail_out(row, slots10, reviews), pos)
 
     @get("/{tutor_id:uuid}/slots", sync_to_thread=True)
-    def slots(self, request: Request[Any, Any, Any], tutor_id: UUID, duration_minutes: int = 60) -> Response[Any]:
+    def slots(
+        self, request: Request[Any, Any, Any], tutor_id: UUID, duration_minutes: int = 60
+    ) -> Response[TutorSlotList]:
         """Bookable start times in [from, to) (at most 31 days) for a 30/60/90/120-minute lesson."""
         if duration_minutes not in (30, 60, 90, 120):
             raise ValidationFailed([("duration_minutes", "30, 60, 90 or 120")])
@@ -431,7 +405,7 @@ class PublicTutorsController(Controller):
             now,
             busy,
         )
-        return query({"items": [{"start": _iso(a), "end": _iso(b)} for a, b in found]}, pos)
+        return query(TutorSlotList(items=[slot_out(a, b) for a, b in found]), pos)
 
 
 class Decision(msgspec.Struct):
@@ -456,13 +430,14 @@ class AdminTutorsController(Controller):
         status: str = "pending_approval",
         limit: int | None = None,
         cursor: str | None = None,
-    ) -> Response[Any]:
+    ) -> Response[TutorQueuePage]:
         """Tutors by status (default: the approval queue, oldest submission first), with their documents."""
         actor = caller(request)
         if status not in ("draft", "pending_approval", "approved", "rejected", "suspended"):
             raise ValidationFailed([("status", "a tutor profile status")])
         n = limit_of(limit)
-        where, params = ["status = %s"], [status]  # type: ignore[var-annotated]
+        where: list[str] = ["status = %s"]
+        params: list[Any] = [status]
         after = decode_cursor(cursor, tuple[datetime, UUID])
         if after is not None:
             where.append("(coalesce(submitted_at, 'epoch'::timestamptz), tutor_id) > (%s::timestamptz, %s::uuid)")
@@ -474,20 +449,8 @@ class AdminTutorsController(Controller):
                 " ORDER BY coalesce(submitted_at, 'epoch'::timestamptz), tutor_id LIMIT %s",
                 (*params, n + 1),
             ).fetchall()
-        svc = services(request.app.state)
-        items = [
-            {
-                "id": str(r["tutor_id"]),
-                "full_name": r["full_name"],
-                "email": r["email"],
-                "submitted_at": r["submitted_at"],
-                "completeness": r["completeness"],
-                "status": r["status"],
-                "feedback": r["feedback"],
-                "documents": documents_out(svc, r["documents"]),
-            }
-            for r in rows[:n]
-        ]
+        tutoring = services(request.app.state).tutoring
+        items = [tutor_queue_item_out(r, tutoring) for r in rows[:n]]
         last = rows[n - 1] if len(rows) > n else None
         next_cursor = (
             encode_cursor(
@@ -496,28 +459,30 @@ class AdminTutorsController(Controller):
             if last
             else None
         )
-        return query({"items": items, "next_cursor": next_cursor}, pos)
+        return query(TutorQueuePage(items=items, next_cursor=next_cursor), pos)
 
-    def _decide(self, request: Request[Any, Any, Any], tutor_id: UUID, action: str, text: str = "") -> Response[Any]:
+    def _decide(
+        self, request: Request[Any, Any, Any], tutor_id: UUID, action: str, text: str = ""
+    ) -> Response[TutorProfileOut]:
         view, position = services(request.app.state).tutoring.decide(tutor_id, action, text)
-        return command(request, view, position)
+        return command(request, tutor_profile_out(view), position)
 
     @post("/{tutor_id:uuid}/approve", status_code=200, sync_to_thread=True)
-    def approve(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+    def approve(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[TutorProfileOut]:
         """Approve a pending profile."""
         return self._decide(request, tutor_id, "approve")
 
     @post("/{tutor_id:uuid}/reject", status_code=200, sync_to_thread=True)
-    def reject(self, request: Request[Any, Any, Any], tutor_id: UUID, data: Decision) -> Response[Any]:
+    def reject(self, request: Request[Any, Any, Any], tutor_id: UUID, data: Decision) -> Response[TutorProfileOut]:
         """Reject a pending profile with feedback."""
         return self._decide(request, tutor_id, "reject", data.feedback)
 
     @post("/{tutor_id:uuid}/suspend", status_code=200, sync_to_thread=True)
-    def suspend(self, request: Request[Any, Any, Any], tutor_id: UUID, data: Decision) -> Response[Any]:
+    def suspend(self, request: Request[Any, Any, Any], tutor_id: UUID, data: Decision) -> Response[TutorProfileOut]:
         """Hide an approved tutor from search and booking."""
         return self._decide(request, tutor_id, "suspend", data.reason)
 
     @post("/{tutor_id:uuid}/reinstate", status_code=200, sync_to_thread=True)
-    def reinstate(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[Any]:
+    def reinstate(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[TutorProfileOut]:
         """Undo a suspension."""
         return self._decide(request, tutor_id, "reinstate")

@@ -205,21 +205,6 @@ class Failure:
     first_seen: datetime
     last_seen: datetime
 
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready (for /readyz)."""
-        return {
-            "projection": self.name,
-            "generation": self.generation,
-            "position": self.position,
-            "event_id": f"{self.aggregate_id}@{self.aggregate_version}",
-            "event_type": self.event_type,
-            "error": self.error,
-            "attempts": self.attempts,
-            "state": self.state,
-            "first_seen": self.first_seen.isoformat(),
-            "last_seen": self.last_seen.isoformat(),
-        }
-
 
 def current(conn: psycopg.Connection[Any], include_skipped: bool = True) -> list[Failure]:
     """The failures of active generations that still hold a projection back (retrying or stopped, at an event

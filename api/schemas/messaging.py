@@ -1,0 +1,151 @@
+"""Messaging's answers: threads, messages with their attachments, read receipts, attachment uploads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import msgspec
+
+from application.messaging import AttachmentUpload
+
+
+class ThreadParticipantsOut(msgspec.Struct):
+    """The pair's one thread (the answer of POST /threads)."""
+
+    id: UUID
+    participant_ids: list[UUID]
+
+
+def thread_participants_out(thread_id: UUID, participant_ids: list[str]) -> ThreadParticipantsOut:
+    """From a Thread's id and its participants (user id strings)."""
+    return ThreadParticipantsOut(thread_id, [UUID(p) for p in participant_ids])
+
+
+class ThreadLastMessageOut(msgspec.Struct):
+    """The newest message of a thread (`body` null once deleted)."""
+
+    id: UUID
+    sender_id: UUID
+    body: str | None
+    created_at: datetime
+
+
+class ThreadOut(msgspec.Struct):
+    """A thread in the caller's inbox: unread messages from the other party, and the last message (null before the
+    first)."""
+
+    id: UUID
+    participant_ids: list[UUID]
+    unread_count: int
+    last_message: ThreadLastMessageOut | None
+
+
+class ThreadPage(msgspec.Struct):
+    """The caller's threads, most recent activity first."""
+
+    items: list[ThreadOut]
+    next_cursor: str | None
+
+
+def thread_out(thread_id: UUID, participant_ids: list[UUID], unread: int, last: Mapping[str, Any] | None) -> ThreadOut:
+    """A thread from its read-model row (`last` is the row's last_message JSON)."""
+    last_message = (
+        ThreadLastMessageOut(
+            UUID(last["id"]), UUID(last["sender_id"]), last["body"], datetime.fromisoformat(last["created_at"])
+        )
+        if last is not None
+        else None
+    )
+    return ThreadOut(thread_id, participant_ids, unread, last_message)
+
+
+class MessageAttachmentOut(msgspec.Struct):
+    """A file a message carries. `url` (a download link valid 24 h, null while there is no checked copy) is given
+    by the message history; the answers of a message's own send, edit and delete leave it out."""
+
+    id: UUID
+    filename: str
+    content_type: str
+    size: int
+    url: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def message_attachment_out(
+    a: Mapping[str, Any], url: str | msgspec.UnsetType | None = msgspec.UNSET
+) -> MessageAttachmentOut:
+    """An attachment as a message stores it (id, filename, content_type, size)."""
+    return MessageAttachmentOut(UUID(a["id"]), a["filename"], a["content_type"], a["size"], url)
+
+
+class MessageOut(msgspec.Struct):
+    """A message: a deleted one keeps its place with `body` null; `edited_at` is null until it is edited."""
+
+    id: UUID
+    thread_id: UUID
+    sender_id: UUID
+    body: str | None
+    created_at: datetime
+    edited_at: datetime | None
+    deleted: bool
+    attachments: list[MessageAttachmentOut]
+
+
+def message_out(
+    thread_id: UUID,
+    message_id: UUID,
+    sender_id: UUID,
+    body: str | None,
+    created_at: datetime,
+    edited_at: datetime | None,
+    deleted: bool,
+    attachments: list[MessageAttachmentOut],
+) -> MessageOut:
+    """The message shape, built here only: from a thread_messages row (the history, api/messaging.py) and from a
+    Thread's own record of a message (`sent_message_out`)."""
+    return MessageOut(message_id, thread_id, sender_id, body, created_at, edited_at, deleted, attachments)
+
+
+def sent_message_out(thread_id: UUID, m: Mapping[str, Any]) -> MessageOut:
+    """The answer of a send, edit or delete, from the message as the Thread keeps it (domain/messaging.py)."""
+    attachments = [message_attachment_out(a) for a in m["attachments"]]
+    return message_out(
+        thread_id,
+        UUID(m["id"]),
+        UUID(m["sender_id"]),
+        m["body"],
+        m["sent_at"],
+        m["edited_at"],
+        m["deleted"],
+        attachments,
+    )
+
+
+class MessagePage(msgspec.Struct):
+    """A thread's messages, newest first."""
+
+    items: list[MessageOut]
+    next_cursor: str | None
+
+
+class ReadReceiptOut(msgspec.Struct):
+    """The caller has read the thread up to this message."""
+
+    thread_id: UUID
+    up_to_message_id: UUID
+
+
+class MessageAttachmentUploadOut(msgspec.Struct):
+    """An announced attachment: PUT its bytes to `upload_url` (with the announced Content-Type) before `expires_at`."""
+
+    id: UUID
+    upload_url: str
+    upload_method: Literal["PUT"]
+    expires_at: datetime
+
+
+def attachment_upload_out(upload: AttachmentUpload) -> MessageAttachmentUploadOut:
+    """From the application's announced attachment."""
+    return MessageAttachmentUploadOut(upload.attachment_id, upload.upload_url, "PUT", upload.expires_at)
