@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch
 
 from api.deps import caller, command, decode_cursor, encode_cursor, like_pattern, limit_of, query, reading, services
-from api.guards import ADMIN
+from api.guards import ADMIN, BEARER
 from api.schemas.identity import AdminUserOut, AdminUserPage, UserAccountOut
 from domain.errors import ValidationFailed
 
@@ -37,7 +37,7 @@ class AdminUsersController(Controller):
     path = "/admin/users"
     guards = ADMIN
     tags = ["admin"]
-    security = [{"bearer": []}]
+    security = BEARER
 
     @get("/", sync_to_thread=True)
     def list_users(

@@ -16,7 +16,7 @@ from litestar.response import Stream
 
 from api import csvout
 from api.deps import caller, query, reading, services
-from api.guards import ADMIN
+from api.guards import ADMIN, BEARER
 from api.params import instant
 from api.schemas.audit import (
     AnalyticsOverviewOut,
@@ -33,7 +33,6 @@ from api.schemas.audit import (
 from api.schemas.common import MoneyOut
 from domain.errors import NotFound, ValidationFailed
 
-BEARER = [{"bearer": []}]
 METRICS = {
     "bookings": (
         "SELECT date_trunc(%s, created_at AT TIME ZONE 'UTC') AS p, count(*) AS v FROM bookings"

@@ -9,7 +9,7 @@ from uuid import UUID
 from litestar import Controller, Request, Response, get
 
 from api.deps import caller, decode_cursor, encode_cursor, limit_of, query, reading, services
-from api.guards import ADMIN
+from api.guards import ADMIN, BEARER
 from api.schemas.audit import AggregateHistoryOut, AuditEventOut, AuditEventPage
 from domain.errors import NotFound, ValidationFailed
 
@@ -34,7 +34,7 @@ class AuditController(Controller):
     path = "/admin"
     guards = ADMIN
     tags = ["admin"]
-    security = [{"bearer": []}]
+    security = BEARER
 
     @get("/events", sync_to_thread=True)
     def events(

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
-from api.guards import PARTIES, STUDENT, TUTOR, USER
+from api.guards import BEARER, PARTIES, STUDENT, TUTOR, USER
 from api.params import instant
 from api.schemas.bookings import (
     BookingOut,
@@ -28,7 +28,6 @@ from application.scheduling import Scheduling
 from domain.booking import Booking
 from domain.errors import NotFound, ValidationFailed
 
-BEARER = [{"bearer": []}]
 STATUSES = ("pending", "confirmed", "declined", "expired", "cancelled", "completed", "no_show")
 COLS = (
     "booking_id, tutor_id, student_id, subject_id, start_at, end_at, duration_minutes, status, note, policy,"

@@ -17,7 +17,7 @@ from litestar.response import Stream
 
 from api import csvout
 from api.deps import caller, command, query, reading, services
-from api.guards import ADMIN, MONEY_STAFF
+from api.guards import ADMIN, BEARER, MONEY_STAFF
 from api.params import instant
 from api.schemas.common import MoneyOut
 from api.schemas.money import (
@@ -36,7 +36,6 @@ from api.schemas.money import (
 from domain.errors import ValidationFailed
 from projections.reconcile import reconcile
 
-BEARER = [{"bearer": []}]
 ACCOUNT_KINDS = (
     "payment_clearing",
     "student_credit",

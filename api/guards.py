@@ -71,3 +71,5 @@ MONEY_STAFF = [role("finance", "admin")]
 BUYERS_AND_MONEY_STAFF = [role("student", "finance", "admin")]
 PARTIES = [role("student", "tutor")]
 USER = [user]
+# The OpenAPI security requirement of every guarded route (the scheme itself is declared once, in api/app.py)
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]

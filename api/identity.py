@@ -9,10 +9,9 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 
 from api.deps import caller, command, min_position, query, services
-from api.guards import USER
+from api.guards import BEARER, USER
 from api.schemas.identity import RegistrationOut, TokenPairOut, UserAccountOut
 
-BEARER = [{"bearer": []}]
 Email = Annotated[str, msgspec.Meta(max_length=300, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")]
 Password = Annotated[
     str,

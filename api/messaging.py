@@ -10,7 +10,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
-from api.guards import USER
+from api.guards import BEARER, USER
 from api.schemas.messaging import (
     MessageAttachmentOut,
     MessageAttachmentUploadOut,
@@ -28,8 +28,6 @@ from api.schemas.messaging import (
 )
 from api.services import Services
 from domain.errors import NotFound
-
-BEARER = [{"bearer": []}]
 
 
 class ThreadIn(msgspec.Struct):

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 
 from api.deps import caller, command, query, reading, services
-from api.guards import BUYERS_AND_MONEY_STAFF, MONEY_STAFF, STUDENT, TUTOR
+from api.guards import BEARER, BUYERS_AND_MONEY_STAFF, MONEY_STAFF, STUDENT, TUTOR
 from api.schemas.money import (
     NewPurchaseOut,
     PurchaseOut,
@@ -25,8 +25,6 @@ from api.schemas.money import (
     tutor_earnings_out,
 )
 from api.text import RAW_BODY
-
-BEARER = [{"bearer": []}]
 
 
 class PurchaseIn(msgspec.Struct):

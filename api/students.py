@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
 from api.deps import caller, command, query, reading, services
-from api.guards import STUDENT
+from api.guards import BEARER, STUDENT
 from api.schemas.tutoring import (
     PublicTutorPage,
     StudentFavoriteOut,
@@ -39,7 +39,7 @@ class StudentController(Controller):
     path = "/student"
     guards = STUDENT
     tags = ["students"]
-    security = [{"bearer": []}]
+    security = BEARER
 
     @get("/profile", sync_to_thread=True)
     def get_profile(self, request: Request[Any, Any, Any]) -> StudentProfileOut:

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
 from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services
-from api.guards import ADMIN
+from api.guards import ADMIN, BEARER
 from api.schemas.subjects import SubjectOut, SubjectPage, subject_out
 
 
@@ -67,7 +67,7 @@ class AdminSubjectsController(Controller):
     path = "/admin/subjects"
     guards = ADMIN
     tags = ["admin", "catalog"]
-    security = [{"bearer": []}]
+    security = BEARER
 
     @post("/", status_code=201, sync_to_thread=True)
     def create(self, request: Request[Any, Any, Any], data: SubjectIn) -> Response[SubjectOut]:

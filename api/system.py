@@ -11,7 +11,7 @@ from litestar import Controller, Request, Response, delete, get, put
 from litestar.openapi.datastructures import ResponseSpec
 
 from api.deps import services
-from api.guards import ADMIN
+from api.guards import ADMIN, BEARER
 from api.schemas.identity import (
     HealthOut,
     ProjectionFailureOut,
@@ -81,7 +81,7 @@ class TestClockController(Controller):
     path = "/admin/test-clock"
     guards = ADMIN
     tags = ["admin"]
-    security = [{"bearer": []}]
+    security = BEARER
 
     @put("/", sync_to_thread=True)
     def set_clock(self, request: Request[Any, Any, Any], data: ClockIn) -> TestClockOut:

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 
 from api.deps import caller, command, query, reading, services
-from api.guards import TUTOR
+from api.guards import BEARER, TUTOR
 from api.schemas.tutoring import (
     TutorDocumentOut,
     TutorDocumentPage,
@@ -20,8 +20,6 @@ from api.schemas.tutoring import (
     tutor_profile_out,
 )
 from application.tutoring import profile_view
-
-BEARER = [{"bearer": []}]
 
 
 class MoneyIn(msgspec.Struct):

@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 
 from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services
-from api.guards import ADMIN
+from api.guards import ADMIN, BEARER
 from api.params import instant
 from api.schemas.common import Interval
 from api.schemas.tutoring import (
@@ -421,7 +421,7 @@ class AdminTutorsController(Controller):
     path = "/admin/tutors"
     guards = ADMIN
     tags = ["admin", "tutoring"]
-    security = [{"bearer": []}]
+    security = BEARER
 
     @get("/", sync_to_thread=True)
     def queue(

@@ -24,7 +24,7 @@ from domain.credits import CreditAccount
 from domain.errors import ConcurrencyConflict, NotFound
 from domain.inbox import Inbox
 from domain.messaging import Thread, thread_id_for
-from domain.platform import SETTINGS_ID, PlatformSettings
+from domain.platform import DEFAULTS, SETTINGS_ID, PlatformSettings
 from domain.subject import Subject
 from domain.tutor import TutorNotBookable, TutorProfile
 
@@ -66,7 +66,7 @@ class Scheduling(EventStoreApp):
     ) -> tuple[Booking, int]:
         """One atomic write: Booking + the tutor's calendar week(s) + the student's credit hold."""
         start = start.astimezone(UTC)  # one representation: the grid, the ISO week and the views are UTC's
-        Booking.request(actor.user_id, tutor_id, subject_id, start, minutes, note, {}, 0, self.now())  # body rules
+        Booking.check_request(minutes, note)
         weeks = weeks_between(start, start + timedelta(minutes=minutes))
         calendar_ids = [Calendar.create_id(tutor_id, w) for w in weeks]
         account_id = CreditAccount.create_id(actor.user_id)
@@ -82,11 +82,10 @@ class Scheduling(EventStoreApp):
             tutor.check_teaches(subject_id, subject is not None and subject.active)
             now = self.now()
             tutor.check_time(start, minutes, now)
-            settings = got.get(PlatformSettings, SETTINGS_ID) or PlatformSettings.defaults()
-            policy = {k: settings.values[k] for k in (*POLICY_KEYS, *POLICY_TIMINGS)}
-            booking = Booking.request(
-                actor.user_id, tutor_id, subject_id, start, minutes, note, policy, settings.settings_version, now
-            )
+            settings = got.get(PlatformSettings, SETTINGS_ID)
+            values, version = (settings.values, settings.settings_version) if settings else (DEFAULTS, 1)
+            policy = {k: values[k] for k in (*POLICY_KEYS, *POLICY_TIMINGS)}
+            booking = Booking.request(actor.user_id, tutor_id, subject_id, start, minutes, note, policy, version, now)
             calendars = [
                 got.get(Calendar, cid) or Calendar(tutor_id=tutor_id, week=w)
                 for cid, w in zip(calendar_ids, weeks, strict=True)

@@ -316,7 +316,10 @@ class EventStoreApp(Application[UUID]):
 
     def record(self, *aggregates: Any, side_writes: Iterable[SideWrite] = ()) -> int:
         """Save aggregates (and side writes) in one transaction; return the last event's global position."""
-        recordings = self.save(*aggregates, side_writes=list(side_writes))
+        # eventsourcing's `save` checks each object against runtime Protocols (4 % of a booking's API CPU,
+        # py-spy); every caller here passes aggregates, so their events go to the event store directly.
+        events = [e for a in aggregates if a is not None for e in a.collect_events()]
+        recordings = self.events.put(events, side_writes=list(side_writes))
         repo: Any = self.repository
         for a in aggregates:
             if a is not None and hasattr(a, "version"):

@@ -96,10 +96,7 @@ class Booking(Aggregate):
         now: datetime,
     ) -> Booking:
         """A student asks for a lesson."""
-        if duration_minutes not in DURATIONS:
-            raise ValidationFailed([("duration_minutes", "30, 60, 90 or 120")])
-        if len(note) > 2000:
-            raise ValidationFailed([("note", "at most 2000 characters")])
+        cls.check_request(duration_minutes, note)
         return cls(
             student_id=student_id,
             tutor_id=tutor_id,
@@ -112,6 +109,14 @@ class Booking(Aggregate):
             settings_version=settings_version,
             requested_at=now,
         )
+
+    @staticmethod
+    def check_request(duration_minutes: int, note: str) -> None:
+        """A request's own rules, checked before anything is read."""
+        if duration_minutes not in DURATIONS:
+            raise ValidationFailed([("duration_minutes", "30, 60, 90 or 120")])
+        if len(note) > 2000:
+            raise ValidationFailed([("note", "at most 2000 characters")])
 
     def _party(self, actor_id: UUID) -> str:
         if actor_id == self.student_id:
