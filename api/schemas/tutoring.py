@@ -139,34 +139,25 @@ class TutorDocumentUploadOut(msgspec.Struct):
     expires_at: datetime
 
 
-def _uploaded_at(doc: Mapping[str, Any]) -> datetime | None:
+def _document_fields(doc: Mapping[str, Any]) -> tuple[UUID, str, str, int, Any, datetime | None]:
+    """A document record's fields both document shapes start with (id ... uploaded_at), in their order."""
     raw = doc.get("uploaded_at")
-    return datetime.fromisoformat(raw).astimezone(UTC) if raw else None
+    uploaded_at = datetime.fromisoformat(raw).astimezone(UTC) if raw else None
+    return UUID(doc["id"]), doc["filename"], doc["content_type"], doc["size"], doc["status"], uploaded_at
 
 
 def tutor_document_out(doc: dict[str, Any], tutoring: Tutoring) -> TutorDocumentOut:
     """A document record (the profile's or a `tutors` row's): no storage key; uploaded ones with a download URL
     (S3 is only asked for those)."""
     return TutorDocumentOut(
-        id=UUID(doc["id"]),
-        filename=doc["filename"],
-        content_type=doc["content_type"],
-        size=doc["size"],
-        status=doc["status"],
-        uploaded_at=_uploaded_at(doc),
-        download_url=tutoring.document_url(doc) if doc["status"] == "uploaded" else None,
+        *_document_fields(doc), download_url=tutoring.document_url(doc) if doc["status"] == "uploaded" else None
     )
 
 
 def tutor_document_upload_out(doc: Mapping[str, Any], upload_url: str, expires_at: datetime) -> TutorDocumentUploadOut:
     """A document just announced, with its presigned PUT."""
     return TutorDocumentUploadOut(
-        id=UUID(doc["id"]),
-        filename=doc["filename"],
-        content_type=doc["content_type"],
-        size=doc["size"],
-        status=doc["status"],
-        uploaded_at=_uploaded_at(doc),
+        *_document_fields(doc),
         upload_url=upload_url,
         upload_method="PUT",
         expires_at=expires_at.astimezone(UTC),

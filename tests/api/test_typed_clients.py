@@ -36,17 +36,12 @@ from application.settings import Settings
 from tests.bookings.support import ALL_WEEK, approve_tutor
 from tests.conftest import (
     PASSWORD,
-    free_port,
     register,
-    server_env,
-    spawn,
     staff_login,
-    stop_process,
-    wait_http,
     wait_until,
 )
 from tests.http import ok
-from tests.money.support import STRIPE_KEY, WEBHOOK_SECRET, module_database
+from tests.money.support import STRIPE_KEY, module_database, paid_api
 
 API = "/api/v1"
 CHECKS = [response_schema_conformance, content_type_conformance]
@@ -107,29 +102,12 @@ def world(
     with module_database(
         pg_admin_url, redis_server, 5, stripe_api_key=STRIPE_KEY, stripe_api_base=localstripe
     ) as settings_:
-        port = free_port()
         log: Path = tmp_path_factory.mktemp("typed-api") / "api.log"
-        env = server_env(
-            settings_,
-            STRIPE_API_KEY=STRIPE_KEY,
-            STRIPE_API_BASE=localstripe,
-            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-            DB_POOL_SIZE="3",
-        )
-        proc: subprocess.Popen[bytes] = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], env, log)
-        root = f"http://127.0.0.1:{port}"
-        try:
-            wait_http(root, proc, log)
-            httpx.post(
-                f"{localstripe}/_config/webhooks/typed-clients",
-                data={"url": root + f"{API}/webhooks/stripe", "secret": WEBHOOK_SECRET},
-            ).raise_for_status()
+        with paid_api(settings_, localstripe, log, "typed-clients") as root:
             w = World(root, settings_, localstripe)
             with httpx.Client(base_url=root, timeout=30, event_hooks={"response": [_keep(w)]}) as http:
                 _populate(w, http)
             yield w
-        finally:
-            stop_process(proc)
 
 
 def _keep(w: World) -> Any:

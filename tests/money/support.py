@@ -13,9 +13,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import httpx
 import psycopg
 import redis
 from eventsourcing.application import AggregateNotFoundError
@@ -256,6 +258,30 @@ def module_database(pg_admin_url: str, redis_server: str, redis_db: int, **overr
         with contextlib.suppress(psycopg.Error), connect(pg_admin_url, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         redis.Redis.from_url(redis_url).flushdb()
+
+
+@contextlib.contextmanager
+def paid_api(settings: Settings, localstripe: str, log: Path, hook_name: str) -> Iterator[str]:
+    """A real `tutorconnect api` process over `settings` with payments through localstripe, which posts its signed
+    webhooks to this server (registered under `hook_name`, replaced by the next module that registers it)."""
+    from tests.conftest import free_port, server_env, spawn, stop_process, wait_http
+
+    port = free_port()
+    env = server_env(
+        settings, STRIPE_API_KEY=STRIPE_KEY, STRIPE_API_BASE=localstripe, STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        DB_POOL_SIZE="3",
+    )  # fmt: skip
+    proc = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], env, log)
+    root = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(root, proc, log)
+        httpx.post(
+            f"{localstripe}/_config/webhooks/{hook_name}",
+            data={"url": root + f"{API}/webhooks/stripe", "secret": WEBHOOK_SECRET},
+        ).raise_for_status()
+        yield root
+    finally:
+        stop_process(proc)
 
 
 # ---------------------------------------------------------------------------------------------- webhooks

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 import threading
 import time
 import uuid
@@ -28,8 +27,7 @@ import stripe
 
 from application.money import Money
 from application.settings import Settings
-from tests.conftest import free_port as _free_port
-from tests.conftest import register, server_env, spawn, staff_login, stop_process, wait_http
+from tests.conftest import register, staff_login
 from tests.money.support import (
     API,
     STRIPE_KEY,
@@ -42,6 +40,7 @@ from tests.money.support import (
     ledger_balance,
     module_database,
     ok,
+    paid_api,
     problem,
     refunded_event,
     scalar,
@@ -146,35 +145,16 @@ def stack(
     with module_database(
         pg_admin_url, redis_server, 7, stripe_api_key=STRIPE_KEY, stripe_api_base=localstripe
     ) as settings:
-        port = _free_port()
         log: Path = tmp_path_factory.mktemp("money-api") / "api.log"
-        env = server_env(
-            settings,
-            STRIPE_API_KEY=STRIPE_KEY,
-            STRIPE_API_BASE=localstripe,
-            STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
-            DB_POOL_SIZE="3",
-        )
-        proc: subprocess.Popen[bytes] = spawn(["api", "--host", "127.0.0.1", "--port", str(port)], env, log)
-        root = f"http://127.0.0.1:{port}"
-        try:
-            wait_http(root, proc, log)
-            # localstripe delivers signed payment_intent.* events to this server (one registration, replaced
-            # by the next module that registers).
-            httpx.post(
-                f"{localstripe}/_config/webhooks/money-tests",
-                data={"url": root + f"{API}/webhooks/stripe", "secret": WEBHOOK_SECRET},
-            ).raise_for_status()
-            with httpx.Client(base_url=root, timeout=30) as http:
-                admin = staff_login(http, settings, "admin")["access_token"]
-                finance = staff_login(http, settings, "finance")["access_token"]
-                tutor = register(http, "tutor")
-                approve_tutor(settings, uuid.UUID(tutor["user"]["id"]), 4000, "USD")
-                yield Stack(
-                    root, settings, localstripe, http, admin, finance, tutor["user"]["id"], tutor["access_token"]
-                )
-        finally:
-            stop_process(proc)
+        with (
+            paid_api(settings, localstripe, log, "money-tests") as root,
+            httpx.Client(base_url=root, timeout=30) as http,
+        ):
+            admin = staff_login(http, settings, "admin")["access_token"]
+            finance = staff_login(http, settings, "finance")["access_token"]
+            tutor = register(http, "tutor")
+            approve_tutor(settings, uuid.UUID(tutor["user"]["id"]), 4000, "USD")
+            yield Stack(root, settings, localstripe, http, admin, finance, tutor["user"]["id"], tutor["access_token"])
 
 
 # ------------------------------------------------------------------------------------------------ buying
