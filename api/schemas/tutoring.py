@@ -106,8 +106,8 @@ def tutor_profile_out(view: Mapping[str, Any]) -> TutorProfileOut:
 # ------------------------------------------------------------------------------------------------ documents
 
 
-class TutorDocumentOut(msgspec.Struct):
-    """A tutor's document; uploaded ones carry a 24-hour download URL, pending ones none."""
+class _TutorDocumentFields(msgspec.Struct):
+    """What both document shapes start with (`_document_fields` fills it)."""
 
     id: UUID
     filename: str
@@ -115,6 +115,11 @@ class TutorDocumentOut(msgspec.Struct):
     size: int
     status: TutorDocumentStatus
     uploaded_at: datetime | None
+
+
+class TutorDocumentOut(_TutorDocumentFields):
+    """A tutor's document; uploaded ones carry a 24-hour download URL, pending ones none."""
+
     download_url: str | None
 
 
@@ -125,15 +130,9 @@ class TutorDocumentPage(msgspec.Struct):
     next_cursor: str | None
 
 
-class TutorDocumentUploadOut(msgspec.Struct):
+class TutorDocumentUploadOut(_TutorDocumentFields):
     """An announced document and where to PUT its file, until `expires_at`; then complete it."""
 
-    id: UUID
-    filename: str
-    content_type: str
-    size: int
-    status: TutorDocumentStatus
-    uploaded_at: datetime | None
     upload_url: str
     upload_method: Literal["PUT"]
     expires_at: datetime
