@@ -5,9 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
-from application.store import EventStoreApp, retrying
+from application.store import EventStoreApp, Loaded
 from domain.errors import NotFound
 from domain.subject import Subject
 
@@ -28,28 +26,27 @@ class Catalog(EventStoreApp):
     def rename_subject(self, subject_id: UUID, name: str) -> tuple[dict[str, Any], int]:
         """Rename a subject."""
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            s = self._subject(subject_id)
+        def rename(got: Loaded) -> tuple[dict[str, Any], int]:
+            s = _subject(got, subject_id)
             s.rename(name)
             return subject_view(s), self.record(s)
 
-        return retrying(attempt)
+        return self.command(rename, changes=[subject_id])
 
     def retire_subject(self, subject_id: UUID) -> tuple[dict[str, Any], int]:
         """Retire a subject (it stays in history)."""
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            s = self._subject(subject_id)
+        def retire(got: Loaded) -> tuple[dict[str, Any], int]:
+            s = _subject(got, subject_id)
             s.retire()
             return subject_view(s), self.record(s)
 
-        return retrying(attempt)
+        return self.command(retire, changes=[subject_id])
 
-    def _subject(self, subject_id: UUID) -> Subject:
-        try:
-            s: Any = self.repository.get(subject_id)
-        except AggregateNotFoundError:
-            raise NotFound("no such subject") from None
-        if not isinstance(s, Subject):
-            raise NotFound("no such subject")
-        return s
+
+def _subject(got: Loaded, subject_id: UUID) -> Subject:
+    """The subject a command loaded (404 when there is none)."""
+    s = got.get(Subject, subject_id)
+    if s is None:
+        raise NotFound("no such subject")
+    return s

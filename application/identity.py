@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from eventsourcing.application import AggregateNotFoundError
 
-from application.store import EventStoreApp, SideWrite, is_unique_violation, retrying
+from application.store import EventStoreApp, Loaded, SideWrite, is_unique_violation
 from application.tokens import digest, issue_access, new_refresh_token, verify_access
 from domain.errors import EmailTaken, Forbidden, InvalidCredentials, NotFound, Unauthenticated
 from domain.ids import normalise_email
@@ -116,13 +116,15 @@ class Identity(EventStoreApp):
         if not row["is_active"] or row["deleted"]:
             raise InvalidCredentials("wrong email or password")
 
-        def attempt() -> Outcome:
-            user = self._user(row["user_id"])
+        user_id = row["user_id"]
+
+        def log_in(got: Loaded) -> Outcome:
+            user = _loaded_user(got, user_id)
             writes: list[SideWrite] = []
             tokens = self._open_session(user, writes)
             return Outcome(user_view(user), self.record(user, side_writes=writes), tokens)
 
-        return retrying(attempt)
+        return self.command(log_in, changes=[user_id])
 
     def refresh(self, refresh_token: str) -> Outcome:
         """Rotate a refresh token; presenting a spent one revokes its whole family."""
@@ -193,20 +195,22 @@ class Identity(EventStoreApp):
     def update_profile(self, actor: Account, changes: dict[str, Any]) -> Outcome:
         """The caller edits their own profile."""
 
-        def attempt() -> Outcome:
-            user = self._user(actor.user_id)
+        def update(got: Loaded) -> Outcome:
+            user = _loaded_user(got, actor.user_id)
             user.update_profile(changes)
             return Outcome(user_view(user), self.record(user))
 
-        return retrying(attempt)
+        return self.command(update, changes=[actor.user_id])
 
     def admin_update(
         self, user_id: UUID, role: str | None = None, is_active: bool | None = None, *, by: UUID | None = None
     ) -> Outcome:
         """An admin (`by`, never on their own account) changes a user's role and/or activity."""
 
-        def attempt() -> Outcome:
-            user = self._user(user_id)
+        profile_id = TutorProfile.create_id(user_id)
+
+        def update(got: Loaded) -> Outcome:
+            user = _loaded_user(got, user_id)
             if role is not None:
                 user.change_role(role, by=by)
             if is_active is True:
@@ -217,17 +221,20 @@ class Identity(EventStoreApp):
                 "UPDATE identity_accounts SET role = %s, is_active = %s WHERE user_id = %s",
                 (user.role, user.is_active, user.id),
             )
-            profile = self._tutor_side(user, "deactivated" if not user.is_active else "no longer a tutor")
+            reason = "deactivated" if not user.is_active else "no longer a tutor"
+            profile = _tutor_side(user, got.get(TutorProfile, profile_id), reason)
             return Outcome(user_view(user), self.record(user, profile, side_writes=[write, _account_changed(user.id)]))
 
-        return retrying(attempt)
+        return self.command(update, changes=[user_id, profile_id])
 
     def admin_delete(self, user_id: UUID, *, by: UUID | None = None) -> Outcome:
         """Soft-delete a user (`by`: the admin, never themselves): the stream stays, the account and its sessions
         close at once."""
 
-        def attempt() -> Outcome:
-            user = self._user(user_id)
+        profile_id = TutorProfile.create_id(user_id)
+
+        def delete(got: Loaded) -> Outcome:
+            user = _loaded_user(got, user_id)
             user.delete(by=by)
             writes: list[SideWrite] = [
                 ("UPDATE identity_accounts SET deleted = true, is_active = false WHERE user_id = %s", (user.id,)),
@@ -238,25 +245,10 @@ class Identity(EventStoreApp):
                 ),
                 _account_changed(user.id),
             ]
-            return Outcome(user_view(user), self.record(user, self._tutor_side(user, "deleted"), side_writes=writes))
+            profile = _tutor_side(user, got.get(TutorProfile, profile_id), "deleted")
+            return Outcome(user_view(user), self.record(user, profile, side_writes=writes))
 
-        return retrying(attempt)
-
-    def _tutor_side(self, user: User, reason: str) -> TutorProfile | None:
-        """The user's tutor profile, told whether the account can still teach (saved with the user, in one
-        transaction): a deactivated, deleted or re-roled tutor leaves search and booking, and comes back when
-        active as a tutor again. None when the user never had a profile or nothing changed."""
-        try:
-            profile: Any = self.repository.get(TutorProfile.create_id(user.id))
-        except AggregateNotFoundError:
-            return None
-        if not isinstance(profile, TutorProfile):
-            return None
-        if user.is_active and not user.deleted and user.role == "tutor":
-            profile.reopen_account()
-        else:
-            profile.close_account(reason)
-        return profile if profile.pending_events else None
+        return self.command(delete, changes=[user_id, profile_id])
 
     # ------------------------------------------------------------------------------------------- queries
 
@@ -312,12 +304,33 @@ class Identity(EventStoreApp):
         return Tokens(access, token, self.settings.access_token_seconds)
 
     def _record_revocation(self, user_id: UUID, family_id: UUID, reason: str) -> int:
-        def attempt() -> int:
-            user = self._user(user_id)
+        def end(got: Loaded) -> int:
+            user = _loaded_user(got, user_id)
             user.end_session(family_id, reason)
             return self.record(user)
 
-        return retrying(attempt)
+        return self.command(end, changes=[user_id])
+
+
+def _loaded_user(got: Loaded, user_id: UUID) -> User:
+    """The user a command loaded (404 when there is none)."""
+    user = got.get(User, user_id)
+    if user is None:
+        raise NotFound("no such user")
+    return user
+
+
+def _tutor_side(user: User, profile: TutorProfile | None, reason: str) -> TutorProfile | None:
+    """The user's tutor profile (`profile`, None if they never had one), told whether the account can still teach
+    (saved with the user, in one transaction): a deactivated, deleted or re-roled tutor leaves search and booking,
+    and comes back when active as a tutor again. None when there is no profile or nothing changed."""
+    if profile is None:
+        return None
+    if user.is_active and not user.deleted and user.role == "tutor":
+        profile.reopen_account()
+    else:
+        profile.close_account(reason)
+    return profile if profile.pending_events else None
 
 
 # Every change of an account's role, activity or existence NOTIFYs this channel in its own transaction (delivered

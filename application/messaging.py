@@ -9,11 +9,9 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from application.identity import Account
 from application.storage import UPLOAD_TTL, Storage
-from application.store import EventStoreApp, Turns, retrying
+from application.store import EventStoreApp, Loaded, Turns
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.files import FileTooLarge, UnsupportedFile
 from domain.messaging import Attachment, Thread, thread_id_for
@@ -48,40 +46,24 @@ class Messaging(EventStoreApp):
             self._storage = Storage(self.settings)
         return self._storage
 
-    def _thread(self, thread_id: UUID, actor: Account) -> Thread:
-        try:
-            t: Any = self.repository.get(thread_id)
-        except AggregateNotFoundError:
-            raise NotFound("no such thread") from None
-        if not isinstance(t, Thread) or str(actor.user_id) not in t.participant_ids:
-            raise NotFound("no such thread")
-        return t  # type: ignore[no-any-return]
-
-    def pair_thread(self, a: UUID, b: UUID) -> Thread:
-        """The pair's thread, new (unsaved) if they never wrote."""
-        try:
-            t: Any = self.repository.get(thread_id_for(a, b))
-            return t  # type: ignore[no-any-return]
-        except AggregateNotFoundError:
-            return Thread(participant_ids=[str(a), str(b)])
-
     def open_thread(self, actor: Account, participant_id: UUID) -> tuple[Thread, int, bool]:
         """The caller's one thread with another user (created on first use)."""
         if participant_id == actor.user_id:
             raise ValidationFailed([("participant_id", "someone other than yourself")])
-        try:
-            other: Any = self.repository.get(participant_id)
-        except AggregateNotFoundError:
-            raise NotFound("no such user") from None
-        if not isinstance(other, User) or other.deleted:
-            raise NotFound("no such user")
+        thread_id = thread_id_for(actor.user_id, participant_id)
 
-        def attempt() -> tuple[Thread, int, bool]:
-            t = self.pair_thread(actor.user_id, participant_id)
-            created = bool(t.pending_events)
-            return t, (self.record(t) if created else self.head()), created
+        def open_pair(got: Loaded) -> tuple[Thread, int, bool]:
+            other = got.get(User, participant_id)
+            if other is None or other.deleted:
+                raise NotFound("no such user")
+            t = got.get(Thread, thread_id)
+            if t is not None:
+                return t, self.head(), False
+            t = Thread(participant_ids=[str(actor.user_id), str(participant_id)])
+            return t, self.record(t), True
 
-        return retrying(attempt)
+        # the other user is only read (this application never changes users)
+        return self.command(open_pair, changes=[thread_id], reads=[participant_id])
 
     def post(
         self, actor: Account, thread_id: UUID, body: str, attachment_ids: list[UUID]
@@ -101,24 +83,21 @@ class Messaging(EventStoreApp):
                 }
             )
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            t = self._thread(thread_id, actor)
+        def post(got: Loaded) -> tuple[dict[str, Any], int]:
+            t = _thread(got, thread_id, actor)
             msg = t.post(str(uuid.uuid4()), actor.user_id, body, attachments, self.now())
-            return msg, self.record(t)
+            return dict(msg), self.record(t)
 
         with self.turns.of(thread_id):
-            return retrying(attempt, self.THREAD_ATTEMPTS)
+            return self.command(post, changes=[thread_id], attempts=self.THREAD_ATTEMPTS)
 
     def checked_attachment(self, actor: Account, attachment_id: UUID) -> Attachment:
         """The caller's attachment, checked: the first time a message carries it, its upload is copied to a key the
         sender cannot write, and that copy must be the announced file (domain/files.py); recipients get the copy."""
 
-        def attempt() -> Attachment:
-            try:
-                att: Any = self.repository.get(attachment_id)
-            except AggregateNotFoundError:
-                raise ValidationFailed([("attachment_ids", f"unknown attachment {attachment_id}")]) from None
-            if not isinstance(att, Attachment) or att.owner_id != actor.user_id:
+        def check(got: Loaded) -> Attachment:
+            att = got.get(Attachment, attachment_id)
+            if att is None or att.owner_id != actor.user_id:
                 raise ValidationFailed([("attachment_ids", f"unknown attachment {attachment_id}")])
             if att.checked_key is not None:
                 return att
@@ -133,40 +112,40 @@ class Messaging(EventStoreApp):
             self.record(att)
             return att
 
-        return retrying(attempt)
+        return self.command(check, changes=[attachment_id])
 
     def edit(self, actor: Account, thread_id: UUID, message_id: UUID, body: str) -> tuple[dict[str, Any], int]:
         """The author edits within 15 minutes (the history keeps every version)."""
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            t = self._thread(thread_id, actor)
+        def edit(got: Loaded) -> tuple[dict[str, Any], int]:
+            t = _thread(got, thread_id, actor)
             t.edit(actor.user_id, str(message_id), body, self.now())
-            return t.messages[str(message_id)], self.record(t)
+            return dict(t.messages[str(message_id)]), self.record(t)
 
         with self.turns.of(thread_id):
-            return retrying(attempt, self.THREAD_ATTEMPTS)
+            return self.command(edit, changes=[thread_id], attempts=self.THREAD_ATTEMPTS)
 
     def delete(self, actor: Account, thread_id: UUID, message_id: UUID) -> tuple[dict[str, Any], int]:
         """Soft delete by the author."""
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            t = self._thread(thread_id, actor)
+        def delete(got: Loaded) -> tuple[dict[str, Any], int]:
+            t = _thread(got, thread_id, actor)
             t.delete(actor.user_id, str(message_id))
-            return t.messages[str(message_id)], self.record(t)
+            return dict(t.messages[str(message_id)]), self.record(t)
 
         with self.turns.of(thread_id):
-            return retrying(attempt, self.THREAD_ATTEMPTS)
+            return self.command(delete, changes=[thread_id], attempts=self.THREAD_ATTEMPTS)
 
     def read(self, actor: Account, thread_id: UUID, message_id: UUID) -> int:
         """Read receipt."""
 
-        def attempt() -> int:
-            t = self._thread(thread_id, actor)
+        def read(got: Loaded) -> int:
+            t = _thread(got, thread_id, actor)
             t.read(actor.user_id, str(message_id))
             return self.record(t)
 
         with self.turns.of(thread_id):
-            return retrying(attempt, self.THREAD_ATTEMPTS)
+            return self.command(read, changes=[thread_id], attempts=self.THREAD_ATTEMPTS)
 
     def request_attachment(
         self, actor: Account, filename: str, content_type: str, size: int
@@ -193,3 +172,11 @@ class Messaging(EventStoreApp):
         )
         upload = AttachmentUpload(aid, self.storage.upload_url(key), self.clock.now() + UPLOAD_TTL)
         return upload, self.record(att)
+
+
+def _thread(got: Loaded, thread_id: UUID, actor: Account) -> Thread:
+    """The thread a command loaded, for its participants (404 for anyone else)."""
+    t = got.get(Thread, thread_id)
+    if t is None or str(actor.user_id) not in t.participant_ids:
+        raise NotFound("no such thread")
+    return t

@@ -15,9 +15,10 @@ from application.clock import Clock
 from application.identity import Account
 from application.settings import Settings
 from application.settlement import Settlement
-from application.store import EventStoreApp, retrying
+from application.store import EventStoreApp, Loaded
 from domain.credits import CreditAccount
 from domain.errors import DomainError, NotFound
+from domain.payouts import TutorPayouts
 from domain.platform import SETTINGS_ID, PlatformSettings
 from domain.purchase import NothingToRefund, Purchase, package_price
 from domain.tutor import TutorNotBookable, TutorProfile
@@ -44,7 +45,10 @@ def purchase_view(p: Purchase) -> dict[str, Any]:
 
 
 class Money(EventStoreApp):
-    """Settings, purchases, credit accounts and payouts."""
+    """Settings, purchases, credit accounts and payouts.
+
+    Every command reads: load (`command`, application/store.py) -> the aggregates' own methods -> `record`; the
+    Stripe calls happen before it (a rerun on a version clash must not pay or refund twice)."""
 
     _stripe: stripe.StripeClient | None = None
 
@@ -68,19 +72,19 @@ class Money(EventStoreApp):
         """Current platform settings (the defaults as version 1 until changed)."""
         try:
             s: Any = self.repository.get(SETTINGS_ID)
-            return s  # type: ignore[no-any-return]
         except AggregateNotFoundError:
             return PlatformSettings.defaults()
+        return s if isinstance(s, PlatformSettings) else PlatformSettings.defaults()
 
     def change_settings(self, changes: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Record a new settings version."""
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            s = self.platform()
+        def change(got: Loaded) -> tuple[dict[str, Any], int]:
+            s = got.get(PlatformSettings, SETTINGS_ID) or PlatformSettings.defaults()
             s.change(changes)
             return s.view(), self.record(s)
 
-        return retrying(attempt)
+        return self.command(change, changes=[SETTINGS_ID])
 
     # ---------------------------------------------------------------------------------------- purchases
 
@@ -89,8 +93,10 @@ class Money(EventStoreApp):
             t: Any = self.repository.get(TutorProfile.create_id(tutor_id))
         except AggregateNotFoundError:
             raise TutorNotBookable("this tutor cannot be booked") from None
+        if not isinstance(t, TutorProfile):
+            raise TutorNotBookable("this tutor cannot be booked")
         t.check_bookable()
-        return t  # type: ignore[no-any-return]
+        return t
 
     def buy(self, actor: Account, tutor_id: UUID, lessons: int) -> tuple[dict[str, Any], int]:
         """Price a package, open a Stripe PaymentIntent for it and record the purchase awaiting payment."""
@@ -158,6 +164,14 @@ class Money(EventStoreApp):
             raise NotFound("no such purchase")
         return p
 
+    @staticmethod
+    def _bought(got: Loaded, purchase_id: UUID) -> Purchase:
+        """The purchase a command loaded (404 when there is none)."""
+        p = got.get(Purchase, purchase_id)
+        if p is None:
+            raise NotFound("no such purchase")
+        return p
+
     def _purchase_for_intent(self, payment_intent_id: str) -> UUID | None:
         with self.connection() as conn:
             row = conn.execute(
@@ -202,8 +216,8 @@ class Money(EventStoreApp):
         if purchase_id is None:
             return self.head()  # not ours (another integration on the same Stripe account)
 
-        def attempt() -> int:
-            p = self._purchase(purchase_id)
+        def pay(got: Loaded) -> int:
+            p = self._bought(got, purchase_id)
             if not p.pay(self.now(), amount_received):
                 return self.head()
             account = self.settlement.account(p.student_id)
@@ -212,34 +226,34 @@ class Money(EventStoreApp):
             self._apply_reported_refund(p, account, "reported-before-payment")
             return self.record(p, account)
 
-        return retrying(attempt)
+        return self.command(pay, changes=[purchase_id])
 
     def _failed(self, payment_intent_id: str, reason: str) -> int:
         purchase_id = self._purchase_for_intent(payment_intent_id)
         if purchase_id is None:
             return self.head()
 
-        def attempt() -> int:
-            p = self._purchase(purchase_id)
+        def fail(got: Loaded) -> int:
+            p = self._bought(got, purchase_id)
             p.payment_failed(reason)
             return self.record(p)
 
-        return retrying(attempt)
+        return self.command(fail, changes=[purchase_id])
 
     def _refund_reported(self, payment_intent_id: str, total_refunded: int, charge_id: str) -> int:
         purchase_id = self._purchase_for_intent(payment_intent_id)
         if purchase_id is None:
             return self.head()
 
-        def attempt() -> int:
-            p = self._purchase(purchase_id)
+        def report(got: Loaded) -> int:
+            p = self._bought(got, purchase_id)
             p.report_refunded(total_refunded)
             account = self.settlement.account(p.student_id)
             if p.status in ("paid", "refunded"):
                 self._apply_reported_refund(p, account, charge_id)
             return self.record(p, account)
 
-        return retrying(attempt)
+        return self.command(report, changes=[purchase_id])
 
     @staticmethod
     def _apply_reported_refund(p: Purchase, account: CreditAccount, ref: str) -> None:
@@ -275,9 +289,11 @@ class Money(EventStoreApp):
         except stripe.StripeError as e:
             raise PaymentProviderError(f"could not refund: {e.user_message or type(e).__name__}") from e
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            purchase = self._purchase(purchase_id)
-            acc = self.settlement.account(purchase.student_id)
+        account_id = CreditAccount.create_id(p.student_id)
+
+        def remove(got: Loaded) -> tuple[dict[str, Any], int]:
+            purchase = self._bought(got, purchase_id)
+            acc = got.get(CreditAccount, account_id) or CreditAccount(student_id=purchase.student_id)
             minutes, amount = acc.refund(str(purchase.id), value)
             purchase.refunded(amount, minutes, str(refund.id))
             body = {
@@ -287,19 +303,21 @@ class Money(EventStoreApp):
             }
             return body, self.record(purchase, acc)
 
-        return retrying(attempt)
+        return self.command(remove, changes=[purchase_id, account_id])
 
     # ------------------------------------------------------------------------------------------ payouts
 
     def pay_out(self, tutor_id: UUID, amount: int, currency: str, reference: str) -> tuple[dict[str, Any], int]:
         """Record a payout to a tutor (never more than payable)."""
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            t = self.settlement.payouts(tutor_id)
+        payouts_id = TutorPayouts.create_id(tutor_id)
+
+        def pay(got: Loaded) -> tuple[dict[str, Any], int]:
+            t = got.get(TutorPayouts, payouts_id) or TutorPayouts(tutor_id=tutor_id)
             body = t.pay_out(str(uuid.uuid4()), amount, currency, reference)
             return body, self.record(t)
 
-        return retrying(attempt)
+        return self.command(pay, changes=[payouts_id])
 
     # ---------------------------------------------------------------------------------- holds (bookings)
 
@@ -308,32 +326,38 @@ class Money(EventStoreApp):
     ) -> tuple[CreditAccount, int]:
         """Hold a student's credit for a booking on its own (bookings save the hold with the booking instead)."""
 
-        def attempt() -> tuple[CreditAccount, int]:
-            account = self.settlement.account(student_id)
+        account_id = CreditAccount.create_id(student_id)
+
+        def hold(got: Loaded) -> tuple[CreditAccount, int]:
+            account = got.get(CreditAccount, account_id) or CreditAccount(student_id=student_id)
             account.hold(booking_id, str(tutor_id), minutes, self.now(), commission_bps)
             return account, self.record(account)
 
-        return retrying(attempt, attempts=20)
+        return self.command(hold, changes=[account_id], attempts=20)
 
     def resolve(
         self, student_id: UUID, booking_id: str, capture_minutes: int, outcome: str
     ) -> tuple[dict[str, Any], int]:
         """Capture part of a hold (tutor net + commission) and release the rest, exactly once."""
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            account = self.settlement.account(student_id)
+        account_id = CreditAccount.create_id(student_id)
+
+        def settle(got: Loaded) -> tuple[dict[str, Any], int]:
+            account = got.get(CreditAccount, account_id) or CreditAccount(student_id=student_id)
             result, payouts = self.settlement.settle(account, booking_id, capture_minutes, outcome)
             return result, self.record(account, payouts)
 
-        return retrying(attempt, attempts=20)
+        return self.command(settle, changes=[account_id], attempts=20)
 
     def expire_credits(self, student_id: UUID) -> int:
         """Expire the student's lots that are past their date (idempotent)."""
 
-        def attempt() -> int:
-            account = self.settlement.account(student_id)
+        account_id = CreditAccount.create_id(student_id)
+
+        def expire(got: Loaded) -> int:
+            account = got.get(CreditAccount, account_id) or CreditAccount(student_id=student_id)
             if not account.expire(self.now()):
                 return self.head()
             return self.record(account)
 
-        return retrying(attempt)
+        return self.command(expire, changes=[account_id])

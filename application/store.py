@@ -288,15 +288,19 @@ class EventStoreApp(Application[UUID]):
         `reads` (shared: read only) in one query, call `step` (domain methods, then `record`), and on a version
         clash run it again on fresh state. Whatever an attempt took and did not save goes back to the cache."""
 
-        def attempt() -> T:
+        for i in range(attempts):
             found = self.get_many([], read_only=reads, take=changes)
-            taken = {i: found[i].version for i in changes if i in found}
+            taken = {a: found[a].version for a in changes if a in found}
             try:
                 return step(Loaded(found))
+            except IntegrityError:
+                if i == attempts - 1:
+                    raise ConcurrencyConflict("the resource changed concurrently; try again") from None
             finally:
-                self.give_back((found.get(i) for i in changes), taken)
-
-        return retrying(attempt, attempts)
+                self.give_back((found.get(a) for a in changes), taken)
+            # jittered, growing (2, 4, 8 ... capped at 50 ms) so that racing writers do not collide again
+            time.sleep(random.uniform(0, min(0.05, 0.002 * 2**i)))
+        raise AssertionError("unreachable")
 
     def give_back(self, aggregates: Iterable[Any], versions: dict[UUID, int]) -> None:
         """Put taken aggregates (get_many's `take`) that a failed command left unchanged back in the cache:
@@ -345,25 +349,12 @@ def close_all() -> None:
     _RECORDERS.clear()
 
 
-def retrying(fn: Callable[[], T], attempts: int = 5) -> T:
-    """Run a load-change-save function again when a concurrent writer got there first."""
-    for i in range(attempts):
-        try:
-            return fn()
-        except IntegrityError:
-            if i == attempts - 1:
-                raise ConcurrencyConflict("the resource changed concurrently; try again") from None
-            # jittered, growing (2, 4, 8 ... capped at 50 ms) so that racing writers do not collide again
-            time.sleep(random.uniform(0, min(0.05, 0.002 * 2**i)))
-    raise AssertionError("unreachable")
-
-
 class Turns:
     """Per-stream turns within one process, for streams that many requests write at once (a busy thread).
 
     Optimistic concurrency alone turns N simultaneous writers of one stream into N-1 failed saves per round, each
     retried: with 16 clients posting to one thread some ran out of retries (409). Taking turns in the process
-    leaves only writers in other processes to collide, which `retrying` absorbs. It decides nothing: the version
+    leaves only writers in other processes to collide, which `command`'s retry absorbs. It decides nothing: the version
     check at insert still does."""
 
     def __init__(self) -> None:

@@ -12,7 +12,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.identity import Account
 from application.storage import UPLOAD_TTL, Storage
-from application.store import EventStoreApp, retrying
+from application.store import EventStoreApp, Loaded
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.money import Money
 from domain.student import StudentProfile
@@ -77,75 +77,37 @@ class Tutoring(EventStoreApp):
             raise NotFound("no such tutor")
         return p
 
-    def _existing(self, tutor_id: UUID) -> TutorProfile:
-        try:
-            p: Any = self.repository.get(TutorProfile.create_id(tutor_id))
-        except AggregateNotFoundError:
-            raise NotFound("no such tutor") from None
-        if not isinstance(p, TutorProfile):
-            raise NotFound("no such tutor")
-        return p
-
     def update_profile(self, actor: Account, body: dict[str, Any]) -> tuple[dict[str, Any], int]:
         """Apply any subset of the builder steps; each changed step records its own event."""
+        profile_id = TutorProfile.create_id(actor.user_id)
+        subject_ids = _subject_ids(body.get("subjects"))  # read with the profile, to check that each is taught
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            p = self.profile(actor.user_id)
-            if "personal" in body:
-                p.set_personal(_mapping("personal", body["personal"]))
-            if "experience" in body:
-                p.set_experience(_mapping("experience", body["experience"]))
-            if "subjects" in body or "hourly_rate" in body:
-                subjects = body.get("subjects")
-                if subjects is not None and (
-                    not isinstance(subjects, list) or not all(isinstance(s, str) for s in subjects)
-                ):
-                    raise ValidationFailed([("subjects", "a list of subject ids")])
-                rate = body.get("hourly_rate")
-                money = None
-                if rate is not None:
-                    r = _mapping("hourly_rate", rate)
-                    if not isinstance(r.get("amount"), int) or isinstance(r.get("amount"), bool):
-                        raise ValidationFailed([("hourly_rate.amount", "integer minor units")])
-                    money = Money(r["amount"], str(r.get("currency", "")))
-                p.set_teaching(subjects, money, self._active_subjects(subjects or []))
-            if "availability" in body:
-                p.set_availability(_mapping("availability", body["availability"]))
-            if "auto_confirm" in body or "min_notice_minutes" in body:
-                ac = body.get("auto_confirm")
-                if ac is not None and not isinstance(ac, bool):
-                    raise ValidationFailed([("auto_confirm", "true or false")])
-                p.set_preferences(ac, body.get("min_notice_minutes"))
+        def update(got: Loaded) -> tuple[dict[str, Any], int]:
+            p = got.get(TutorProfile, profile_id) or TutorProfile(tutor_id=actor.user_id)
+            active = {sid for sid, i in subject_ids.items() if (s := got.get(Subject, i)) is not None and s.active}
+            _build(p, body, active)
             return profile_view(p), self.record(p)
 
-        return retrying(attempt)
-
-    def _active_subjects(self, ids: list[str]) -> set[str]:
-        active = set()
-        for sid in ids:
-            try:
-                s: Any = self.repository.get(UUID(sid))
-            except (AggregateNotFoundError, ValueError):
-                continue
-            if isinstance(s, Subject) and s.active:
-                active.add(sid)
-        return active
+        reads = [i for i in subject_ids.values() if i != profile_id]  # never the profile itself: it is taken
+        return self.command(update, changes=[profile_id], reads=reads)
 
     def submit(self, actor: Account) -> tuple[dict[str, Any], int]:
         """Send the profile for approval."""
+        profile_id = TutorProfile.create_id(actor.user_id)
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            p = self.profile(actor.user_id)
+        def submit(got: Loaded) -> tuple[dict[str, Any], int]:
+            p = got.get(TutorProfile, profile_id) or TutorProfile(tutor_id=actor.user_id)
             p.submit(self.now())
             return profile_view(p), self.record(p)
 
-        return retrying(attempt)
+        return self.command(submit, changes=[profile_id])
 
     def decide(self, tutor_id: UUID, action: str, text: str = "") -> tuple[dict[str, Any], int]:
         """Admin decisions: approve, reject (feedback), suspend (reason), reinstate."""
+        profile_id = TutorProfile.create_id(tutor_id)
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            p = self._existing(tutor_id)
+        def decide(got: Loaded) -> tuple[dict[str, Any], int]:
+            p = _existing(got, profile_id)
             if action == "approve":
                 p.approve()
             elif action == "reject":
@@ -158,35 +120,37 @@ class Tutoring(EventStoreApp):
                 raise ValidationFailed([("action", "approve, reject, suspend or reinstate")])
             return profile_view(p), self.record(p)
 
-        return retrying(attempt)
+        return self.command(decide, changes=[profile_id])
 
     def request_document(
         self, actor: Account, filename: str, content_type: str, size: int
     ) -> tuple[dict[str, Any], str, datetime, int]:
         """Announce an upload (type and size checked first): the document record, a presigned PUT URL for it and
         when that expires, and the position."""
+        profile_id = TutorProfile.create_id(actor.user_id)
         document_id = uuid.uuid4()
         key = f"tutors/{actor.user_id}/documents/{document_id}/{_safe_name(filename)}"
 
-        def attempt() -> tuple[dict[str, Any], str, datetime, int]:
-            p = self.profile(actor.user_id)
+        def announce(got: Loaded) -> tuple[dict[str, Any], str, datetime, int]:
+            p = got.get(TutorProfile, profile_id) or TutorProfile(tutor_id=actor.user_id)
             p.request_document(document_id, filename, content_type, size, key, self.now())
             url = self.storage.upload_url(key)
-            position = self.record(p)
-            return p.documents[str(document_id)], url, self.clock.now() + UPLOAD_TTL, position
+            doc = dict(p.documents[str(document_id)])  # the caller's own: the saved profile goes back to the cache
+            return doc, url, self.clock.now() + UPLOAD_TTL, self.record(p)
 
-        return retrying(attempt)
+        return self.command(announce, changes=[profile_id])
 
     def complete_document(self, actor: Account, document_id: UUID) -> tuple[dict[str, Any], int]:
         """Check the stored object (exists, type and size within limits) and count the document: its record."""
+        profile_id = TutorProfile.create_id(actor.user_id)
 
-        def attempt() -> tuple[dict[str, Any], int]:
-            p = self._existing(actor.user_id)
+        def complete(got: Loaded) -> tuple[dict[str, Any], int]:
+            p = _existing(got, profile_id)
             doc = p.documents.get(str(document_id))
             if doc is None:
                 raise NotFound("no such document")
             if doc["status"] == "uploaded":
-                return doc, self.head()
+                return dict(doc), self.head()
             checked_key = f"checked/documents/{document_id}"
             stored = self.storage.copy_to_check(doc["key"], checked_key)
             try:
@@ -195,9 +159,9 @@ class Tutoring(EventStoreApp):
                 if stored is not None:
                     self.storage.remove(checked_key)
                 raise
-            return p.documents[str(document_id)], self.record(p)
+            return dict(p.documents[str(document_id)]), self.record(p)
 
-        return retrying(attempt)
+        return self.command(complete, changes=[profile_id])
 
     def document_url(self, doc: dict[str, Any]) -> str:
         """A 24-hour download URL of an uploaded document record (the profile's or a read model's)."""
@@ -227,22 +191,27 @@ class Tutoring(EventStoreApp):
 
     def update_student(self, actor: Account, body: dict[str, Any]) -> tuple[StudentProfile, User, int]:
         """Change bio, goals, learning style and (on the User) timezone, currency, language, atomically."""
+        profile_id = StudentProfile.create_id(actor.user_id)
 
-        def attempt() -> tuple[StudentProfile, User, int]:
-            s, user = self.student(actor.user_id)
+        def update(got: Loaded) -> tuple[StudentProfile, User, int]:
+            s = got.get(StudentProfile, profile_id) or StudentProfile(student_id=actor.user_id)
+            user = got.get(User, actor.user_id)
+            if user is None:
+                raise NotFound("no such user")
             s.update({k: body[k] for k in ("bio", "goals", "learning_style") if k in body})
             user.update_profile({k: body[k] for k in ("timezone", "currency", "language") if k in body})
             return s, user, self.record(s, user)
 
-        return retrying(attempt)
+        return self.command(update, changes=[profile_id, actor.user_id])
 
     def favorite(self, actor: Account, tutor_id: UUID, on: bool) -> int:
         """Add or remove a favorite tutor (idempotent)."""
+        profile_id = StudentProfile.create_id(actor.user_id)
 
-        def attempt() -> int:
-            s = self.student_profile(actor.user_id)
+        def favorite(got: Loaded) -> int:
+            s = got.get(StudentProfile, profile_id) or StudentProfile(student_id=actor.user_id)
             if on:
-                tutor = self.profile(tutor_id)
+                tutor = self.profile(tutor_id)  # only read (a copy: this application changes tutor profiles)
                 if not tutor.listed and str(tutor_id) not in s.favorites:
                     raise NotFound("no such tutor")
                 s.add_favorite(str(tutor_id))
@@ -250,7 +219,54 @@ class Tutoring(EventStoreApp):
                 s.remove_favorite(str(tutor_id))
             return self.record(s)
 
-        return retrying(attempt)
+        return self.command(favorite, changes=[profile_id])
+
+
+def _existing(got: Loaded, profile_id: UUID) -> TutorProfile:
+    """The tutor profile a command loaded (404 when there is none)."""
+    p = got.get(TutorProfile, profile_id)
+    if p is None:
+        raise NotFound("no such tutor")
+    return p
+
+
+def _subject_ids(subjects: Any) -> dict[str, UUID]:
+    """The subject ids a builder body names, as given and as UUIDs (those that are not UUIDs name no subject)."""
+    out = {}
+    for sid in subjects if isinstance(subjects, list) else ():
+        if isinstance(sid, str):
+            try:
+                out[sid] = UUID(sid)
+            except ValueError:
+                continue
+    return out
+
+
+def _build(p: TutorProfile, body: dict[str, Any], active: set[str]) -> None:
+    """Apply the builder steps a body names (`active`: which of its subjects the catalog teaches)."""
+    if "personal" in body:
+        p.set_personal(_mapping("personal", body["personal"]))
+    if "experience" in body:
+        p.set_experience(_mapping("experience", body["experience"]))
+    if "subjects" in body or "hourly_rate" in body:
+        subjects = body.get("subjects")
+        if subjects is not None and (not isinstance(subjects, list) or not all(isinstance(s, str) for s in subjects)):
+            raise ValidationFailed([("subjects", "a list of subject ids")])
+        rate = body.get("hourly_rate")
+        money = None
+        if rate is not None:
+            r = _mapping("hourly_rate", rate)
+            if not isinstance(r.get("amount"), int) or isinstance(r.get("amount"), bool):
+                raise ValidationFailed([("hourly_rate.amount", "integer minor units")])
+            money = Money(r["amount"], str(r.get("currency", "")))
+        p.set_teaching(subjects, money, active)
+    if "availability" in body:
+        p.set_availability(_mapping("availability", body["availability"]))
+    if "auto_confirm" in body or "min_notice_minutes" in body:
+        ac = body.get("auto_confirm")
+        if ac is not None and not isinstance(ac, bool):
+            raise ValidationFailed([("auto_confirm", "true or false")])
+        p.set_preferences(ac, body.get("min_notice_minutes"))
 
 
 def _mapping(field: str, value: Any) -> dict[str, Any]:
