@@ -359,7 +359,7 @@ DAYS_KEPT = 120
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """A tutor's stored availability, parsed once (search keeps one per tutor row version: projections.search.schedule_of),
+    """A tutor's stored availability, parsed once (search keeps one per row version: projections.search.schedule_of),
     with the UTC intervals of the local days it has been asked about (`days`, see domain day_rule_intervals)."""
 
     zone: ZoneInfo
