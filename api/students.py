@@ -17,7 +17,8 @@ from api.schemas.tutoring import (
     public_tutor_out,
     student_profile_out,
 )
-from api.tutors import PUBLIC_COLS, next_slot_of
+from api.tutors import NEXT_SLOTS
+from projections.search import PUBLIC_COLS
 
 Text = Annotated[str, msgspec.Meta(max_length=5000)]
 
@@ -76,7 +77,7 @@ class StudentController(Controller):
                 " WHERE f.student_id = %s AND t.listed ORDER BY f.added_position DESC",
                 (actor.user_id,),
             ).fetchall()
-            nexts = next_slot_of(conn, rows, now)
+            nexts = NEXT_SLOTS.of(conn, rows, now)
         items = [public_tutor_out(r, nexts[r["tutor_id"]]) for r in rows]
         return query(PublicTutorPage(items=items, next_cursor=None), pos)
 

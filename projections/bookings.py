@@ -52,7 +52,7 @@ COLUMNS = (
     "updated_position",
 )
 # Events that change which times of a tutor are taken (Requested is handled with the new row): search's
-# next-slot memo (api.tutors) is valid while the tutor's `tutor_calendar.position` stays the same.
+# next-slot memo (projections.search) is valid while the tutor's `tutor_calendar.position` stays the same.
 BUSY_CHANGES = ("Declined", "Expired", "Cancelled", "Rescheduled", "Completed", "NoShowMarked")
 REVIEW_COLUMNS = ("booking_id", "tutor_id", "rating", "text", "created_at", "response_text", "response_at")
 

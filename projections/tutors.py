@@ -16,12 +16,13 @@ import msgspec
 import psycopg
 from psycopg.types.json import Jsonb
 
-from domain.availability import WeeklyRule, by_weekday, day_available, parse_rules, slots, start_cover
+from domain.availability import WeeklyRule, by_weekday, day_available, parse_rules, slots
 from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
 from domain.user import User
 from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
+from projections.search_cover import start_cover
 
 TUTOR_EVENTS = (
     TutorProfile.Created,
@@ -332,7 +333,7 @@ def _profile_event(row: dict[str, Any], e: Envelope) -> None:
 
 def cover_literal(availability: dict[str, Any]) -> str:
     """The int4multirange of UTC minutes-of-week at which the weekly rules can start a one-hour lesson (a superset:
-    domain start_cover)."""
+    projections.search_cover start_cover)."""
     zone = availability.get("timezone")
     if not zone:
         return "{}"
@@ -358,7 +359,7 @@ DAYS_KEPT = 120
 
 @dataclass(frozen=True, slots=True)
 class Schedule:
-    """A tutor's stored availability, parsed once (search keeps one per tutor row version: api.tutors.schedule_of),
+    """A tutor's stored availability, parsed once (search keeps one per row version: projections.search.schedule_of),
     with the UTC intervals of the local days it has been asked about (`days`, see domain day_rule_intervals)."""
 
     zone: ZoneInfo

@@ -280,7 +280,7 @@ def _subjects(text: str) -> list[TutorSubjectOut]:
 def _public_fields(
     row: Mapping[str, Any], next_slot: Interval | None
 ) -> tuple[UUID, str, str, list[str], list[TutorSubjectOut], MoneyOut, float | None, int, Interval | None]:
-    """The public tutor's fields of a `tutors` row (api.tutors.SEARCH_COLS), in PublicTutorOut's order."""
+    """The public tutor's fields of a `tutors` row (projections.search.SEARCH_COLS), in PublicTutorOut's order."""
     rating = row["rating_avg"]
     return (
         row["tutor_id"],
@@ -315,7 +315,7 @@ def tutor_review_out(row: Mapping[str, Any]) -> TutorReviewOut:
 def tutor_detail_out(
     row: Mapping[str, Any], next_slots: Sequence[tuple[datetime, datetime]], reviews: Sequence[Mapping[str, Any]]
 ) -> TutorDetailOut:
-    """A tutor's public page of a `tutors` row (api.tutors.PUBLIC_COLS), its next free slots and latest reviews."""
+    """A tutor's public page of a `tutors` row (projections.search.PUBLIC_COLS), its next free slots and latest reviews."""
     slots = [slot_out(a, b) for a, b in next_slots]
     return TutorDetailOut(
         *_public_fields(row, slots[0] if slots else None),

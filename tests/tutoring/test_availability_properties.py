@@ -22,20 +22,16 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from domain.availability import (
-    WEEK_MINUTES,
     WeeklyRule,
     available,
     format_hhmm,
     merge,
-    minute_of_week,
     parse_hhmm,
     parse_rules,
     slots,
-    start_cover,
-    week_cover,
-    window_cover,
 )
 from domain.money import Money, split
+from projections.search_cover import WEEK_MINUTES, minute_of_week, start_cover, week_cover, window_cover
 from projections.tutors import Schedule, slots_for
 
 ZONES = sorted(available_timezones())

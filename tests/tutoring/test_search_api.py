@@ -209,9 +209,9 @@ def test_availability_window(world: World, first_page: str, monkeypatch: pytest.
     read whole afterwards)."""
     w = world
     if first_page == "one row":
-        import api.tutors
+        import projections.search
 
-        monkeypatch.setattr(api.tutors, "window_first_page", lambda n, span: 1)
+        monkeypatch.setattr(projections.search, "window_first_page", lambda n, span: 1)
 
     # Alice: Mon 10-12 UTC; Bruno: Mon 17-19 Paris (16-18Z in January); Chen: Wed 09-12 New York (14-17Z);
     # Dana: Tue 08-09 UTC
