@@ -456,7 +456,7 @@ def seed_lessons(
 def catch_up_one(dsn: str, name: str) -> None:
     """Child-process mode: Runner.catch_up() of generation 1 of one projection; prints {events, seconds}."""
     from projections import by_name
-    from projections.runtime import Runner
+    from projections.runner import Runner
 
     runner = Runner(dsn, by_name(name), 1)
     t0 = time.perf_counter()
@@ -493,7 +493,7 @@ def analyze(dsn: str, logical: Sequence[str], generation: int = 1) -> None:
     """VACUUM ANALYZE one generation's tables (autovacuum would have done it on a live system)."""
     import psycopg
 
-    from projections.runtime import physical
+    from projections.runner import physical
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         for t in logical:

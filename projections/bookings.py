@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from domain.booking import Booking, completes_by_itself_at, lapses_at
 from domain.inbox import Inbox
-from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
+from projections.runner import Envelope, Projection, load_rows, replace_rows, topic_of
 
 BOOKING_EVENTS = (
     Booking.Requested,
@@ -58,7 +58,7 @@ REVIEW_COLUMNS = ("booking_id", "tutor_id", "rating", "text", "created_at", "res
 
 
 class Bookings(Projection):
-    """Bookings by student, tutor, status and time. A batch is folded in memory (runtime.load_rows): the rows it
+    """Bookings by student, tutor, status and time. A batch is folded in memory (runner.load_rows): the rows it
     touches are read once, the events applied in order, and the rows written back with one DELETE and one COPY."""
 
     name = "bookings"

@@ -13,7 +13,7 @@ from domain.booking import Booking
 from domain.ids import NAMESPACE
 from domain.inbox import Inbox
 from domain.tutor import TutorProfile
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runner import Envelope, Projection, topic_of
 
 TO_OTHER = {
     "Cancelled": "booking.cancelled",

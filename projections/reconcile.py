@@ -12,7 +12,7 @@ import psycopg
 
 from domain.ledger import postings_for
 from projections.ledger import MONEY_TOPICS, digest, signed
-from projections.runtime import EVENTS_TABLE, event_type
+from projections.runner import EVENTS_TABLE, event_type
 
 _decode = msgspec.json.Decoder().decode
 

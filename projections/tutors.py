@@ -21,7 +21,7 @@ from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
 from domain.user import User
-from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
+from projections.runner import Envelope, Projection, load_rows, replace_rows, topic_of
 
 TUTOR_EVENTS = (
     TutorProfile.Created,
@@ -82,7 +82,7 @@ NAME_COLUMNS = ("subject_id", "name", "category", "active")
 
 
 class Tutors(Projection):
-    """One row per tutor, folded per batch in memory (runtime.load_rows / replace_rows): the rows a batch touches
+    """One row per tutor, folded per batch in memory (runner.load_rows / replace_rows): the rows a batch touches
     are read with one SELECT per table, the events applied in order, and written back with one DELETE and one
     COPY; completeness is computed in Python, the search vector and public subjects by one UPDATE of the rows
     written, which also keeps `tutors_search` (the listed tutors' vectors) in step; `tutors_terms` is rewritten for
