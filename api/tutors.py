@@ -28,7 +28,8 @@ from api.schemas.tutoring import (
 from domain.availability import window_cover
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
-from projections.tutors import Schedule, next_slots, slots_for, term_of
+from projections.schedule import Schedule, next_slots, slots_for
+from projections.tutors import term_of
 from projections.waiting import POSITION_SQL, positions_async, stopped_position
 
 SEARCH_COLS = (

@@ -324,7 +324,7 @@ def make_tutor(
 
 def week_slots(tutor: dict[str, Any], frm: datetime, now: datetime) -> list[datetime]:
     """Starts on the hour of free 60-minute slots in the week from `frm` (no two of them overlap)."""
-    from projections.tutors import slots_for
+    from projections.schedule import slots_for
 
     found = slots_for(
         tutor["availability"], tutor["min_notice"], frm, frm + timedelta(days=7), timedelta(minutes=60), now

@@ -36,7 +36,7 @@ from domain.availability import (
     window_cover,
 )
 from domain.money import Money, split
-from projections.tutors import Schedule, slots_for
+from projections.schedule import Schedule, slots_for
 
 ZONES = sorted(available_timezones())
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
