@@ -66,7 +66,8 @@ def by_type(handlers: Mapping[type, H]) -> dict[str, H]:
 
 
 class Projection(abc.ABC):
-    """A read model: `topics` in, its own tables out. Subclasses define `apply`."""
+    """A read model: `topics` in, its own tables out. Subclasses define `apply`, most as a handler table per event
+    type (`by_type`) over one batch's rows."""
 
     name: ClassVar[str]
     version: ClassVar[int] = 1
