@@ -18,7 +18,7 @@ from api.services import Services
 from application import context
 from application.identity import Account
 from domain.errors import ValidationFailed
-from projections.runtime import wait_for, wait_for_async
+from projections.waiting import wait_for, wait_for_async
 
 MAX_WAIT_S = 5.0
 T = TypeVar("T")

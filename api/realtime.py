@@ -27,7 +27,7 @@ from psycopg import sql
 from api.deps import services
 from application.tokens import verify_access
 from domain.errors import DomainError
-from projections.runtime import CHANNEL, EVENTS_TABLE, event_type
+from projections.runner import CHANNEL, EVENTS_TABLE, event_type
 
 log = logging.getLogger("tutorconnect.ws")
 _decode = msgspec.json.Decoder().decode

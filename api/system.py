@@ -22,7 +22,7 @@ from api.schemas.identity import (
 )
 from api.services import Services, connect_check
 from domain.errors import NotFound
-from projections import runtime
+from projections import generations
 
 
 class ClockIn(msgspec.Struct):
@@ -57,8 +57,8 @@ def readyz(request: Request[Any, Any, Any]) -> Response[ReadinessOut]:
     lag: dict[str, int] = {}
     failed: list[ProjectionFailureOut] = []
     if checks.store == "ok":
-        lag = {s.name: s.lag for s in runtime.status(dsn) if s.state == "active"}
-        failed = [ProjectionFailureOut.of(f) for f in runtime.failures(dsn, include_skipped=False)]
+        lag = {s.name: s.lag for s in generations.status(dsn) if s.state == "active"}
+        failed = [ProjectionFailureOut.of(f) for f in generations.failures(dsn, include_skipped=False)]
     ready = checks.store == checks.broker == "ok" and (storage is None or checks.storage == "ok")
     # A projection stopped at an event does not make the process unready (a balancer would then take every API
     # process out for one read model); it is reported here, and its queries answer 503 naming it.

@@ -26,6 +26,7 @@ from api.schemas.tutoring import (
 )
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
+from projections.schedule import next_slots, slots_for
 from projections.search import (
     NEXT_SLOT_DAYS,
     PUBLIC_COLS,
@@ -37,7 +38,6 @@ from projections.search import (
     busy_by_tutor,
     schedule_of,
 )
-from projections.tutors import next_slots, slots_for
 
 # Each tutor's next free slot, kept by this API process in the wire form (see NextSlots): search and the favorites
 # list (api.students) show the same tutors again and again.

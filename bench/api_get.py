@@ -232,7 +232,7 @@ def main() -> None:
 
     from application import context
     from application.identity import Identity
-    from projections import runtime
+    from projections import generations
     from workers.processes import prepare
 
     with temp_database(a.keep_db) as dsn, tempfile.TemporaryDirectory() as tmp:
@@ -285,7 +285,7 @@ def main() -> None:
                 tokens["veteran"] = r.json()["access_token"]
                 figures["me_long_history_stream_events"] = history + 1
                 deadline = time.monotonic() + 60
-                while any(s.lag for s in runtime.status(dsn) if s.state == "active"):
+                while any(s.lag for s in generations.status(dsn) if s.state == "active"):
                     if time.monotonic() > deadline:
                         raise SystemExit("projections did not catch up in 60 s")
                     time.sleep(0.1)  # projectors run in their own process: ask until lag is 0 (60 s at most)

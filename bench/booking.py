@@ -241,7 +241,7 @@ def driver_main(spec_path: str) -> None:
 
 def bookable_slots(tutor: dict[str, Any], now: datetime, days: int) -> list[str]:
     """60-minute starts on the hour inside the tutor's availability, from tomorrow to `days` ahead (UTC ISO)."""
-    from projections.tutors import slots_for
+    from projections.schedule import slots_for
 
     frm = (now + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
     found = slots_for(

@@ -169,7 +169,8 @@ def reset(dsn: str, projections: Sequence[Any]) -> None:
     Drop their tables and tracking rows, then `runtime.ensure` creates generation 1 afresh. (Emptying the old
     tables and re-analysing them instead would give the planner statistics of an empty table, which a rebuild's
     fresh table does not have, and measure something a deployment never runs.)"""
-    from projections.runtime import ensure, physical
+    from projections.generations import ensure
+    from projections.runner import physical
 
     with psycopg.connect(dsn) as conn:
         for p in projections:
@@ -202,7 +203,7 @@ class OverBudget(Exception):
 
 def catch_up(dsn: str, projection: Any, budget_s: float) -> dict[str, Any]:
     """Time Runner.catch_up() of generation 1 (stopping between batches once the budget is spent)."""
-    from projections.runtime import Runner
+    from projections.runner import Runner
 
     runner = Runner(dsn, projection, 1)
     backend = runner.conn.info.backend_pid
@@ -245,7 +246,7 @@ def run_together(
     """Catch every projection up at once with the product's own follower (`runtime.follow_all`, in this process,
     as `tutorconnect projectors` runs it); poll the tracking rows until all reach the head or the budget is spent.
     Returns (wall seconds, {name: {seconds, covered, applied, partial}})."""
-    from projections.runtime import follow_all
+    from projections.follower import follow_all
 
     names = [p.name for p in projections]
     stop = threading.Event()

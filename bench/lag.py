@@ -53,7 +53,7 @@ def views_of(kind: str) -> tuple[str, ...]:
     from domain.subject import Subject
     from domain.user import User
     from projections import all_projections
-    from projections.runtime import topic_of
+    from projections.runner import topic_of
 
     topic = topic_of(Subject.Created if kind == "subject" else User.Registered)
     return tuple(p.name for p in all_projections() if not p.topics or topic in p.topics)
@@ -191,7 +191,7 @@ def main() -> None:
     steady = int(a.rate * seconds)
     figures: dict[str, Any] = {"bench": "lag", **machine(), "target_p95_ms": TARGET_P95_MS}
 
-    from projections import all_projections, runtime
+    from projections import all_projections, follower
     from workers.processes import prepare
 
     views = {"subject": views_of("subject"), "user": views_of("user")}
@@ -205,7 +205,7 @@ def main() -> None:
         log = Path(tmp) / "projectors.log"
         if a.in_process:
             say(f"followers: runtime.follow_all in this process ({', '.join(names)})")
-            threads = runtime.follow_all(dsn, all_projections(), stop)
+            threads = follower.follow_all(dsn, all_projections(), stop)
         else:
             say(
                 f"followers: {a.projectors} x `python -m workers.cli projectors` (runtime.follow_all) in child"

@@ -191,8 +191,8 @@ def main() -> None:
 
     import psycopg
 
+    from projections.generations import rebuild
     from projections.reconcile import reconcile
-    from projections.runtime import rebuild
     from workers.processes import prepare
 
     rng = random.Random(20260602)
@@ -276,7 +276,7 @@ def main() -> None:
             samples.append((account, first + (last - first) * rng.random()))
         for label in ("fresh", "analyzed"):
             if label == "analyzed":
-                from projections.runtime import physical
+                from projections.runner import physical
 
                 with psycopg.connect(dsn, autocommit=True) as conn:
                     for t in projection.tables:

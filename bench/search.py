@@ -324,7 +324,7 @@ def make_tutor(
 
 def week_slots(tutor: dict[str, Any], frm: datetime, now: datetime) -> list[datetime]:
     """Starts on the hour of free 60-minute slots in the week from `frm` (no two of them overlap)."""
-    from projections.tutors import slots_for
+    from projections.schedule import slots_for
 
     found = slots_for(
         tutor["availability"], tutor["min_notice"], frm, frm + timedelta(days=7), timedelta(minutes=60), now
@@ -456,7 +456,7 @@ def seed_lessons(
 def catch_up_one(dsn: str, name: str) -> None:
     """Child-process mode: Runner.catch_up() of generation 1 of one projection; prints {events, seconds}."""
     from projections import by_name
-    from projections.runtime import Runner
+    from projections.runner import Runner
 
     runner = Runner(dsn, by_name(name), 1)
     t0 = time.perf_counter()
@@ -493,7 +493,7 @@ def analyze(dsn: str, logical: Sequence[str], generation: int = 1) -> None:
     """VACUUM ANALYZE one generation's tables (autovacuum would have done it on a live system)."""
     import psycopg
 
-    from projections.runtime import physical
+    from projections.runner import physical
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         for t in logical:

@@ -7,7 +7,7 @@ from projections.bookings import Bookings
 from projections.ledger import Ledger
 from projections.messaging import Messaging
 from projections.notifications import Notifications
-from projections.runtime import Projection
+from projections.runner import Projection
 from projections.student_credits import StudentCredits
 from projections.student_favorites import StudentFavorites
 from projections.subjects import Subjects

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import psycopg
 
-from projections.runtime import Envelope, Projection
+from projections.runner import Envelope, Projection
 
 _encode = msgspec.json.Encoder().encode
 

@@ -12,23 +12,7 @@ from psycopg.types.json import Jsonb
 
 from domain.booking import Booking, completes_by_itself_at, lapses_at
 from domain.inbox import Inbox
-from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
-
-BOOKING_EVENTS = (
-    Booking.Requested,
-    Booking.Confirmed,
-    Booking.Declined,
-    Booking.Expired,
-    Booking.Cancelled,
-    Booking.RescheduleProposed,
-    Booking.Rescheduled,
-    Booking.RescheduleRejected,
-    Booking.Completed,
-    Booking.NoShowMarked,
-    Booking.Reviewed,
-    Booking.ReviewResponded,
-)
-
+from projections.runner import Envelope, Projection, by_type, load_rows, replace_rows, topic_of
 
 COLUMNS = (
     "booking_id",
@@ -51,67 +35,63 @@ COLUMNS = (
     "reminded",
     "updated_position",
 )
-# Events that change which times of a tutor are taken (Requested is handled with the new row): search's
-# next-slot memo (projections.search) is valid while the tutor's `tutor_calendar.position` stays the same.
-BUSY_CHANGES = ("Declined", "Expired", "Cancelled", "Rescheduled", "Completed", "NoShowMarked")
 REVIEW_COLUMNS = ("booking_id", "tutor_id", "rating", "text", "created_at", "response_text", "response_at")
+Row = dict[str, Any]
 
 
-class Bookings(Projection):
-    """Bookings by student, tutor, status and time. A batch is folded in memory (runtime.load_rows): the rows it
-    touches are read once, the events applied in order, and the rows written back with one DELETE and one COPY."""
+class BookingBatch:
+    """The booking and review rows one batch touches, read once (runner.load_rows); the handlers (ON_EVENT) apply
+    the events to them in memory, one event each, in order, and `write` puts them back."""
 
-    name = "bookings"
-    version = 2
-    tables = ("bookings", "tutor_reviews", "tutor_calendar")
-    topics = (*tuple(topic_of(c) for c in BOOKING_EVENTS), topic_of(Inbox.Reminded))
-
-    def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        table, reviews_t = t["bookings"], t["tutor_reviews"]
-        moved: dict[Any, int] = {}  # tutor -> position of the newest change to the tutor's busy time
+    def __init__(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
+        self.cur, self.t = cur, t
+        # tutor -> position of the newest change to the tutor's busy time: search's next-slot memo
+        # (projections.search) is valid while the tutor's `tutor_calendar.position` stays the same
+        self.moved: dict[Any, int] = {}
         born = {e.aggregate_id for e in events if e.type == "Booking.Requested"}
         reminded = {UUID(str(e.data["booking_id"])) for e in events if e.type == "Inbox.Reminded"}
         touched = {e.aggregate_id for e in events if e.type.startswith("Booking.")} | reminded
-        rows = load_rows(cur, table, COLUMNS, touched - born)
-        stored = set(rows)
+        self.rows = load_rows(cur, t["bookings"], COLUMNS, touched - born)
+        self.stored = set(self.rows)
         reviewed = {e.aggregate_id for e in events if e.type == "Booking.Reviewed"}
         answered = {e.aggregate_id for e in events if e.type == "Booking.ReviewResponded"}
-        reviews = load_rows(cur, reviews_t, REVIEW_COLUMNS, answered - reviewed)
-        stored_reviews = set(reviews)
-        for e in events:
-            d, bid, kind = e.data, e.aggregate_id, e.type.split(".", 1)[1]
-            if e.type == "Inbox.Reminded":
-                if (row := rows.get(UUID(str(d["booking_id"])))) is not None:
-                    row["reminded"] = True
-            elif kind == "Requested":
-                rows[bid] = _requested(bid, d, e.position)
-                moved[UUID(str(d["tutor_id"]))] = e.position
-            elif kind == "Reviewed":
-                reviews[bid] = _review(bid, d)
-            elif kind == "ReviewResponded":
-                if (review := reviews.get(bid)) is not None:
-                    review.update(response_text=d["text"], response_at=d["created_at"])
-            elif (change := ROW_CHANGES.get(kind)) is not None and (row := rows.get(bid)) is not None:
-                change(row, d)
-                row["updated_position"] = e.position
-                if kind in BUSY_CHANGES:
-                    moved[UUID(str(row["tutor_id"]))] = e.position
+        self.reviews = load_rows(cur, t["tutor_reviews"], REVIEW_COLUMNS, answered - reviewed)
+        self.stored_reviews = set(self.reviews)
+
+    def requested(self, e: Envelope) -> None:
+        self.rows[e.aggregate_id] = _requested(e.aggregate_id, e.data, e.position)
+        self.moved[UUID(str(e.data["tutor_id"]))] = e.position
+
+    def reviewed(self, e: Envelope) -> None:
+        self.reviews[e.aggregate_id] = _review(e.aggregate_id, e.data)
+
+    def review_responded(self, e: Envelope) -> None:
+        if (review := self.reviews.get(e.aggregate_id)) is not None:
+            review.update(response_text=e.data["text"], response_at=e.data["created_at"])
+
+    def reminded(self, e: Envelope) -> None:
+        if (row := self.rows.get(UUID(str(e.data["booking_id"])))) is not None:
+            row["reminded"] = True
+
+    def write(self) -> None:
+        """The rows back (one DELETE and one COPY per table) and the tutors whose busy time changed."""
         out = (
             {
                 **r,
                 "policy": Jsonb(r["policy"]),
                 "pending_reschedule": None if r["pending_reschedule"] is None else Jsonb(r["pending_reschedule"]),
             }
-            for r in rows.values()
+            for r in self.rows.values()
         )
-        replace_rows(cur, table, COLUMNS, out, stored)
-        if reviews:
-            replace_rows(cur, reviews_t, REVIEW_COLUMNS, reviews.values(), stored_reviews)
-        if moved:
-            cur.execute(
-                f"INSERT INTO {t['tutor_calendar']} (tutor_id, position) SELECT * FROM unnest(%s::uuid[], %s::int8[])"
+        replace_rows(self.cur, self.t["bookings"], COLUMNS, out, self.stored)
+        if self.reviews:
+            replace_rows(self.cur, self.t["tutor_reviews"], REVIEW_COLUMNS, self.reviews.values(), self.stored_reviews)
+        if self.moved:
+            self.cur.execute(
+                f"INSERT INTO {self.t['tutor_calendar']} (tutor_id, position)"
+                " SELECT * FROM unnest(%s::uuid[], %s::int8[])"
                 " ON CONFLICT (tutor_id) DO UPDATE SET position = excluded.position",
-                (list(moved), list(moved.values())),
+                (list(self.moved), list(self.moved.values())),
             )
 
 
@@ -180,20 +160,57 @@ def _ended(status: str, drops_proposal: bool = True) -> Callable[[dict[str, Any]
     return change
 
 
-# How each event of an existing booking changes its row (Requested, Reviewed and ReviewResponded make rows).
-ROW_CHANGES: dict[str, Callable[[dict[str, Any], dict[str, Any]], None]] = {
-    "Confirmed": lambda row, d: row.update(status="confirmed"),
-    "Declined": _ended("declined"),
-    "Expired": _ended("expired"),
-    "Cancelled": _ended("cancelled"),
-    "Completed": _ended("completed"),
-    "NoShowMarked": _ended("no_show", drops_proposal=False),  # as Booking._no_show, which keeps it
-    "RescheduleProposed": lambda row, d: row.update(
-        pending_reschedule={"start": d["start"], "proposed_by": d["proposed_by"]}
+def _row(change: Callable[[Row, dict[str, Any]], None], busy: bool = False) -> Callable[[BookingBatch, Envelope], None]:
+    """The handler of an event of an existing booking: `change` its row, if the batch has it; `busy`: the event
+    changes which times of its tutor are taken."""
+
+    def handle(batch: BookingBatch, e: Envelope) -> None:
+        if (row := batch.rows.get(e.aggregate_id)) is not None:
+            change(row, e.data)
+            row["updated_position"] = e.position
+            if busy:
+                batch.moved[UUID(str(row["tutor_id"]))] = e.position
+
+    return handle
+
+
+# What each event the projection reads does to the batch's rows; `topics` is these classes.
+ON_EVENT: dict[type, Callable[[BookingBatch, Envelope], None]] = {
+    Booking.Requested: BookingBatch.requested,
+    Booking.Confirmed: _row(lambda row, d: row.update(status="confirmed")),
+    Booking.Declined: _row(_ended("declined"), busy=True),
+    Booking.Expired: _row(_ended("expired"), busy=True),
+    Booking.Cancelled: _row(_ended("cancelled"), busy=True),
+    Booking.RescheduleProposed: _row(
+        lambda row, d: row.update(pending_reschedule={"start": d["start"], "proposed_by": d["proposed_by"]})
     ),
-    "Rescheduled": _rescheduled,
-    "RescheduleRejected": lambda row, d: row.update(pending_reschedule=None),
+    Booking.Rescheduled: _row(_rescheduled, busy=True),
+    Booking.RescheduleRejected: _row(lambda row, d: row.update(pending_reschedule=None)),
+    Booking.Completed: _row(_ended("completed"), busy=True),
+    # as Booking._no_show, which keeps a proposal
+    Booking.NoShowMarked: _row(_ended("no_show", drops_proposal=False), busy=True),
+    Booking.Reviewed: BookingBatch.reviewed,
+    Booking.ReviewResponded: BookingBatch.review_responded,
+    Inbox.Reminded: BookingBatch.reminded,
 }
+HANDLERS = by_type(ON_EVENT)
+
+
+class Bookings(Projection):
+    """Bookings by student, tutor, status and time. A batch is folded in memory (BookingBatch, runner.load_rows):
+    the rows it touches are read once, the events applied in order by the handler of their type (ON_EVENT), and
+    the rows written back with one DELETE and one COPY."""
+
+    name = "bookings"
+    version = 2
+    tables = ("bookings", "tutor_reviews", "tutor_calendar")
+    topics = tuple(topic_of(c) for c in ON_EVENT)
+
+    def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
+        batch = BookingBatch(cur, events, t)
+        for e in events:
+            HANDLERS[e.type](batch, e)
+        batch.write()
 
 
 def taken(conn: Any, tutor_id: Any, frm: datetime, to: datetime) -> list[tuple[datetime, datetime]]:

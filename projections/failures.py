@@ -34,7 +34,7 @@ BACKOFF_S = (0.5, 2.0, 8.0)  # wait before the 2nd, 3rd and 4th try
 
 
 class Event(Protocol):
-    """What is recorded of a failing event (runtime.Envelope)."""
+    """What is recorded of a failing event (runner.Envelope)."""
 
     position: int
     aggregate_id: Any

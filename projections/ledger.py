@@ -13,7 +13,7 @@ from domain.credits import CreditAccount
 from domain.ledger import normal_sign, postings_for
 from domain.payouts import TutorPayouts
 from domain.purchase import Purchase
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runner import Envelope, Projection, topic_of
 
 MONEY_TOPICS = tuple(
     topic_of(c)

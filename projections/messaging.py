@@ -9,7 +9,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.messaging import Thread
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runner import Envelope, Projection, topic_of
 
 
 class Messaging(Projection):

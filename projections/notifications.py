@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import uuid5
 
@@ -13,126 +13,138 @@ from domain.booking import Booking
 from domain.ids import NAMESPACE
 from domain.inbox import Inbox
 from domain.tutor import TutorProfile
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runner import Envelope, Projection, by_type, topic_of
 
-TO_OTHER = {
-    "Cancelled": "booking.cancelled",
-    "RescheduleProposed": "booking.reschedule_proposed",
-    "Rescheduled": "booking.rescheduled",
-    "RescheduleRejected": "booking.reschedule_rejected",
+
+class Inboxes:
+    """One batch's inbox writes: each handler (ON_EVENT) applies one event with the statements it needs, in order
+    (an event's notice depends on the parties its booking's first event recorded, maybe in the same batch)."""
+
+    def __init__(self, cur: psycopg.Cursor[Any], t: dict[str, str]) -> None:
+        self.cur, self.inbox, self.parties = cur, t["notifications"], t["notification_bookings"]
+
+    def add(self, e: Envelope, user_id: Any, kind: str, data: dict[str, Any]) -> None:
+        """One notification; its id is derived from the event position so a rebuild gives the same ids."""
+        nid = uuid5(NAMESPACE, f"notification:{e.position}:{user_id}")
+        self.cur.execute(
+            f"INSERT INTO {self.inbox} (notification_id, user_id, type, created_at, position, data)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (nid, user_id, kind, e.meta.get("recorded_at"), e.position, Jsonb(data)),
+        )
+
+    def parties_of(self, e: Envelope) -> tuple[Any, Any] | None:
+        """(student, tutor) of the booking (the tutor alone, for a tutor profile) the event belongs to."""
+        row = self.cur.execute(
+            f"SELECT student_id, tutor_id FROM {self.parties} WHERE booking_id = %s", (e.aggregate_id,)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def read(self, e: Envelope) -> None:
+        self.cur.execute(
+            f"UPDATE {self.inbox} SET read = true WHERE notification_id = ANY(%s) AND user_id = %s",
+            (e.data["notification_ids"], e.data["user_id"]),
+        )
+
+    def reminded(self, e: Envelope) -> None:
+        d = e.data
+        self.add(e, d["user_id"], "booking.reminder", {"booking_id": d["booking_id"], "start": d["start"]})
+
+    def tutor_created(self, e: Envelope) -> None:
+        self.cur.execute(
+            f"INSERT INTO {self.parties} (booking_id, student_id, tutor_id) VALUES (%s, NULL, %s)",
+            (e.aggregate_id, e.data["tutor_id"]),
+        )
+
+    def requested(self, e: Envelope) -> None:
+        d = e.data
+        self.cur.execute(
+            f"INSERT INTO {self.parties} (booking_id, student_id, tutor_id) VALUES (%s, %s, %s)",
+            (e.aggregate_id, d["student_id"], d["tutor_id"]),
+        )
+        data = {"booking_id": str(e.aggregate_id), "student_id": d["student_id"], "start": d["start"]}
+        self.add(e, d["tutor_id"], "booking.requested", data)
+
+    def expired(self, e: Envelope) -> None:
+        if (parties := self.parties_of(e)) is not None:
+            for who in parties:
+                self.add(e, who, "booking.expired", {"booking_id": str(e.aggregate_id)})
+
+    def reviewed(self, e: Envelope) -> None:
+        if (parties := self.parties_of(e)) is not None:
+            self.add(e, parties[1], "review.received", {"booking_id": str(e.aggregate_id), "rating": e.data["rating"]})
+
+
+Handler = Callable[[Inboxes, Envelope], None]
+
+
+def _to_student(kind: str) -> Handler:
+    """A booking event the student hears of."""
+
+    def handle(w: Inboxes, e: Envelope) -> None:
+        if (parties := w.parties_of(e)) is not None:
+            w.add(e, parties[0], kind, {"booking_id": str(e.aggregate_id)})
+
+    return handle
+
+
+def _to_other(kind: str) -> Handler:
+    """A booking event one party caused (`by`, or `proposed_by`), which the other hears of."""
+
+    def handle(w: Inboxes, e: Envelope) -> None:
+        if (parties := w.parties_of(e)) is not None:
+            d = e.data
+            student, tutor = parties
+            by = d.get("by") or d.get("proposed_by")
+            data = {"booking_id": str(e.aggregate_id), **{k: d[k] for k in ("start",) if k in d}}
+            w.add(e, tutor if by == "student" else student, kind, data)
+
+    return handle
+
+
+def _to_tutor(kind: str) -> Handler:
+    """A decision on a tutor's profile, which the tutor hears of."""
+
+    def handle(w: Inboxes, e: Envelope) -> None:
+        if (parties := w.parties_of(e)) is not None:
+            w.add(e, parties[1], kind, {"feedback": e.data.get("feedback")})
+
+    return handle
+
+
+# What each event the projection reads writes; `topics` is these classes.
+ON_EVENT: dict[type, Handler] = {
+    Booking.Requested: Inboxes.requested,
+    Booking.Confirmed: _to_student("booking.confirmed"),
+    Booking.Declined: _to_student("booking.declined"),
+    Booking.Expired: Inboxes.expired,
+    Booking.Cancelled: _to_other("booking.cancelled"),
+    Booking.RescheduleProposed: _to_other("booking.reschedule_proposed"),
+    Booking.Rescheduled: _to_other("booking.rescheduled"),
+    Booking.RescheduleRejected: _to_other("booking.reschedule_rejected"),
+    Booking.Completed: _to_student("booking.completed"),
+    Booking.NoShowMarked: _to_student("booking.no_show"),
+    Booking.Reviewed: Inboxes.reviewed,
+    Booking.ReviewResponded: _to_student("review.responded"),
+    TutorProfile.Created: Inboxes.tutor_created,
+    TutorProfile.Approved: _to_tutor("tutor.approved"),
+    TutorProfile.Rejected: _to_tutor("tutor.rejected"),
+    Inbox.Read: Inboxes.read,
+    Inbox.Reminded: Inboxes.reminded,
 }
+HANDLERS = by_type(ON_EVENT)
 
 
 class Notifications(Projection):
-    """Inbox rows; ids are derived from the event position so a rebuild gives the same ids."""
+    """Inbox rows, one statement or two per event, by the handler of its type (ON_EVENT)."""
 
     name = "notifications"
     version = 1
     # one inbox item per event: at worst one notification is missing (and recorded), not every later one
     skippable = True
     tables = ("notifications", "notification_bookings")
-    topics = tuple(
-        topic_of(c)
-        for c in (
-            Booking.Requested,
-            Booking.Confirmed,
-            Booking.Declined,
-            Booking.Expired,
-            Booking.Cancelled,
-            Booking.RescheduleProposed,
-            Booking.Rescheduled,
-            Booking.RescheduleRejected,
-            Booking.Completed,
-            Booking.NoShowMarked,
-            Booking.Reviewed,
-            Booking.ReviewResponded,
-            TutorProfile.Created,
-            TutorProfile.Approved,
-            TutorProfile.Rejected,
-            Inbox.Read,
-            Inbox.Reminded,
-        )
-    )
+    topics = tuple(topic_of(c) for c in ON_EVENT)
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        inbox, parties = t["notifications"], t["notification_bookings"]
+        inboxes = Inboxes(cur, t)
         for e in events:
-            d, kind = e.data, e.type
-            if kind == "Inbox.Read":
-                cur.execute(
-                    f"UPDATE {inbox} SET read = true WHERE notification_id = ANY(%s) AND user_id = %s",
-                    (d["notification_ids"], d["user_id"]),
-                )
-                continue
-            if kind == "TutorProfile.Created":
-                cur.execute(
-                    f"INSERT INTO {parties} (booking_id, student_id, tutor_id) VALUES (%s, NULL, %s)",
-                    (e.aggregate_id, d["tutor_id"]),
-                )
-                continue
-            if kind.startswith("TutorProfile."):
-                row = cur.execute(f"SELECT tutor_id FROM {parties} WHERE booking_id = %s", (e.aggregate_id,)).fetchone()
-                if row:
-                    name = "tutor.approved" if kind.endswith("Approved") else "tutor.rejected"
-                    self._add(cur, inbox, e, row[0], name, {"feedback": d.get("feedback")})
-                continue
-            if kind == "Inbox.Reminded":
-                self._add(
-                    cur,
-                    inbox,
-                    e,
-                    d["user_id"],
-                    "booking.reminder",
-                    {"booking_id": d["booking_id"], "start": d["start"]},
-                )
-                continue
-            short = kind.split(".", 1)[1]
-            if short == "Requested":
-                cur.execute(
-                    f"INSERT INTO {parties} (booking_id, student_id, tutor_id) VALUES (%s, %s, %s)",
-                    (e.aggregate_id, d["student_id"], d["tutor_id"]),
-                )
-                self._add(
-                    cur,
-                    inbox,
-                    e,
-                    d["tutor_id"],
-                    "booking.requested",
-                    {"booking_id": str(e.aggregate_id), "student_id": d["student_id"], "start": d["start"]},
-                )
-                continue
-            row = cur.execute(
-                f"SELECT student_id, tutor_id FROM {parties} WHERE booking_id = %s", (e.aggregate_id,)
-            ).fetchone()
-            if row is None:
-                continue
-            student, tutor = row
-            data = {"booking_id": str(e.aggregate_id)}
-            if short == "Confirmed":
-                self._add(cur, inbox, e, student, "booking.confirmed", data)
-            elif short == "Declined":
-                self._add(cur, inbox, e, student, "booking.declined", data)
-            elif short == "Expired":
-                for who in (student, tutor):
-                    self._add(cur, inbox, e, who, "booking.expired", data)
-            elif short in TO_OTHER:
-                by = d.get("by") or d.get("proposed_by")
-                who = tutor if by == "student" else student
-                self._add(cur, inbox, e, who, TO_OTHER[short], {**data, **{k: d[k] for k in ("start",) if k in d}})
-            elif short in ("Completed", "NoShowMarked"):
-                self._add(
-                    cur, inbox, e, student, "booking.completed" if short == "Completed" else "booking.no_show", data
-                )
-            elif short == "Reviewed":
-                self._add(cur, inbox, e, tutor, "review.received", {**data, "rating": d["rating"]})
-            elif short == "ReviewResponded":
-                self._add(cur, inbox, e, student, "review.responded", data)
-
-    @staticmethod
-    def _add(cur: psycopg.Cursor[Any], inbox: str, e: Envelope, user_id: Any, kind: str, data: dict[str, Any]) -> None:
-        nid = uuid5(NAMESPACE, f"notification:{e.position}:{user_id}")
-        cur.execute(
-            f"INSERT INTO {inbox} (notification_id, user_id, type, created_at, position, data)"
-            " VALUES (%s, %s, %s, %s, %s, %s)",
-            (nid, user_id, kind, e.meta.get("recorded_at"), e.position, Jsonb(data)),
-        )
+            HANDLERS[e.type](inboxes, e)

@@ -12,7 +12,7 @@ import psycopg
 
 from domain.ledger import postings_for
 from projections.ledger import MONEY_TOPICS, digest, signed
-from projections.runtime import EVENTS_TABLE, event_type
+from projections.runner import EVENTS_TABLE, event_type
 
 _decode = msgspec.json.Decoder().decode
 
@@ -84,11 +84,47 @@ def reconcile(dsn: str) -> dict[str, Any]:
         ).fetchone()
         live_position = int(row[0]) if row else 0
     entries, seen, _ = replay_entries(dsn, until=live_position)
-    checks: list[dict[str, Any]] = []
+    checks, balance, negative_payable = _posting_checks(entries)
+    lots = _replay_lots(dsn, live_position)
+    students = sum(b for (a, _c), b in balance.items() if a.startswith("student_credit:"))
+    outstanding = sum(lots.values())
+    checks.append(
+        _check(
+            "outstanding_credit_equals_deferred_revenue",
+            [] if outstanding == students else [f"lots hold {outstanding}, student_credit accounts {students}"],
+            f"{outstanding} outstanding = deferred revenue",
+        )
+    )
+    checks.append(_check("payouts_within_payable", sorted(negative_payable), "no tutor was paid more than payable"))
+    with psycopg.connect(dsn) as conn:
+        live = live_entries(conn, live_position)
+    replayed, current = digest(entries), digest(live)
+    checks.append(
+        _check(
+            "live_ledger_matches_replay",
+            [] if replayed == current else [f"replay {replayed} != live {current}"],
+            f"digest {replayed}",
+        )
+    )
+    return {
+        "ok": all(c["ok"] for c in checks),
+        "checked_events": seen,
+        "position": live_position,
+        "digest": replayed,
+        "checks": checks,
+    }
 
-    def check(name: str, bad: list[str], ok_detail: str) -> None:
-        checks.append({"name": name, "ok": not bad, "detail": "; ".join(bad[:20]) if bad else ok_detail})
 
+def _check(name: str, bad: list[str], ok_detail: str) -> dict[str, Any]:
+    """One check's result: what is wrong (the first 20), or what was found right."""
+    return {"name": name, "ok": not bad, "detail": "; ".join(bad[:20]) if bad else ok_detail}
+
+
+def _posting_checks(
+    entries: list[tuple[int, str, list[tuple[str, str, int, str]]]],
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int], set[str]]:
+    """The checks of the entries themselves (each balances, all sum to zero, no student balance below zero, holds
+    resolved at most once); and, walked on the way, each account's balance and the tutors paid beyond payable."""
     unbalanced = []
     total: dict[str, int] = defaultdict(int)
     balance: dict[tuple[str, str], int] = defaultdict(int)
@@ -109,38 +145,19 @@ def reconcile(dsn: str) -> dict[str, Any]:
                 hold_credits[account] += 1
         if any(per_cur.values()):
             unbalanced.append(f"E{pos}")
-    check("every_entry_balances", unbalanced, f"{len(entries)} entries balance")
-    check(
-        "postings_sum_to_zero", [f"{c}: {v}" for c, v in total.items() if v], "debits equal credits in every currency"
-    )
-    check("no_negative_student_balance", sorted(negative_students), "no student credit balance went below zero")
     holds = [f"{a}: {b}" for (a, _c), b in balance.items() if a.startswith("booking_hold:") and b < 0]
     holds += [f"{a} held {n} times" for a, n in hold_credits.items() if n > 1]
-    check("holds_resolved_at_most_once", holds, f"{len(hold_credits)} holds, none resolved twice")
-    lots = _replay_lots(dsn, live_position)
-    students = sum(b for (a, _c), b in balance.items() if a.startswith("student_credit:"))
-    outstanding = sum(lots.values())
-    check(
-        "outstanding_credit_equals_deferred_revenue",
-        [] if outstanding == students else [f"lots hold {outstanding}, student_credit accounts {students}"],
-        f"{outstanding} outstanding = deferred revenue",
-    )
-    check("payouts_within_payable", sorted(negative_payable), "no tutor was paid more than payable")
-    with psycopg.connect(dsn) as conn:
-        live = live_entries(conn, live_position)
-    replayed, current = digest(entries), digest(live)
-    check(
-        "live_ledger_matches_replay",
-        [] if replayed == current else [f"replay {replayed} != live {current}"],
-        f"digest {replayed}",
-    )
-    return {
-        "ok": all(c["ok"] for c in checks),
-        "checked_events": seen,
-        "position": live_position,
-        "digest": replayed,
-        "checks": checks,
-    }
+    checks = [
+        _check("every_entry_balances", unbalanced, f"{len(entries)} entries balance"),
+        _check(
+            "postings_sum_to_zero",
+            [f"{c}: {v}" for c, v in total.items() if v],
+            "debits equal credits in every currency",
+        ),
+        _check("no_negative_student_balance", sorted(negative_students), "no student credit balance went below zero"),
+        _check("holds_resolved_at_most_once", holds, f"{len(hold_credits)} holds, none resolved twice"),
+    ]
+    return checks, balance, negative_payable
 
 
 def _replay_lots(dsn: str, until: int) -> dict[str, int]:

@@ -18,9 +18,10 @@ import msgspec
 import psycopg
 
 from domain.availability import Interval
-from projections.runtime import POSITION_SQL, positions_async, stopped_position
+from projections.schedule import Schedule, next_slots, slots_for
 from projections.search_cover import window_cover
-from projections.tutors import Schedule, next_slots, slots_for, term_of
+from projections.tutors import term_of
+from projections.waiting import POSITION_SQL, positions_async, stopped_position
 
 SEARCH_COLS = (
     "t.tutor_id, t.full_name, t.bio, t.languages, t.hourly_amount, t.currency,"

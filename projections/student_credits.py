@@ -11,7 +11,7 @@ import psycopg
 from domain.credits import CreditAccount
 from domain.money import bps_of
 from domain.payouts import TutorPayouts
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runner import Envelope, Projection, topic_of
 
 
 class StudentCredits(Projection):

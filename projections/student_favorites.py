@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from domain.student import StudentProfile
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runner import Envelope, Projection, topic_of
 
 
 class StudentFavorites(Projection):

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from domain.subject import Subject
-from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
+from projections.runner import Envelope, Projection, load_rows, replace_rows, topic_of
 
 COLUMNS = ("subject_id", "name", "category", "active", "created_position")
 
@@ -22,7 +22,7 @@ class Subjects(Projection):
     topics = tuple(topic_of(c) for c in (Subject.Created, Subject.Renamed, Subject.Retired))
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        # Folded per batch in memory: one SELECT, one DELETE and one COPY (see runtime.load_rows).
+        # Folded per batch in memory: one SELECT, one DELETE and one COPY (see runner.load_rows).
         table = t["subjects"]
         born = {e.aggregate_id for e in events if e.type == "Subject.Created"}
         rows = load_rows(cur, table, COLUMNS, {e.aggregate_id for e in events} - born)

@@ -8,7 +8,7 @@ from typing import Any
 import psycopg
 
 from domain.user import User
-from projections.runtime import Envelope, Projection, load_rows, replace_rows, topic_of
+from projections.runner import Envelope, Projection, load_rows, replace_rows, topic_of
 
 COLUMNS = (
     "user_id",
@@ -31,7 +31,7 @@ PROFILE_FIELDS = ("full_name", "timezone", "language", "currency", "avatar_url")
 class UsersDirectory(Projection):
     """Users by role, activity and text; soft-deleted users stay, marked inactive.
 
-    A batch is folded in memory (see runtime.load_rows): the rows it touches are read once, the events applied to
+    A batch is folded in memory (see runner.load_rows): the rows it touches are read once, the events applied to
     them in order, and the rows written back with one DELETE and one COPY. `search` is a generated column."""
 
     name = "users_directory"

@@ -149,10 +149,10 @@ def prepared(settings: Settings) -> Settings:
 @pytest.fixture
 def projectors(prepared: Settings) -> Iterator[threading.Event]:
     """The real projection followers, running in this process for the test."""
-    from projections import all_projections, runtime
+    from projections import all_projections, follower
 
     stop = threading.Event()
-    threads = runtime.follow_all(prepared.database_url, all_projections(), stop)
+    threads = follower.follow_all(prepared.database_url, all_projections(), stop)
     yield stop
     stop.set()
     for t in threads:
@@ -301,12 +301,12 @@ def s3_client(s3_settings: Settings) -> Iterator[Any]:
     from litestar.testing import TestClient
 
     from api.app import create_app
-    from projections import all_projections, runtime
+    from projections import all_projections, follower
     from workers.processes import prepare
 
     prepare(s3_settings)
     stop = threading.Event()
-    threads = runtime.follow_all(s3_settings.database_url, all_projections(), stop)
+    threads = follower.follow_all(s3_settings.database_url, all_projections(), stop)
     try:
         with TestClient(create_app(s3_settings), base_url="http://testserver.local", timeout=30) as c:
             yield c

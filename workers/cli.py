@@ -60,7 +60,7 @@ def cmd_status(_: argparse.Namespace) -> int:
     from rich.table import Table
 
     from application.settings import Settings
-    from projections import runtime
+    from projections import generations
     from workers.processes import prepare
 
     settings = Settings.from_env(_env_for_tools())
@@ -68,7 +68,7 @@ def cmd_status(_: argparse.Namespace) -> int:
     table = Table(title="projections")
     for col in ("name", "generation", "version", "state", "position", "head", "lag", "events"):
         table.add_column(col)
-    for s in runtime.status(settings.database_url):
+    for s in generations.status(settings.database_url):
         table.add_row(
             s.name,
             str(s.generation),
@@ -81,7 +81,7 @@ def cmd_status(_: argparse.Namespace) -> int:
         )
     console = Console(width=200)
     console.print(table)
-    failed = runtime.failures(settings.database_url)
+    failed = generations.failures(settings.database_url)
     if failed:
         problems = Table(title="events projections could not apply")
         for col in ("projection", "position", "event", "type", "state", "tries", "first seen", "last seen", "error"):
@@ -126,7 +126,7 @@ def cmd_rebuild(a: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from application.settings import Settings
-    from projections import by_name, runtime
+    from projections import by_name, generations
     from projections.failures import EventFailed
     from workers.processes import prepare
 
@@ -144,7 +144,7 @@ def cmd_rebuild(a: argparse.Namespace) -> int:
             bar.update(task, completed=position, total=max(head, position))
 
         try:
-            generation = runtime.rebuild(settings.database_url, projection, progress)
+            generation = generations.rebuild(settings.database_url, projection, progress)
         except EventFailed as e:
             _say(f"rebuild of {a.name} abandoned (the live generation is untouched): {e}")
             return 1
@@ -160,7 +160,7 @@ def cmd_ledger_replay(a: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from application.settings import Settings
-    from projections import by_name, runtime
+    from projections import by_name, generations
     from projections.ledger import digest
     from projections.reconcile import live_entries
     from workers.processes import prepare
@@ -174,7 +174,7 @@ def cmd_ledger_replay(a: argparse.Namespace) -> int:
         def progress(position: int, head: int) -> None:
             bar.update(task, completed=position, total=max(head, position))
 
-        runtime.rebuild(settings.database_url, by_name("ledger"), progress)
+        generations.rebuild(settings.database_url, by_name("ledger"), progress)
     with psycopg.connect(settings.database_url, row_factory=dict_row) as conn:
         row = conn.execute(
             "SELECT position FROM projection_tracking WHERE name = 'ledger' AND state = 'active'"

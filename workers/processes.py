@@ -14,7 +14,7 @@ from typing import Any
 
 import migrations
 from application.settings import Settings
-from projections import all_projections, runtime
+from projections import all_projections, follower, generations
 from workers import embedded
 
 log = logging.getLogger("tutorconnect")
@@ -35,7 +35,7 @@ def prepare(settings: Settings) -> None:
 
     EventStoreApp(settings)  # creates the events table on first use
     close_all()  # this process may never write events: do not keep its pool open
-    runtime.ensure(settings.database_url, all_projections())
+    generations.ensure(settings.database_url, all_projections())
 
 
 def run_api(host: str, port: int, workers: int = 1) -> None:
@@ -64,7 +64,7 @@ def run_projectors() -> None:
     prepare(settings)
     stop = threading.Event()
     _on_term(stop)
-    runtime.follow_all(
+    follower.follow_all(
         settings.database_url, all_projections(), stop, settings.projector_threads, settings.projector_gather_ms
     )
     log.info("projectors running: %s", ", ".join(p.name for p in all_projections()))

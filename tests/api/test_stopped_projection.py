@@ -15,7 +15,7 @@ import pytest
 
 from application.settings import Settings
 from projections import failures
-from projections.runtime import Envelope
+from projections.runner import Envelope
 from projections.users_directory import UsersDirectory
 from tests.api.helpers import API, Actor, event_position, ok, problem, reg_body
 from tests.conftest import ROOT, server_env, wait_until

@@ -93,10 +93,10 @@ def shared_projectors(shared_settings: Settings) -> Iterator[None]:
     """The real projection followers, in this process, for a whole module."""
     import threading
 
-    from projections import all_projections, runtime
+    from projections import all_projections, follower
 
     stop = threading.Event()
-    threads = runtime.follow_all(shared_settings.database_url, all_projections(), stop)
+    threads = follower.follow_all(shared_settings.database_url, all_projections(), stop)
     yield
     stop.set()
     for t in threads:

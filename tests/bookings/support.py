@@ -15,8 +15,8 @@ from application.clock import Clock
 from application.identity import Account
 from application.money import Money
 from application.settings import Settings
-from projections import runtime
-from projections.runtime import EVENTS_TABLE
+from projections import generations
+from projections.runner import EVENTS_TABLE
 from tests.conftest import wait_until  # noqa: F401 - one poller for every test package
 from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
 
@@ -115,7 +115,7 @@ def grant(
 
 def active_generation(dsn: str, name: str) -> int:
     with psycopg.connect(dsn) as conn:
-        gen = runtime.active_generation(conn, name)
+        gen = generations.active_generation(conn, name)
     assert gen is not None, f"projection {name} has no active generation"
     return gen[0]
 

@@ -59,7 +59,7 @@ from domain.credits import InsufficientCredit
 from domain.errors import Forbidden, ValidationFailed, WrongStatus
 from projections.ledger import Ledger
 from projections.reconcile import reconcile
-from projections.runtime import EVENTS_TABLE
+from projections.runner import EVENTS_TABLE
 from tests.bookings.support import FAR, ManualClock, active_generation, approve_tutor, grant, make_subject
 from tests.conftest import drop_database, make_database, make_settings
 
@@ -124,18 +124,19 @@ class World:
 
     def __init__(self, admin_url: str, redis_url: str) -> None:
         import migrations
-        from projections import runtime
+        from projections import generations
+        from projections.runner import Runner
 
         self.admin_url = admin_url
         self.db = make_database(admin_url)
         self.settings = make_settings(self.db, redis_url, pool_size=2)
         migrations.apply(self.db)
-        runtime.ensure(self.db, [Ledger()])
+        generations.ensure(self.db, [Ledger()])
         self.clock = ManualClock(T0)
         self.app = Scheduling(self.settings, self.clock)
         self.tutoring = Tutoring(self.settings, self.clock)
         self.subject = make_subject(self.settings)
-        self.ledger = runtime.Runner(self.db, Ledger(), active_generation(self.db, "ledger"))
+        self.ledger = Runner(self.db, Ledger(), active_generation(self.db, "ledger"))
         self.conn = psycopg.connect(self.db, autocommit=True)
         self.reconciled = -1
 

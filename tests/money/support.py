@@ -27,8 +27,8 @@ from application.identity import Account
 from application.money import Money
 from application.settings import Settings
 from domain.credits import CreditAccount
-from projections import runtime
-from projections.runtime import Projection
+from projections import follower, generations
+from projections.runner import Projection, Runner
 from tests.conftest import wait_until
 from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
 
@@ -127,7 +127,7 @@ def refund_lot(app: Money, student_id: UUID, lot_id: str, amount: int | None = N
 # database (and one runner per projection generation) for the whole test, and retry a refused connect.
 
 _CONNS: dict[str, psycopg.Connection[Any]] = {}
-_RUNNERS: dict[tuple[str, str, int], runtime.Runner] = {}
+_RUNNERS: dict[tuple[str, str, int], Runner] = {}
 
 
 def connect(dsn: str, **kwargs: Any) -> psycopg.Connection[Any]:
@@ -159,7 +159,7 @@ def close_helpers() -> None:
 
 
 def active_generation(dsn: str, name: str) -> int:
-    gen = runtime.active_generation(conn_for(dsn), name)
+    gen = generations.active_generation(conn_for(dsn), name)
     assert gen is not None, f"projection {name} has no active generation"
     return gen[0]
 
@@ -172,7 +172,7 @@ def catch_up(dsn: str, *projections: Projection) -> None:
         if runner is None:
             for old in [k for k in _RUNNERS if k[:2] == key[:2]]:  # a rebuild retired that generation
                 _RUNNERS.pop(old).close()
-            runner = _RUNNERS[key] = runtime.Runner(dsn, p, key[2])
+            runner = _RUNNERS[key] = Runner(dsn, p, key[2])
             runner._conn = connect(dsn, row_factory=psycopg.rows.dict_row)
         runner.catch_up()
 
@@ -247,7 +247,7 @@ def module_database(pg_admin_url: str, redis_server: str, redis_db: int, **overr
     threads: list[threading.Thread] = []
     try:
         prepare(settings)
-        threads = runtime.follow_all(dsn, all_projections(), stop)
+        threads = follower.follow_all(dsn, all_projections(), stop)
         yield settings
     finally:
         stop.set()

@@ -45,7 +45,7 @@ from application.settings import Settings
 from domain.credits import InsufficientCredit
 from domain.errors import ValidationFailed, WrongStatus
 from domain.payouts import PayoutExceedsPayable
-from projections import runtime
+from projections import generations
 from projections.ledger import Ledger, digest
 from projections.reconcile import live_entries, reconcile
 from projections.student_credits import StudentCredits
@@ -394,7 +394,7 @@ def make_machine(app_settings: Settings) -> type[RuleBasedStateMachine]:
                 return
             catch_up(dsn, Ledger(), StudentCredits())
             before, n = ledger_digest(dsn)
-            runtime.rebuild(dsn, Ledger())
+            generations.rebuild(dsn, Ledger())
             after, m = ledger_digest(dsn)
             assert (after, m) == (before, n), "the rebuilt ledger differs from the live one"
             assert reconcile(dsn)["digest"] == after
@@ -425,7 +425,7 @@ def test_ledger_state_machine(prepared: Settings) -> None:
     catch_up(dsn, Ledger(), StudentCredits())
     before, _ = ledger_digest(dsn)
     credits_before = snapshot_credits(dsn)
-    runtime.rebuild(dsn, Ledger())
-    runtime.rebuild(dsn, StudentCredits())
+    generations.rebuild(dsn, Ledger())
+    generations.rebuild(dsn, StudentCredits())
     assert ledger_digest(dsn)[0] == before == reconcile(dsn)["digest"]
     assert snapshot_credits(dsn) == credits_before, "the rebuilt student_credits differ from the live ones"

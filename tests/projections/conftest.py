@@ -24,13 +24,13 @@ def settings(database: str, redis_url: str) -> Settings:
 def followers(prepared: Settings) -> Iterator[threading.Event]:
     """Live followers (the real `Follower` threads) of the three projections these tests look at; fewer
     connections than the `projectors` fixture, which follows every projection."""
-    from projections import runtime
+    from projections import follower
     from projections.audit_log import AuditLog
     from projections.subjects import Subjects
     from projections.users_directory import UsersDirectory
 
     stop = threading.Event()
-    threads = runtime.follow_all(prepared.database_url, [AuditLog(), UsersDirectory(), Subjects()], stop)
+    threads = follower.follow_all(prepared.database_url, [AuditLog(), UsersDirectory(), Subjects()], stop)
     yield stop
     stop.set()
     for t in threads:

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from projections.audit_log import AuditLog
-from projections.runtime import EVENTS_TABLE, Envelope
+from projections.runner import EVENTS_TABLE, Envelope
 from tests.conftest import wait_until  # noqa: F401 - one poller for every test package
 
 

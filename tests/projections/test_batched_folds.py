@@ -17,7 +17,7 @@ from application.settings import Settings
 from application.store import EventStoreApp
 from domain.credits import CreditAccount
 from domain.errors import DomainError
-from projections.runtime import read_batch
+from projections.runner import read_batch
 from projections.student_credits import StudentCredits
 from tests.projections.support import snapshot
 

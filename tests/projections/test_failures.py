@@ -17,10 +17,10 @@ from application import context
 from application.identity import Identity
 from application.settings import Settings
 from domain.user import User
-from projections import failures, runtime
+from projections import failures, follower, generations, waiting
 from projections.audit_log import AuditLog
 from projections.failures import EventFailed, ProjectionStopped
-from projections.runtime import Envelope, Projection, topic_of
+from projections.runner import Envelope, Projection, topic_of
 from projections.subjects import Subjects
 from projections.users_directory import UsersDirectory
 from tests.projections.support import column, connect, head, scalar, wait_until
@@ -95,7 +95,7 @@ def follow(prepared: Settings) -> Iterator[Any]:
     def start(projections: Sequence[Projection], threads: int = 1, batch_size: int = 5000) -> None:
         stop = threading.Event()
         started.append(
-            (stop, runtime.follow_all(prepared.database_url, projections, stop, threads, batch_size=batch_size))
+            (stop, follower.follow_all(prepared.database_url, projections, stop, threads, batch_size=batch_size))
         )
 
     yield start
@@ -131,10 +131,10 @@ def _stopped_at_poison(dsn: str, poison_position: int, others: Sequence[str]) ->
         assert f"{f.aggregate_id}" in {str(r[0]) for r in conn.execute(
             "SELECT originator_id FROM tutorconnect_events WHERE notification_id = %s", (poison_position,))}  # fmt: skip
         with pytest.raises(ProjectionStopped) as caught:
-            runtime.positions(conn, ["users_directory", "fragile"])
+            waiting.positions(conn, ["users_directory", "fragile"])
         assert caught.value.names == ["fragile"]
-        assert runtime.positions(conn, ["users_directory", "audit_log"]) == top
-    (status,) = [s for s in runtime.status(dsn) if s.name == "fragile"]
+        assert waiting.positions(conn, ["users_directory", "audit_log"]) == top
+    (status,) = [s for s in generations.status(dsn) if s.name == "fragile"]
     assert status.stopped and status.state == "active"
 
 
@@ -199,15 +199,15 @@ def test_a_skippable_projection_records_the_event_and_goes_on(prepared: Settings
 def test_a_rebuild_refuses_an_event_it_cannot_apply_and_keeps_the_live_generation(prepared: Settings) -> None:
     dsn = prepared.database_url
     app = Identity(prepared)
-    runtime.ensure(dsn, [Fragile()])
+    generations.ensure(dsn, [Fragile()])
     register(app, ["Ann"])
     ((_, poison),) = register(app, ["Poison Pete"])
     with pytest.raises(EventFailed) as caught:
-        runtime.rebuild(dsn, Fragile())
+        generations.rebuild(dsn, Fragile())
     assert caught.value.event.position == poison and "ValueError" in str(caught.value)
     assert column(dsn, "SELECT generation FROM projection_tracking WHERE name = 'fragile' AND state = 'active'") == [1]
     Fragile.poison = "no such name"
-    assert runtime.rebuild(dsn, Fragile()) > 1
+    assert generations.rebuild(dsn, Fragile()) > 1
     assert position(dsn, "fragile") == head(dsn)
 
 
@@ -223,7 +223,7 @@ def test_old_events_with_nul_text_project_with_the_character_replaced(prepared: 
     assert "Eve\ufffdNull" in column(dsn, "SELECT full_name FROM users_directory")
     data = scalar(dsn, "SELECT data->>'full_name' FROM audit_log WHERE position = %s", (pos,))
     assert data == "Eve\ufffdNull"
-    assert not any(s.stopped for s in runtime.status(dsn))
+    assert not any(s.stopped for s in generations.status(dsn))
     with connect(dsn) as conn:
         assert failures.current(conn) == []
 

@@ -15,7 +15,7 @@ from application.catalog import Catalog
 from application.identity import Account, Identity
 from application.settings import Settings
 from domain.errors import NotFound
-from projections.runtime import Projection, Runner
+from projections.runner import Projection, Runner
 from projections.subjects import Subjects
 from projections.users_directory import UsersDirectory
 from tests.projections.support import head, tracking

@@ -24,9 +24,9 @@ from application.settings import Settings
 from application.store import close_all
 from domain.subject import Subject
 from domain.user import User
-from projections import runtime
+from projections import generations, waiting
 from projections.audit_log import AuditLog
-from projections.runtime import Projection, Runner, topic_of
+from projections.runner import Projection, Runner, topic_of
 from projections.subjects import Subjects
 from projections.users_directory import UsersDirectory
 from tests.conftest import server_env, spawn, stop_process
@@ -473,7 +473,7 @@ def test_kill_9_during_catch_up_loses_and_duplicates_nothing(prepared: Settings,
         stop_process(proc)
 
     audit_rows_match_events(dsn)
-    statuses = {s.name: s for s in runtime.status(dsn)}
+    statuses = {s.name: s for s in generations.status(dsn)}
     assert {"audit_log", "subjects", "users_directory"} <= set(statuses)
     for s in statuses.values():  # every projection the process runs
         assert (s.generation, s.state, s.position, s.head, s.lag) == (1, "active", total, total, 0), s
@@ -542,13 +542,13 @@ def test_rebuild_gives_the_live_rows_and_switches_the_view(prepared: Settings, f
     target = head(dsn)
     names = [p.name for p in REBUILT]
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert runtime.wait_for(conn, names, target, 15) == target
+        assert waiting.wait_for(conn, names, target, 15) == target
     live = {p.name: snapshot(dsn, p.name) for p in REBUILT}
     assert sum(live["users_directory"][1].values()) == 12
     assert sum(live["audit_log"][1].values()) == len(event_ids(dsn))
 
     for p in REBUILT:
-        assert runtime.rebuild(dsn, p, batch_size=10) == 2
+        assert generations.rebuild(dsn, p, batch_size=10) == 2
         cols, rows = snapshot(dsn, p.name)
         assert cols == live[p.name][0]
         assert rows == live[p.name][1], f"{p.name}: rebuilt rows differ from the live ones"
@@ -559,7 +559,7 @@ def test_rebuild_gives_the_live_rows_and_switches_the_view(prepared: Settings, f
     # The live followers moved to the new generation: a new write reaches the views.
     view, position = Catalog(prepared).create_subject("After the rebuild", "Maths")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert runtime.wait_for(conn, names, position, 15) == position
+        assert waiting.wait_for(conn, names, position, 15) == position
     assert scalar(dsn, "SELECT name FROM subjects WHERE subject_id = %s", (UUID(view["id"]),)) == "After the rebuild"
     assert scalar(dsn, "SELECT count(*) FROM audit_log__g2 WHERE position = %s", (position,)) == 1
     assert [t[:3] for t in tracking(dsn, "audit_log")] == [(2, "active", position)]
@@ -576,7 +576,7 @@ def test_rebuild_after_an_interrupted_rebuild_leaves_no_debris(prepared: Setting
     make_history(prepared)
     target = head(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert runtime.wait_for(conn, ["audit_log"], target, 15) == target
+        assert waiting.wait_for(conn, ["audit_log"], target, 15) == target
     live = snapshot(dsn, "audit_log")
     calls: list[int] = []
 
@@ -586,13 +586,13 @@ def test_rebuild_after_an_interrupted_rebuild_leaves_no_debris(prepared: Setting
             raise Interrupted
 
     with pytest.raises(Interrupted):
-        runtime.rebuild(dsn, AuditLog(), progress=interrupt, batch_size=10)
+        generations.rebuild(dsn, AuditLog(), progress=interrupt, batch_size=10)
     # Still serving generation 1, complete; generation 2 was left part-built.
     assert view_target(dsn, "audit_log") == ["audit_log__g1"]
     assert snapshot(dsn, "audit_log") == live
     assert [t[:3] for t in tracking(dsn, "audit_log")] == [(1, "active", target), (2, "building", 30)]
 
-    assert runtime.rebuild(dsn, AuditLog()) == 3
+    assert generations.rebuild(dsn, AuditLog()) == 3
     assert snapshot(dsn, "audit_log") == live
     assert view_target(dsn, "audit_log") == ["audit_log__g3"]
     assert [t[:3] for t in tracking(dsn, "audit_log")] == [(3, "active", target)]
@@ -609,7 +609,7 @@ def test_rebuild_while_writes_arrive_ends_complete(prepared: Settings, followers
     seed_copies(dsn, sp, 4_000)
     seed_copies(dsn, up, 2_000)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert runtime.wait_for(conn, ["audit_log", "users_directory"], head(dsn), 30) is not None
+        assert waiting.wait_for(conn, ["audit_log", "users_directory"], head(dsn), 30) is not None
 
     stop = threading.Event()
     saves: list[float] = []
@@ -650,7 +650,7 @@ def test_rebuild_while_writes_arrive_ends_complete(prepared: Settings, followers
         windows = []
         for p in (AuditLog(), UsersDirectory()):
             started = time.monotonic()
-            assert runtime.rebuild(dsn, p, batch_size=500) == 2
+            assert generations.rebuild(dsn, p, batch_size=500) == 2
             windows.append((started, time.monotonic()))
         time.sleep(0.3)  # writes and reads go on a little after the last switch, then the threads stop
     finally:
@@ -664,7 +664,7 @@ def test_rebuild_while_writes_arrive_ends_complete(prepared: Settings, followers
 
     target = head(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert runtime.wait_for(conn, ["audit_log", "users_directory", "subjects"], target, 30) == target
+        assert waiting.wait_for(conn, ["audit_log", "users_directory", "subjects"], target, 30) == target
     audit_rows_match_events(dsn)
     registered = set(column(dsn, "SELECT originator_id FROM tutorconnect_events WHERE topic = %s", (REGISTERED,)))
     assert set(column(dsn, "SELECT user_id FROM users_directory")) == registered
@@ -675,7 +675,7 @@ def test_rebuild_while_writes_arrive_ends_complete(prepared: Settings, followers
     # And what the live follower built on top of the switch equals a fresh rebuild.
     live = {name: snapshot(dsn, name) for name in ("audit_log", "users_directory")}
     for p in (AuditLog(), UsersDirectory()):
-        assert runtime.rebuild(dsn, p) == 3
+        assert generations.rebuild(dsn, p) == 3
         assert snapshot(dsn, p.name) == live[p.name]
 
 
@@ -691,15 +691,15 @@ def test_wait_for_times_out_with_none_and_returns_the_position_once_reached(prep
     assert target == 25
     factory = dict_row if rows == "dict" else psycopg.rows.tuple_row
     with psycopg.connect(dsn, autocommit=True, row_factory=factory) as conn:  # type: ignore[arg-type]
-        assert runtime.wait_for(conn, ["audit_log"], 0, 0) == 0  # nothing wanted: at once
+        assert waiting.wait_for(conn, ["audit_log"], 0, 0) == 0  # nothing wanted: at once
         started = time.monotonic()
-        assert runtime.wait_for(conn, ["audit_log"], target, 0.3) is None
+        assert waiting.wait_for(conn, ["audit_log"], target, 0.3) is None
         assert 0.3 <= time.monotonic() - started < 1.0
 
         audit = Runner(dsn, AuditLog(), 1, batch_size=10)
         audit.catch_up(until=target - 5)
-        assert runtime.wait_for(conn, ["audit_log"], target, 0.1) is None
-        assert runtime.wait_for(conn, ["audit_log"], target - 5, 0) == target - 5
+        assert waiting.wait_for(conn, ["audit_log"], target, 0.1) is None
+        assert waiting.wait_for(conn, ["audit_log"], target - 5, 0) == target - 5
 
         def later() -> None:
             time.sleep(0.4)  # the projection catches up only after wait_for has started waiting
@@ -708,16 +708,16 @@ def test_wait_for_times_out_with_none_and_returns_the_position_once_reached(prep
         t = threading.Thread(target=later)
         started = time.monotonic()
         t.start()
-        assert runtime.wait_for(conn, ["audit_log"], target, 10) == target
+        assert waiting.wait_for(conn, ["audit_log"], target, 10) == target
         assert time.monotonic() - started >= 0.4
         t.join()
         audit.close()
 
         # Several read models: the slowest one decides.
-        assert runtime.wait_for(conn, ["audit_log", "users_directory"], target, 0.1) is None
+        assert waiting.wait_for(conn, ["audit_log", "users_directory"], target, 0.1) is None
         users = Runner(dsn, UsersDirectory(), 1)
         users.catch_up()
         users.close()
-        assert runtime.wait_for(conn, ["audit_log", "users_directory"], target, 0.1) == target
-        assert runtime.wait_for(conn, ["audit_log", "users_directory"], target - 3, 0) == target
-        assert runtime.wait_for(conn, ["no_such_projection"], 1, 0.05) is None
+        assert waiting.wait_for(conn, ["audit_log", "users_directory"], target, 0.1) == target
+        assert waiting.wait_for(conn, ["audit_log", "users_directory"], target - 3, 0) == target
+        assert waiting.wait_for(conn, ["no_such_projection"], 1, 0.05) is None

@@ -31,8 +31,8 @@ from domain.availability import (
     slots,
 )
 from domain.money import Money, split
+from projections.schedule import Schedule, slots_for
 from projections.search_cover import WEEK_MINUTES, minute_of_week, start_cover, week_cover, window_cover
-from projections.tutors import Schedule, slots_for
 
 ZONES = sorted(available_timezones())
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -1,0 +1,267 @@
+"""The live follower: threads that keep the active generations of projections up to date, woken by NOTIFY."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from projections.failures import INFRASTRUCTURE, FailurePolicy, apply_prefix
+from projections.generations import active_generation, ensure, lock_key, rebuild
+from projections.runner import (
+    CHANNEL,
+    EVENTS_TABLE,
+    Envelope,
+    Projection,
+    Retired,
+    Runner,
+    Superseded,
+    connect_for_batches,
+    read_batch,
+)
+
+log = logging.getLogger("tutorconnect.projections")
+
+# (name, generation, position before, position after, events applied) of one projection in a shared round
+_Move = tuple[str, int, int, int, int]
+
+
+class Follower:
+    """Keeps projections' active generations up to date in one thread: catch-up, then wake on NOTIFY.
+
+    One thread and two connections serve a group of projections (a LISTEN connection, which also holds
+    the session advisory locks, and a work connection for the batch transactions). Only one process runs a
+    projection at a time (its advisory lock); others stand by and take over when the holder dies. Batches are
+    interleaved across projections so one long catch-up does not starve the others. The 1-second wait timeout
+    is a safety net for a lost notification, not the main path."""
+
+    ROUND_BATCHES = 10
+
+    def __init__(
+        self,
+        dsn: str,
+        projections: Projection | Sequence[Projection],
+        stop: threading.Event,
+        batch_size: int = 5000,
+        gather_s: float = 0.0,
+    ) -> None:
+        self.dsn = dsn
+        self.projections = [projections] if isinstance(projections, Projection) else list(projections)
+        self.stop = stop
+        self.batch_size = batch_size
+        self.gather_s = gather_s
+        self.policy = FailurePolicy()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self._run_once()
+            except Exception:
+                log.exception("projection follower failed; restarting in 1 s")
+                self.stop.wait(1.0)
+
+    def _claim(self, listen: psycopg.Connection[Any], work: psycopg.Connection[Any], p: Projection) -> Runner | None:
+        got = listen.execute("SELECT pg_try_advisory_lock(%s)", (lock_key(p.name),)).fetchone()
+        if not got or not got[0]:
+            return None  # another process runs this projection; stand by and try again next round
+        gen = active_generation(listen, p.name)
+        if gen is None:
+            ensure(self.dsn, [p])
+            gen = active_generation(listen, p.name)
+            assert gen is not None
+        if gen[1] != p.version:
+            log.info("projection %s: code version %s != stored %s; rebuilding", p.name, p.version, gen[1])
+            rebuild(self.dsn, p, batch_size=self.batch_size)
+            gen = active_generation(listen, p.name)
+            assert gen is not None
+        return Runner(self.dsn, p, gen[0], batch_size=self.batch_size, conn=work, policy=self.policy)
+
+    def _run_once(self) -> None:
+        with (
+            psycopg.connect(self.dsn, autocommit=True) as listen,
+            connect_for_batches(self.dsn) as work,
+        ):
+            listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+            runners: dict[str, Runner] = {}
+
+            def release(name: str) -> None:
+                # a rebuild switched generations: pick up the active one next round
+                runners.pop(name, None)
+                listen.execute("SELECT pg_advisory_unlock(%s)", (lock_key(name),))
+
+            while not self.stop.is_set():
+                behind = False
+                for p in self.projections:
+                    if p.name not in runners:
+                        runner = self._claim(listen, work, p)
+                        if runner is not None:
+                            runners[p.name] = runner
+                try:
+                    far, stale = self._round(work, list(runners.values()))
+                except Superseded:
+                    for name in list(runners):
+                        release(name)
+                    continue
+                for name in stale:
+                    release(name)
+                    behind = True
+                for runner in far:  # far behind (a new projection, a long outage): batches of its own
+                    if self.policy.waiting(runner.projection.name, runner.generation):
+                        continue
+                    try:
+                        for _ in range(self.ROUND_BATCHES):
+                            n, moved = runner.step()
+                            if not moved or n < runner.batch_size:
+                                break  # a short batch reached the head it read; later commits send a NOTIFY
+                        else:
+                            behind = True
+                    except (Retired, Superseded):
+                        release(runner.projection.name)
+                        behind = True
+                if not behind:
+                    for _ in listen.notifies(timeout=1.0, stop_after=1):
+                        pass
+                    if self.gather_s:
+                        # Let the commits arriving right behind this one join the next round: under load a round
+                        # then applies several commands' events in one transaction (fewer statements, commits and
+                        # position updates per event) for a few ms more lag. A stop cuts it short.
+                        self.stop.wait(self.gather_s)
+
+    def _round(self, conn: psycopg.Connection[Any], runners: Sequence[Runner]) -> tuple[list[Runner], list[str]]:
+        """`_step_together`; if a projection fails on an event, the round is rolled back and run again carefully,
+        so that only that projection stays behind (projections/failures.py)."""
+        try:
+            return self._step_together(conn, runners)
+        except (*INFRASTRUCTURE, Superseded):
+            raise
+        except Exception:  # the code or SQL of some projection failed on some event of this round
+            return self._step_together(conn, runners, careful=True)
+
+    def _step_together(
+        self, conn: psycopg.Connection[Any], runners: Sequence[Runner], careful: bool = False
+    ) -> tuple[list[Runner], list[str]]:
+        """One transaction for every runner within a batch of the head: read the new events once, let each
+        projection apply its share, move all their positions with one compare-and-set. Returns the runners too
+        far behind for that (they step alone) and the names whose generation was retired.
+
+        Following live, a commit wakes every projection of the thread; one shared transaction instead of one
+        per projection cuts the round trips and commits per wake-up about tenfold."""
+        if not runners:
+            return [], []
+        with conn.transaction():
+            near, far, stale, head = self._triage(conn, runners)
+            if not near:
+                return far, stale
+            everything = any(not r.projection.topics for r, _ in near)
+            topics = () if everything else tuple({t for r, _ in near for t in r.projection.topics})
+            events, end = read_batch(conn, min(start for _, start in near), head, topics, self.batch_size)
+            moves = [m for r, start in near if (m := self._apply_share(conn, r, start, events, end, careful))]
+            if moves:
+                _advance_all(conn, moves)
+        return far, stale
+
+    def _triage(
+        self, conn: psycopg.Connection[Any], runners: Sequence[Runner]
+    ) -> tuple[list[tuple[Runner, int]], list[Runner], list[str], int]:
+        """Every runner's tracking row and the head, in one statement: the runners within a batch of the head
+        (with their positions), those too far behind, the names whose generation was retired; and the head."""
+        rows = conn.execute(
+            "SELECT name, generation, position, state, stopped,"
+            f" (SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}) AS head"
+            " FROM projection_tracking WHERE name = ANY(%s)",
+            ([r.projection.name for r in runners],),
+        ).fetchall()
+        tracked = {(r["name"], r["generation"]): r for r in rows}
+        head = int(rows[0]["head"]) if rows else 0
+        near: list[tuple[Runner, int]] = []
+        far: list[Runner] = []
+        stale: list[str] = []
+        for runner in runners:
+            t = tracked.get((runner.projection.name, runner.generation))
+            if t is None or t["state"] == "retired":
+                stale.append(runner.projection.name)
+            elif t["stopped"] or self.policy.waiting(runner.projection.name, runner.generation):
+                continue  # stopped at an event it could not apply, or waiting to try it again
+            elif head - int(t["position"]) > self.batch_size:
+                far.append(runner)
+            elif int(t["position"]) < head:
+                near.append((runner, int(t["position"])))
+        return near, far, stale, head
+
+    def _apply_share(
+        self,
+        conn: psycopg.Connection[Any],
+        runner: Runner,
+        start: int,
+        events: Sequence[Envelope],
+        end: int,
+        careful: bool,
+    ) -> _Move | None:
+        """Apply the runner's share of the round's events (carefully: failures.apply_prefix, and the policy decides
+        where a failing projection's position goes); the move of its position, or None if it stays."""
+        p, reached = runner.projection, end
+        wanted = set(p.topics)
+        mine = [e for e in events if start < e.position <= end and (not wanted or e.topic in wanted)]
+        if mine:
+            with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+                if not careful:
+                    p.apply(cur, mine, runner.names)
+                else:
+                    n, bad, error = apply_prefix(conn, lambda evs: p.apply(cur, evs, runner.names), mine)
+                    if bad is not None and error is not None:
+                        reached = self.policy.failed(conn, p.name, runner.generation, p.skippable, bad, error)
+                        mine = mine[:n]
+        if reached <= start:
+            return None
+        self.policy.passed(p.name, runner.generation, reached)
+        return (p.name, runner.generation, start, reached, len(mine))
+
+
+def _advance_all(conn: psycopg.Connection[Any], moves: Sequence[_Move]) -> None:
+    """Move the positions of a shared round with one compare-and-set; Superseded if another runner moved one."""
+    names, generations, starts, ends, counts = (list(x) for x in zip(*moves, strict=True))
+    updated = conn.execute(
+        "UPDATE projection_tracking t SET position = u.position, events_processed = t.events_processed + u.n,"
+        " updated_at = now() FROM unnest(%s::text[], %s::int[], %s::int8[], %s::int8[], %s::int8[])"
+        " AS u(name, generation, start, position, n)"
+        " WHERE t.name = u.name AND t.generation = u.generation AND t.position = u.start",
+        (names, generations, starts, ends, counts),
+    ).rowcount
+    if updated != len(moves):
+        raise Superseded(f"another runner advanced one of {', '.join(names)}")
+
+
+def follow_all(
+    dsn: str,
+    projections: Sequence[Projection],
+    stop: threading.Event,
+    threads: int = 2,
+    gather_ms: float = 0.0,
+    batch_size: int = 5000,
+) -> list[threading.Thread]:
+    """Start `threads` follower threads sharing these projections out.
+
+    Most of a batch's work is PostgreSQL's (COPY, index upkeep), so two threads keep two backends busy and the set
+    catches up about as fast as its slowest member instead of the sum of all. Projections that read every event
+    (no `topics`: audit_log) get threads of their own first; the rest are dealt round-robin."""
+    ensure(dsn, projections)
+    n = max(1, min(threads, len(projections)))
+    groups: list[list[Projection]] = [[] for _ in range(n)]
+    heavy = [p for p in projections if not p.topics]
+    light = [p for p in projections if p.topics]
+    for i, p in enumerate(heavy):
+        groups[i % n].append(p)
+    rest = [g for g in groups if not g] or groups
+    for i, p in enumerate(light):
+        rest[i % len(rest)].append(p)
+    started = []
+    for i, group in enumerate(g for g in groups if g):
+        follower = Follower(dsn, group, stop, batch_size=batch_size, gather_s=gather_ms / 1000)
+        t = threading.Thread(target=follower.run, name=f"projections-{i}", daemon=True)
+        t.start()
+        started.append(t)
+    return started
