@@ -82,7 +82,7 @@ class AdminUsersController(Controller):
 
     @patch("/{user_id:uuid}", sync_to_thread=True)
     def update_user(
-        self, request: Request[Account, Any, Any], user_id: UUID, data: AdminUserUpdate, services: Services
+        self, request: Request[Account, Any, Any], services: Services, user_id: UUID, data: AdminUserUpdate
     ) -> Response[UserAccountOut]:
         """Change a user's role and/or activity (deactivation locks them out at once)."""
         role = None if data.role is msgspec.UNSET else data.role
@@ -93,7 +93,7 @@ class AdminUsersController(Controller):
 
     @delete("/{user_id:uuid}", status_code=200, sync_to_thread=True)
     def delete_user(
-        self, request: Request[Account, Any, Any], user_id: UUID, services: Services
+        self, request: Request[Account, Any, Any], services: Services, user_id: UUID
     ) -> Response[UserAccountOut]:
         """Soft delete: the history stays, the account closes."""
         o = services.identity.admin_delete(user_id, by=request.user.user_id)

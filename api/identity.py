@@ -64,21 +64,21 @@ class IdentityController(Controller):
 
     @post("/auth/register", status_code=201, sync_to_thread=True)
     def register(
-        self, request: Request[Any, Any, Any], data: RegisterRequest, identity: Identity
+        self, request: Request[Any, Any, Any], identity: Identity, data: RegisterRequest
     ) -> Response[RegistrationOut]:
         """Open a student or tutor account; one account per normalised email."""
         o = identity.register(data.email, data.password, data.full_name, data.role)
         return command(request, RegistrationOut.of(o), o.position, 201, user_id=o.user["id"])
 
     @post("/auth/login", status_code=200, sync_to_thread=True)
-    def login(self, request: Request[Any, Any, Any], data: LoginRequest, identity: Identity) -> Response[TokenPairOut]:
+    def login(self, request: Request[Any, Any, Any], identity: Identity, data: LoginRequest) -> Response[TokenPairOut]:
         """Exchange email and password for a token pair (the same 401 for any failure)."""
         o = identity.login(data.email, data.password)
         return command(request, TokenPairOut.of(o), o.position, 200, user_id=o.user["id"])
 
     @post("/auth/refresh", status_code=200, sync_to_thread=True)
     def refresh(
-        self, request: Request[Any, Any, Any], data: RefreshRequest, identity: Identity
+        self, request: Request[Any, Any, Any], identity: Identity, data: RefreshRequest
     ) -> Response[TokenPairOut]:
         """Rotate the refresh token; a spent one revokes its family."""
         o = identity.refresh(data.refresh_token)
@@ -93,7 +93,7 @@ class IdentityController(Controller):
         guards=USER,
         responses={204: ResponseSpec(None, description="The session is revoked (no body)")},
     )
-    def logout(self, request: Request[Account, Any, Any], data: RefreshRequest, services: Services) -> Response[None]:
+    def logout(self, request: Request[Account, Any, Any], services: Services, data: RefreshRequest) -> Response[None]:
         """Revoke the session (refresh family) of the given refresh token."""
         account = request.user
         position = services.identity.logout(account, data.refresh_token)
@@ -110,7 +110,7 @@ class IdentityController(Controller):
 
     @patch("/me", sync_to_thread=True, security=BEARER, guards=USER)
     def update_me(
-        self, request: Request[Account, Any, Any], data: MeUpdate, identity: Identity
+        self, request: Request[Account, Any, Any], identity: Identity, data: MeUpdate
     ) -> Response[UserAccountOut]:
         """Change the caller's name, time zone, language, currency or avatar."""
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
