@@ -8,9 +8,11 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch
 
-from api.deps import caller, command, decode_cursor, encode_cursor, like_pattern, limit_of, query, reading, services
+from api.deps import command, decode_cursor, encode_cursor, like_pattern, limit_of, query, reading
 from api.guards import ADMIN, BEARER
 from api.schemas.identity import AdminUserOut, AdminUserPage, UserAccountOut
+from api.services import Services
+from application.identity import Account
 from domain.errors import ValidationFailed
 
 
@@ -42,7 +44,7 @@ class AdminUsersController(Controller):
     @get("/", sync_to_thread=True)
     def list_users(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Account, Any, Any],
         role: str | None = None,
         is_active: str | None = None,
         q: str | None = None,
@@ -50,7 +52,6 @@ class AdminUsersController(Controller):
         cursor: str | None = None,
     ) -> Response[AdminUserPage]:
         """Users, newest first; filters role, is_active and q (literal substring of name or email)."""
-        account = caller(request)
         n = limit_of(limit)
         where: list[str] = ["true"]
         params: list[Any] = []
@@ -74,28 +75,27 @@ class AdminUsersController(Controller):
             + " AND ".join(where)
             + " ORDER BY registered_position DESC LIMIT %s"
         )
-        with reading(request, ("users_directory",), account) as (conn, pos):
+        with reading(request, ("users_directory",), request.user) as (conn, pos):
             rows = conn.execute(sql, (*params, n + 1)).fetchall()
         next_cursor = encode_cursor(rows[n - 1]["registered_position"]) if len(rows) > n else None
         return query(AdminUserPage([AdminUserOut.of(r) for r in rows[:n]], next_cursor), pos)
 
     @patch("/{user_id:uuid}", sync_to_thread=True)
     def update_user(
-        self, request: Request[Any, Any, Any], user_id: UUID, data: AdminUserUpdate
+        self, request: Request[Account, Any, Any], services: Services, user_id: UUID, data: AdminUserUpdate
     ) -> Response[UserAccountOut]:
         """Change a user's role and/or activity (deactivation locks them out at once)."""
         role = None if data.role is msgspec.UNSET else data.role
         active = None if data.is_active is msgspec.UNSET else data.is_active
-        by = caller(request).user_id
-        svc = services(request.app.state)
-        o = svc.identity.admin_update(user_id, role=role, is_active=active, by=by)
-        svc.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
+        o = services.identity.admin_update(user_id, role=role, is_active=active, by=request.user.user_id)
+        services.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
         return command(request, UserAccountOut.of(o.user), o.position)
 
     @delete("/{user_id:uuid}", status_code=200, sync_to_thread=True)
-    def delete_user(self, request: Request[Any, Any, Any], user_id: UUID) -> Response[UserAccountOut]:
+    def delete_user(
+        self, request: Request[Account, Any, Any], services: Services, user_id: UUID
+    ) -> Response[UserAccountOut]:
         """Soft delete: the history stays, the account closes."""
-        svc = services(request.app.state)
-        o = svc.identity.admin_delete(user_id, by=caller(request).user_id)
-        svc.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
+        o = services.identity.admin_delete(user_id, by=request.user.user_id)
+        services.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
         return command(request, UserAccountOut.of(o.user), o.position)

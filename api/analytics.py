@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, LiteralString
 
 import msgspec
 import psycopg
@@ -15,7 +15,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType
 from litestar.response import Stream
 
 from api import csvout
-from api.deps import caller, query, reading, services
+from api.deps import query, reading
 from api.guards import ADMIN, BEARER
 from api.params import instant
 from api.schemas.audit import (
@@ -31,6 +31,9 @@ from api.schemas.audit import (
     UserExportRow,
 )
 from api.schemas.common import MoneyOut
+from application.clock import Clock
+from application.identity import Account
+from application.settings import Settings
 from domain.errors import NotFound, ValidationFailed
 
 METRICS = {
@@ -52,7 +55,7 @@ METRICS = {
     ),
 }
 # dataset: (read model, query, row shape); the query's column names are the row shape's fields
-EXPORTS: dict[str, tuple[str, str, type[ExportRow]]] = {
+EXPORTS: dict[str, tuple[str, LiteralString, type[ExportRow]]] = {
     "users": (
         "users_directory",
         "SELECT user_id AS id, email, full_name, role, is_active, deleted, timezone,"
@@ -105,10 +108,10 @@ class AnalyticsController(Controller):
     security = BEARER
 
     @get("/analytics/overview", sync_to_thread=True)
-    def overview(self, request: Request[Any, Any, Any]) -> Response[AnalyticsOverviewOut]:
+    def overview(self, request: Request[Account, Any, Any], clock: Clock) -> Response[AnalyticsOverviewOut]:
         """Users by role, active tutors, bookings today (by start), commission revenue, bookings by status."""
-        actor = caller(request)
-        now = services(request.app.state).clock.now()
+        actor = request.user
+        now = clock.now()
         day = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
         names = ("users_directory", "tutors", "bookings", "ledger")
         with reading(request, names, actor) as (conn, pos):
@@ -148,13 +151,14 @@ class AnalyticsController(Controller):
     @get("/analytics/timeseries", sync_to_thread=True)
     def timeseries(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Account, Any, Any],
+        clock: Clock,
         metric: Literal["bookings", "revenue", "signups"],
         interval: Literal["day", "week", "month"] = "day",
     ) -> Response[AnalyticsTimeseriesPage]:
         """A metric per day, week or month in [from, to) (default: the last 30 days)."""
-        actor = caller(request)
-        now = services(request.app.state).clock.now()
+        actor = request.user
+        now = clock.now()
         to = instant("to", request.query_params.get("to")) or now
         frm = instant("from", request.query_params.get("from")) or to - timedelta(days=30)
         if to <= frm or to - frm > timedelta(days=3660):
@@ -178,18 +182,19 @@ class AnalyticsController(Controller):
     )
     def export(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Account, Any, Any],
+        settings: Settings,
         dataset: str,
         format: Literal["csv", "json"] = "csv",  # noqa: A002
     ) -> Stream:
         """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array."""
-        actor = caller(request)
+        actor = request.user
         if dataset not in EXPORTS:
             raise NotFound(f"no dataset {dataset!r}; one of {', '.join(EXPORTS)}")
         name, sql, shape = EXPORTS[dataset]
         with reading(request, (name,), actor) as (_conn, pos):
             pass
-        rows = _rows(services(request.app.state).settings.database_url, sql)
+        rows = _rows(settings.database_url, sql)
         headers = {
             "X-Projection-Position": str(pos),
             "Content-Disposition": f'attachment; filename="{dataset}.{format}"',
@@ -199,11 +204,11 @@ class AnalyticsController(Controller):
         return Stream(_json(rows, shape), media_type="application/json", headers=headers)
 
 
-def _rows(dsn: str, sql: str) -> Iterator[tuple[list[str], tuple[Any, ...]]]:
+def _rows(dsn: str, sql: LiteralString) -> Iterator[tuple[list[str], tuple[Any, ...]]]:
     # instants in UTC (the CSV writer and msgspec then write them with "Z")
     with psycopg.connect(dsn, options="-c TimeZone=UTC") as conn, conn.cursor(name="export") as cur:
         cur.itersize = 2000
-        cur.execute(sql)  # type: ignore[arg-type]
+        cur.execute(sql)
         cols: list[str] = []
         for row in cur:
             if not cols:

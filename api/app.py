@@ -14,12 +14,14 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
 
 from api import middleware, problems
 from api.admin_users import AdminUsersController
 from api.analytics import AnalyticsController
 from api.audit import AuditController
 from api.bookings import BookingsController, NotificationsController, TutorCalendarController
+from api.deps import providers
 from api.finance import FinanceController, SettingsController
 from api.identity import IdentityController
 from api.messaging import MessagingController
@@ -54,37 +56,47 @@ def storage_check(settings: Settings) -> Any:
     return check
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """Build the app (reads the environment when no settings are given)."""
-    settings = settings or Settings.from_env()
-    svc = Services.build(settings)
-    svc.extras["storage_check"] = storage_check(settings)
-    v1 = Router(
-        path="/api/v1",
-        route_handlers=[
-            IdentityController,
-            AdminUsersController,
-            AuditController,
-            SubjectsController,
-            AdminSubjectsController,
-            TestClockController,
-            TutorProfileController,
-            PublicTutorsController,
-            AdminTutorsController,
-            StudentController,
-            MoneyController,
-            FinanceController,
-            SettingsController,
-            BookingsController,
-            NotificationsController,
-            TutorCalendarController,
-            AnalyticsController,
-            MessagingController,
-            ws,
-        ],
-    )
-    assets_dir = Path(swagger_ui_bundle.swagger_ui_path)
-    openapi = OpenAPIConfig(
+ROUTES: list[ControllerRouterHandler] = [
+    IdentityController,
+    AdminUsersController,
+    AuditController,
+    SubjectsController,
+    AdminSubjectsController,
+    TestClockController,
+    TutorProfileController,
+    PublicTutorsController,
+    AdminTutorsController,
+    StudentController,
+    MoneyController,
+    FinanceController,
+    SettingsController,
+    BookingsController,
+    NotificationsController,
+    TutorCalendarController,
+    AnalyticsController,
+    MessagingController,
+    ws,
+]
+
+
+def routes() -> list[ControllerRouterHandler]:
+    """The versioned API, the probes, and the files Swagger UI needs."""
+    return [
+        Router(path="/api/v1", route_handlers=ROUTES),
+        healthz,
+        readyz,
+        create_static_files_router(
+            path=ASSETS, directories=[Path(swagger_ui_bundle.swagger_ui_path)], include_in_schema=False
+        ),
+        create_static_files_router(
+            path=STATIC, directories=[Path(__file__).parent / "static"], include_in_schema=False
+        ),
+    ]
+
+
+def openapi_config() -> OpenAPIConfig:
+    """/schema: the document, with the bearer scheme declared once (routes name it: api/guards.py BEARER)."""
+    return OpenAPIConfig(
         title="TutorConnect API",
         version="1.0.0",
         path="/schema",
@@ -96,38 +108,39 @@ def create_app(settings: Settings | None = None) -> Litestar:
         operation_id_creator=operation_id,
     )
 
+
+def tune_gc() -> None:
+    """Request handling allocates many short-lived objects; with the default gen-0 threshold (700) the collector
+    runs often and its older-generation passes over everything imported stall requests: a p99 about 4x the p50
+    under load. Freezing what startup built and collecting gen 0 less often halved the p99 of bench/search.py at 8
+    clients (docs/PERFORMANCE.md). API_GC_THRESHOLD=0 keeps Python's defaults."""
+    threshold = int(os.environ.get("API_GC_THRESHOLD", "50000"))
+    if threshold:
+        gc.freeze()
+        gc.set_threshold(threshold, 20, 100)
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the app (reads the environment when no settings are given)."""
+    settings = settings or Settings.from_env()
+    svc = Services.build(settings)
+    svc.extras["storage_check"] = storage_check(settings)
+
     async def shutdown() -> None:
         await svc.aclose()
         svc.close()
 
-    def tune_gc() -> None:
-        # Request handling allocates many short-lived objects; with the default gen-0 threshold (700) the
-        # collector runs often and its older-generation passes over everything imported stall requests: a p99
-        # about 4x the p50 under load. Freezing what startup built and collecting gen 0 less often halved the p99
-        # of bench/search.py at 8 clients (docs/PERFORMANCE.md). API_GC_THRESHOLD=0 keeps Python's defaults.
-        threshold = int(os.environ.get("API_GC_THRESHOLD", "50000"))
-        if threshold:
-            gc.freeze()
-            gc.set_threshold(threshold, 20, 100)
-
     return Litestar(
-        route_handlers=[
-            v1,
-            healthz,
-            readyz,
-            create_static_files_router(path=ASSETS, directories=[assets_dir], include_in_schema=False),
-            create_static_files_router(
-                path=STATIC, directories=[Path(__file__).parent / "static"], include_in_schema=False
-            ),
-        ],
+        route_handlers=routes(),
         state=State({"services": svc}),
+        dependencies=providers(svc),
         exception_handlers=problems.HANDLERS,
         middleware=[
             DefineMiddleware(middleware.RequestContext),
             DefineMiddleware(middleware.RateLimit, settings=settings),
             DefineMiddleware(middleware.Idempotency, settings=settings),
         ],
-        openapi_config=openapi,
+        openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY,
         before_send=[middleware.stamp_headers],
         before_request=refuse_unstorable,

@@ -8,9 +8,11 @@ from uuid import UUID
 
 from litestar import Controller, Request, Response, get
 
-from api.deps import caller, decode_cursor, encode_cursor, limit_of, query, reading, services
+from api.deps import decode_cursor, encode_cursor, limit_of, query, reading
 from api.guards import ADMIN, BEARER
 from api.schemas.audit import AggregateHistoryOut, AuditEventOut, AuditEventPage
+from application.audit import Audit
+from application.identity import Account
 from domain.errors import NotFound, ValidationFailed
 
 COLUMNS = (
@@ -39,7 +41,7 @@ class AuditController(Controller):
     @get("/events", sync_to_thread=True)
     def events(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Account, Any, Any],
         aggregate_id: str | None = None,
         type: str | None = None,  # noqa: A002
         actor_id: str | None = None,
@@ -50,7 +52,7 @@ class AuditController(Controller):
         cursor: str | None = None,
     ) -> Response[AuditEventPage]:
         """Events in log order, filtered by aggregate, type, actor, correlation, time and position."""
-        account = caller(request)
+        account = request.user
         n = limit_of(limit)
         where: list[str] = ["true"]
         params: list[Any] = []
@@ -86,13 +88,13 @@ class AuditController(Controller):
 
     @get("/aggregates/{aggregate_id:uuid}/history", sync_to_thread=True)
     def history(
-        self, request: Request[Any, Any, Any], aggregate_id: UUID, version: int | None = None
+        self, request: Request[Account, Any, Any], audit: Audit, aggregate_id: UUID, version: int | None = None
     ) -> Response[AggregateHistoryOut]:
         """Every event of one aggregate up to `version` (default: all) and its state at that version."""
-        account = caller(request)
+        account = request.user
         if version is not None and version < 1:
             raise ValidationFailed([("version", "at least 1")])
-        at, state, kind = services(request.app.state).audit.state_at(aggregate_id, version)
+        at, state, kind = audit.state_at(aggregate_id, version)
         with reading(request, ("audit_log",), account) as (conn, pos):
             rows = conn.execute(
                 f"SELECT {COLUMNS} FROM audit_log WHERE aggregate_id = %s AND aggregate_version <= %s"

@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading
 from api.guards import BEARER, PARTIES, STUDENT, TUTOR, USER
 from api.params import instant
 from api.schemas.bookings import (
@@ -24,6 +24,8 @@ from api.schemas.bookings import (
     notification_from_row,
     review_of,
 )
+from application.clock import Clock
+from application.identity import Account
 from application.scheduling import Scheduling
 from domain.booking import Booking
 from domain.errors import NotFound, ValidationFailed
@@ -70,11 +72,7 @@ class ResponseIn(msgspec.Struct):
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
-def _scheduling(request: Request[Any, Any, Any]) -> Scheduling:
-    return services(request.app.state).scheduling
-
-
-def _answer(request: Request[Any, Any, Any], done: tuple[Booking, int]) -> Response[BookingOut]:
+def _answer(request: Request[Account, Any, Any], done: tuple[Booking, int]) -> Response[BookingOut]:
     """A lifecycle command's answer: the booking as saved."""
     booking, position = done
     return command(request, booking_of(booking), position)
@@ -94,10 +92,12 @@ class BookingsController(Controller):
     security = BEARER
 
     @post("/", status_code=201, sync_to_thread=True, guards=STUDENT)
-    def request_booking(self, request: Request[Any, Any, Any], data: BookingIn) -> Response[BookingOut]:
+    def request_booking(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, data: BookingIn
+    ) -> Response[BookingOut]:
         """Book a tutor: one atomic write of the booking, the tutor's calendar and the student's credit hold."""
-        booking, position = _scheduling(request).request_booking(
-            caller(request), data.tutor_id, data.subject_id, _aware("start", data.start), data.duration_minutes,
+        booking, position = scheduling.request_booking(
+            request.user, data.tutor_id, data.subject_id, _aware("start", data.start), data.duration_minutes,
             data.note,
         )  # fmt: skip
         return command(request, booking_of(booking), position, 201)
@@ -105,21 +105,22 @@ class BookingsController(Controller):
     @get("/", sync_to_thread=True, guards=PARTIES)
     def list_bookings(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Account, Any, Any],
         status: str | None = None,
         role: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Response[BookingPage]:
         """The caller's bookings (as student or tutor), by start time; filter by status."""
-        actor = caller(request)
+        actor = request.user
         role = role or actor.role
         if role not in ("student", "tutor") or role != actor.role:
             raise ValidationFailed([("role", "your own role: student or tutor")])
         if status and status not in STATUSES:
             raise ValidationFailed([("status", ", ".join(STATUSES))])
         n = limit_of(limit)
-        where, params = [f"{role}_id = %s"], [actor.user_id]  # type: ignore[var-annotated]
+        where = [f"{role}_id = %s"]
+        params: list[Any] = [actor.user_id]
         if status:
             where.append("status = %s")
             params.append(status)
@@ -137,9 +138,9 @@ class BookingsController(Controller):
         return query(BookingPage([booking_from_row(r) for r in rows[:n]], nxt), pos)
 
     @get("/{booking_id:uuid}", sync_to_thread=True, guards=USER)
-    def get_booking(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
+    def get_booking(self, request: Request[Account, Any, Any], booking_id: UUID) -> Response[BookingOut]:
         """One booking, for its student, its tutor or an admin."""
-        actor = caller(request)
+        actor = request.user
         with reading(request, ("bookings",), actor) as (conn, pos):
             row = conn.execute(f"SELECT {COLS} FROM bookings WHERE booking_id = %s", (booking_id,)).fetchone()
         if row is None or (actor.role != "admin" and actor.user_id not in (row["student_id"], row["tutor_id"])):
@@ -147,62 +148,84 @@ class BookingsController(Controller):
         return query(booking_from_row(row), pos)
 
     @post("/{booking_id:uuid}/confirm", status_code=200, sync_to_thread=True, guards=TUTOR)
-    def confirm(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
+    def confirm(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID
+    ) -> Response[BookingOut]:
         """The tutor accepts a pending request."""
-        return _answer(request, _scheduling(request).confirm(caller(request), booking_id))
+        return _answer(request, scheduling.confirm(request.user, booking_id))
 
     @post("/{booking_id:uuid}/decline", status_code=200, sync_to_thread=True, guards=TUTOR)
-    def decline(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
+    def decline(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID
+    ) -> Response[BookingOut]:
         """The tutor turns down a pending request; the credit hold is released."""
-        return _answer(request, _scheduling(request).decline(caller(request), booking_id))
+        return _answer(request, scheduling.decline(request.user, booking_id))
 
     @post("/{booking_id:uuid}/cancel", status_code=200, sync_to_thread=True, guards=PARTIES)
     def cancel(
-        self, request: Request[Any, Any, Any], booking_id: UUID, data: ReasonIn | None = None
+        self,
+        request: Request[Account, Any, Any],
+        scheduling: Scheduling,
+        booking_id: UUID,
+        data: ReasonIn | None = None,
     ) -> Response[CancelOut]:
         """Cancel; the response says what was refunded and forfeited under the booking's policy."""
         reason = data.reason if data else ""
-        booking, position = _scheduling(request).cancel(caller(request), booking_id, reason)
+        booking, position = scheduling.cancel(request.user, booking_id, reason)
         return command(
             request, CancelOut(booking_of(booking), booking.refunded_minutes, booking.forfeited_minutes), position
         )
 
     @post("/{booking_id:uuid}/reschedule", status_code=200, sync_to_thread=True, guards=PARTIES)
-    def reschedule(self, request: Request[Any, Any, Any], booking_id: UUID, data: RescheduleIn) -> Response[BookingOut]:
+    def reschedule(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID, data: RescheduleIn
+    ) -> Response[BookingOut]:
         """Propose a new time for a confirmed booking."""
         start = _aware("start", data.start)
-        return _answer(request, _scheduling(request).propose(caller(request), booking_id, start))
+        return _answer(request, scheduling.propose(request.user, booking_id, start))
 
     @post("/{booking_id:uuid}/reschedule/accept", status_code=200, sync_to_thread=True, guards=PARTIES)
-    def accept(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
+    def accept(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID
+    ) -> Response[BookingOut]:
         """The other party accepts the proposal: the booking moves."""
-        return _answer(request, _scheduling(request).answer(caller(request), booking_id, accept=True))
+        return _answer(request, scheduling.answer(request.user, booking_id, accept=True))
 
     @post("/{booking_id:uuid}/reschedule/reject", status_code=200, sync_to_thread=True, guards=PARTIES)
-    def reject(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
+    def reject(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID
+    ) -> Response[BookingOut]:
         """The other party rejects the proposal."""
-        return _answer(request, _scheduling(request).answer(caller(request), booking_id, accept=False))
+        return _answer(request, scheduling.answer(request.user, booking_id, accept=False))
 
     @post("/{booking_id:uuid}/complete", status_code=200, sync_to_thread=True, guards=TUTOR)
-    def complete(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
+    def complete(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID
+    ) -> Response[BookingOut]:
         """The tutor marks the lesson done after its end; the hold is captured."""
-        return _answer(request, _scheduling(request).complete(caller(request), booking_id))
+        return _answer(request, scheduling.complete(request.user, booking_id))
 
     @post("/{booking_id:uuid}/no-show", status_code=200, sync_to_thread=True, guards=TUTOR)
-    def no_show(self, request: Request[Any, Any, Any], booking_id: UUID) -> Response[BookingOut]:
+    def no_show(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID
+    ) -> Response[BookingOut]:
         """The tutor marks the student absent (from start + 10 minutes); the no-show policy decides the credit."""
-        return _answer(request, _scheduling(request).no_show(caller(request), booking_id))
+        return _answer(request, scheduling.no_show(request.user, booking_id))
 
     @post("/{booking_id:uuid}/review", status_code=201, sync_to_thread=True, guards=STUDENT)
-    def review(self, request: Request[Any, Any, Any], booking_id: UUID, data: ReviewIn) -> Response[ReviewOut]:
+    def review(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID, data: ReviewIn
+    ) -> Response[ReviewOut]:
         """The student reviews a completed lesson once."""
-        booking, position = _scheduling(request).review(caller(request), booking_id, data.rating, data.text)
+        booking, position = scheduling.review(request.user, booking_id, data.rating, data.text)
         return command(request, review_of(booking), position, 201)
 
     @post("/{booking_id:uuid}/review/response", status_code=201, sync_to_thread=True, guards=TUTOR)
-    def respond(self, request: Request[Any, Any, Any], booking_id: UUID, data: ResponseIn) -> Response[ReviewOut]:
+    def respond(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, booking_id: UUID, data: ResponseIn
+    ) -> Response[ReviewOut]:
         """The tutor answers the review once."""
-        booking, position = _scheduling(request).respond(caller(request), booking_id, data.text)
+        booking, position = scheduling.respond(request.user, booking_id, data.text)
         return command(request, review_of(booking), position, 201)
 
 
@@ -221,15 +244,16 @@ class NotificationsController(Controller):
     @get("/", sync_to_thread=True)
     def inbox(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Account, Any, Any],
         unread: bool | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Response[NotificationPage]:
         """Newest first."""
-        actor = caller(request)
+        actor = request.user
         n = limit_of(limit)
-        where, params = ["user_id = %s"], [actor.user_id]  # type: ignore[var-annotated]
+        where = ["user_id = %s"]
+        params: list[Any] = [actor.user_id]
         if unread:
             where.append("NOT read")
         after = decode_cursor(cursor, int)
@@ -246,10 +270,11 @@ class NotificationsController(Controller):
         return query(NotificationPage([notification_from_row(r) for r in rows[:n]], nxt), pos)
 
     @post("/{notification_id:uuid}/read", status_code=200, sync_to_thread=True)
-    def mark_read(self, request: Request[Any, Any, Any], notification_id: UUID) -> Response[NotificationReadOut]:
+    def mark_read(
+        self, request: Request[Account, Any, Any], scheduling: Scheduling, notification_id: UUID
+    ) -> Response[NotificationReadOut]:
         """Mark one of your notifications read."""
-        actor = caller(request)
-        svc = services(request.app.state)
+        actor = request.user
         with reading(request, ("notifications",), actor) as (conn, _pos):
             row = conn.execute(
                 "SELECT 1 FROM notifications WHERE notification_id = %s AND user_id = %s",
@@ -257,7 +282,7 @@ class NotificationsController(Controller):
             ).fetchone()
         if row is None:
             raise NotFound("no such notification")
-        position = svc.scheduling.mark_read(actor.user_id, [str(notification_id)])
+        position = scheduling.mark_read(actor.user_id, [str(notification_id)])
         return command(request, NotificationReadOut(notification_id, True), position)
 
 
@@ -270,10 +295,10 @@ class TutorCalendarController(Controller):
     security = BEARER
 
     @get("/", sync_to_thread=True)
-    def calendar(self, request: Request[Any, Any, Any]) -> Response[BookingPage]:
+    def calendar(self, request: Request[Account, Any, Any], clock: Clock) -> Response[BookingPage]:
         """The caller's bookings in [from, to) (default: the next 14 days), any status."""
-        actor = caller(request)
-        now = services(request.app.state).clock.now()
+        actor = request.user
+        now = clock.now()
         frm = instant("from", request.query_params.get("from")) or now
         to = instant("to", request.query_params.get("to")) or frm + timedelta(days=14)
         if to <= frm or to - frm > timedelta(days=62):

@@ -15,7 +15,7 @@ import hashlib
 from collections import deque
 from typing import Any, cast
 
-from redis.connection import parse_url
+from redis import ConnectionPool
 
 
 class CounterError(ConnectionError):
@@ -100,7 +100,7 @@ class HitCounter:
     REPLY_TIMEOUT_S = 1.0
 
     def __init__(self, url: str) -> None:
-        self.options = parse_url(url)  # type: ignore[no-untyped-call]
+        self.options = ConnectionPool.from_url(url).connection_kwargs  # redis-py's reading of the URL; no connection
         self.sha = hashlib.sha1(self.SCRIPT).hexdigest().encode()  # noqa: S324 - Redis names scripts by SHA-1
         self.conn: _Replies | None = None
         self.loop: asyncio.AbstractEventLoop | None = None

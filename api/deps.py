@@ -1,18 +1,19 @@
-"""Request helpers shared by controllers: the caller, read-your-writes, command responses, cursors."""
+"""Request helpers shared by controllers: the injected parts of the process, read-your-writes, command responses,
+cursors."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, TypeVar
 
 import msgspec
 from litestar import Request, Response
 from litestar.datastructures import State
+from litestar.di import Provide
 
-from api.guards import ACCOUNT
 from api.problems import ProjectionLagging
 from api.services import Services
 from application import context
@@ -25,16 +26,42 @@ T = TypeVar("T")
 
 
 def services(state: State) -> Services:
-    """The process's Services."""
-    return state["services"]  # type: ignore[no-any-return]
+    """The process's Services (api/app.py keeps them in the app state)."""
+    svc = state.get("services")
+    if not isinstance(svc, Services):  # an app built without them: a bug, not the client's fault
+        raise RuntimeError("the app state holds no Services (build the app with api.app.create_app)")
+    return svc
 
 
-def caller(request: Request[Any, Any, Any]) -> Account:
-    """The caller the route's guard authenticated (api/guards.py): every route that asks has a guard."""
-    account = request.scope.get("state", {}).get(ACCOUNT)
-    if account is None:  # a route calls this without a guard: a bug, not the client's fault
-        raise RuntimeError(f"{request.method} {request.url.path} reads its caller but has no auth guard")
-    return account  # type: ignore[no-any-return]
+def providers(svc: Services) -> dict[str, Provide]:
+    """The process's parts by name, for the app's `dependencies`: a handler declares what it uses
+    (`scheduling: Scheduling`, `clock: Clock`) and Litestar passes it in.
+
+    Each provider hands back an object built once per process: no arguments (Litestar then parses nothing for it),
+    sync and not sent to a thread. A handler declares at most one of them: Litestar 2 resolves two dependencies of
+    one level in an anyio task group (litestar#4563), measured at half again the time of a trivial route; a handler
+    that needs several parts declares `services: Services`. The caller is not one of them: the guard leaves it in
+    `request.user` (api/guards.py)."""
+    parts: dict[str, object] = {
+        "services": svc,
+        "settings": svc.settings,
+        "clock": svc.clock,
+        "identity": svc.identity,
+        "catalog": svc.catalog,
+        "audit": svc.audit,
+        "tutoring": svc.tutoring,
+        "money": svc.money,
+        "scheduling": svc.scheduling,
+        "messaging": svc.messaging,
+    }
+    return {name: Provide(_given(part), sync_to_thread=False) for name, part in parts.items()}
+
+
+def _given(part: T) -> Callable[[], T]:
+    def provide() -> T:
+        return part
+
+    return provide
 
 
 def min_position(request: Request[Any, Any, Any], account: Account | None) -> int:

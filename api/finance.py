@@ -16,7 +16,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType
 from litestar.response import Stream
 
 from api import csvout
-from api.deps import caller, command, query, reading, services
+from api.deps import command, query, reading
 from api.guards import ADMIN, BEARER, MONEY_STAFF
 from api.params import instant
 from api.schemas.common import MoneyOut
@@ -33,6 +33,10 @@ from api.schemas.money import (
     platform_settings_out,
     reconciliation_out,
 )
+from application.clock import Clock
+from application.identity import Account
+from application.money import Money
+from application.settings import Settings
 from domain.errors import ValidationFailed
 from projections.reconcile import reconcile
 
@@ -99,12 +103,14 @@ class FinanceController(Controller):
     security = BEARER
 
     @get("/accounts/{account:str}/balance", sync_to_thread=True)
-    def account_balance(self, request: Request[Any, Any, Any], account: str) -> Response[AccountBalanceOut]:
+    def account_balance(
+        self, request: Request[Account, Any, Any], clock: Clock, account: str
+    ) -> Response[AccountBalanceOut]:
         """Balance of a ledger account at `as_of` (default now), positive in its normal direction."""
-        actor = caller(request)
+        actor = request.user
         if account.split(":", 1)[0] not in ACCOUNT_KINDS or len(account) > 200:
             raise ValidationFailed([("account", f"one of {', '.join(ACCOUNT_KINDS)} (with :id where needed)")])
-        as_of = instant("as_of", request.query_params.get("as_of")) or services(request.app.state).clock.now()
+        as_of = instant("as_of", request.query_params.get("as_of")) or clock.now()
         with reading(request, ("ledger",), actor) as (conn, pos):
             found = balance(conn, account, as_of)
         return query(account_balance_out(account, as_of, found), pos)
@@ -115,12 +121,17 @@ class FinanceController(Controller):
         responses={200: ResponseSpec(JournalPage, generate_examples=False, description=JOURNAL_ANSWER)},
         operation_class=JournalOperation,
     )
-    def journal(self, request: Request[Any, Any, Any], format: Literal["json", "csv"] = "json") -> Stream:  # noqa: A002
+    def journal(
+        self,
+        request: Request[Account, Any, Any],
+        settings: Settings,
+        format: Literal["json", "csv"] = "json",  # noqa: A002
+    ) -> Stream:
         """Every entry with its postings in [from, to), streamed as JSON or CSV (one row per posting)."""
-        actor = caller(request)
+        actor = request.user
         frm = instant("from", request.query_params.get("from"))
         to = instant("to", request.query_params.get("to"))
-        dsn = services(request.app.state).settings.database_url
+        dsn = settings.database_url
         with reading(request, ("ledger",), actor) as (_conn, pos):
             pass
         rows = _journal_rows(dsn, frm, to, pos)
@@ -129,16 +140,14 @@ class FinanceController(Controller):
         return Stream(_json(rows), media_type="application/json", headers={"X-Projection-Position": str(pos)})
 
     @post("/reconciliation", status_code=200, sync_to_thread=True)
-    def reconciliation(self, request: Request[Any, Any, Any]) -> ReconciliationOut:
+    def reconciliation(self, request: Request[Any, Any, Any], settings: Settings) -> ReconciliationOut:
         """Replay the ledger from the event store and check every invariant."""
-        return reconciliation_out(reconcile(services(request.app.state).settings.database_url))
+        return reconciliation_out(reconcile(settings.database_url))
 
     @post("/payouts", status_code=201, sync_to_thread=True)
-    def payout(self, request: Request[Any, Any, Any], data: PayoutIn) -> Response[PayoutOut]:
+    def payout(self, request: Request[Any, Any, Any], money: Money, data: PayoutIn) -> Response[PayoutOut]:
         """Record a payout to a tutor; never more than payable."""
-        body, position = services(request.app.state).money.pay_out(
-            data.tutor_id, data.amount.amount, data.amount.currency, data.reference
-        )
+        body, position = money.pay_out(data.tutor_id, data.amount.amount, data.amount.currency, data.reference)
         return command(request, payout_out(body), position, 201)
 
 
@@ -213,12 +222,14 @@ class SettingsController(Controller):
     security = BEARER
 
     @get("/", sync_to_thread=True)
-    def get_settings(self, request: Request[Any, Any, Any]) -> PlatformSettingsOut:
+    def get_settings(self, request: Request[Any, Any, Any], money: Money) -> PlatformSettingsOut:
         """The settings in force, with their version."""
-        return platform_settings_out(services(request.app.state).money.platform().view())
+        return platform_settings_out(money.platform().view())
 
     @patch("/", sync_to_thread=True)
-    def change_settings(self, request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[PlatformSettingsOut]:
+    def change_settings(
+        self, request: Request[Any, Any, Any], money: Money, data: dict[str, Any]
+    ) -> Response[PlatformSettingsOut]:
         """Change any subset; returns the whole new settings with the next version."""
-        view, position = services(request.app.state).money.change_settings(data)
+        view, position = money.change_settings(data)
         return command(request, platform_settings_out(view), position)

@@ -1,36 +1,33 @@
 """Who before what: Litestar guards decide the caller (401) and their role (403) before the body or parameters
-are read. A guarded route's handler gets the caller from `deps.caller`, which only reads what the guard found.
+are read. The guard leaves the caller in the connection's `user` slot (Litestar's place for the authenticated
+user), so a guarded handler reads it as `request.user`, typed by `Request[Account, Any, Any]`.
 
 Guards run on the event loop: a caller this process has checked since their account last changed is known
 without any I/O (api/accounts.py); otherwise the account row is read on the async read pool."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from api.services import Services
+from api.deps import services
 from application import context
 from application.identity import ACCOUNT_SQL, Account, account_of, require_role, token_subject
 from domain.errors import Unauthenticated
 
-Guard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
-ACCOUNT = "account"  # the scope-state key the caller is kept under for the handler
-
 
 async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Account:
     """The caller of this request (checked once per request), stamped on the events it records."""
-    state = connection.scope.setdefault("state", {})  # type: ignore[typeddict-item]
-    known = state.get(ACCOUNT)
-    if known is not None:
-        return known  # type: ignore[no-any-return]
+    known = connection.scope.get("user")
+    if isinstance(known, Account):  # the route's guards ran before (the idempotency replay check runs them too)
+        return known
     auth = connection.headers.get("authorization", "")
     if not auth.lower().startswith("bearer ") or not auth[7:].strip():
         raise Unauthenticated("a bearer access token is required")
-    svc: Services = connection.app.state["services"]
+    svc = services(connection.app.state)
     user_id, session_id = token_subject(svc.settings.jwt_secret, auth[7:].strip())
     account = svc.accounts.get(user_id, session_id)
     if account is None:  # not seen by this process since it last changed (api/accounts.py): ask the database
@@ -41,35 +38,29 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Accoun
         account = account_of(user_id, row)
         svc.accounts.put(account, generation, session_id)
     context.set_actor(str(account.user_id), account.role)
-    state[ACCOUNT] = account
+    connection.scope["user"] = account
     return account
 
 
-async def user(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Any signed-in, active user."""
-    await authenticate(connection)
+@dataclass(frozen=True)
+class Role:
+    """A guard: a signed-in, active user holding one of `roles`, or any signed-in user when `roles` is empty (401
+    first, then 403). The route-table test reads `roles`."""
+
+    roles: tuple[str, ...] = ()
+
+    async def __call__(self, connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        account = await authenticate(connection)
+        if self.roles:
+            require_role(account, *self.roles)
 
 
-user.roles = ()  # type: ignore[attr-defined]  # read by the route-table test: no role restriction
-
-
-def role(*roles: str) -> Guard:
-    """A signed-in, active user holding one of `roles` (401 first, then 403)."""
-
-    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        require_role(await authenticate(connection), *roles)
-
-    guard.roles = roles  # type: ignore[attr-defined]
-    guard.__name__ = f"role({', '.join(roles)})"
-    return guard
-
-
-STUDENT = [role("student")]
-TUTOR = [role("tutor")]
-ADMIN = [role("admin")]
-MONEY_STAFF = [role("finance", "admin")]
-BUYERS_AND_MONEY_STAFF = [role("student", "finance", "admin")]
-PARTIES = [role("student", "tutor")]
-USER = [user]
+STUDENT = [Role(("student",))]
+TUTOR = [Role(("tutor",))]
+ADMIN = [Role(("admin",))]
+MONEY_STAFF = [Role(("finance", "admin"))]
+BUYERS_AND_MONEY_STAFF = [Role(("student", "finance", "admin"))]
+PARTIES = [Role(("student", "tutor"))]
+USER = [Role()]
 # The OpenAPI security requirement of every guarded route (the scheme itself is declared once, in api/app.py)
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]

@@ -8,9 +8,11 @@ import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 
-from api.deps import caller, command, min_position, query, services
+from api.deps import command, min_position, query
 from api.guards import BEARER, USER
 from api.schemas.identity import RegistrationOut, TokenPairOut, UserAccountOut
+from api.services import Services
+from application.identity import Account, Identity
 
 Email = Annotated[str, msgspec.Meta(max_length=300, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")]
 Password = Annotated[
@@ -61,21 +63,25 @@ class IdentityController(Controller):
     tags = ["identity"]
 
     @post("/auth/register", status_code=201, sync_to_thread=True)
-    def register(self, request: Request[Any, Any, Any], data: RegisterRequest) -> Response[RegistrationOut]:
+    def register(
+        self, request: Request[Any, Any, Any], identity: Identity, data: RegisterRequest
+    ) -> Response[RegistrationOut]:
         """Open a student or tutor account; one account per normalised email."""
-        o = services(request.app.state).identity.register(data.email, data.password, data.full_name, data.role)
+        o = identity.register(data.email, data.password, data.full_name, data.role)
         return command(request, RegistrationOut.of(o), o.position, 201, user_id=o.user["id"])
 
     @post("/auth/login", status_code=200, sync_to_thread=True)
-    def login(self, request: Request[Any, Any, Any], data: LoginRequest) -> Response[TokenPairOut]:
+    def login(self, request: Request[Any, Any, Any], identity: Identity, data: LoginRequest) -> Response[TokenPairOut]:
         """Exchange email and password for a token pair (the same 401 for any failure)."""
-        o = services(request.app.state).identity.login(data.email, data.password)
+        o = identity.login(data.email, data.password)
         return command(request, TokenPairOut.of(o), o.position, 200, user_id=o.user["id"])
 
     @post("/auth/refresh", status_code=200, sync_to_thread=True)
-    def refresh(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[TokenPairOut]:
+    def refresh(
+        self, request: Request[Any, Any, Any], identity: Identity, data: RefreshRequest
+    ) -> Response[TokenPairOut]:
         """Rotate the refresh token; a spent one revokes its family."""
-        o = services(request.app.state).identity.refresh(data.refresh_token)
+        o = identity.refresh(data.refresh_token)
         return command(request, TokenPairOut.of(o), o.position, 200, user_id=o.user["id"])
 
     # responses: Litestar would document the `Response[None]` as a JSON `null` body; a 204 has no body
@@ -87,27 +93,26 @@ class IdentityController(Controller):
         guards=USER,
         responses={204: ResponseSpec(None, description="The session is revoked (no body)")},
     )
-    def logout(self, request: Request[Any, Any, Any], data: RefreshRequest) -> Response[None]:
+    def logout(self, request: Request[Account, Any, Any], services: Services, data: RefreshRequest) -> Response[None]:
         """Revoke the session (refresh family) of the given refresh token."""
-        account = caller(request)
-        svc = services(request.app.state)
-        position = svc.identity.logout(account, data.refresh_token)
-        svc.accounts.forget(account.user_id)  # at once here; the other processes hear the commit's NOTIFY
+        account = request.user
+        position = services.identity.logout(account, data.refresh_token)
+        services.accounts.forget(account.user_id)  # at once here; the other processes hear the commit's NOTIFY
         return command(request, None, position, 204)
 
     @get("/me", sync_to_thread=True, security=BEARER, guards=USER)
-    def me(self, request: Request[Any, Any, Any]) -> Response[UserAccountOut]:
+    def me(self, request: Request[Account, Any, Any], identity: Identity) -> Response[UserAccountOut]:
         """The caller's account (read from its own stream, so as fresh as the log itself)."""
-        account = caller(request)
+        account = request.user
         min_position(request, account)  # the same 422 for a malformed X-Min-Position as every query
-        identity = services(request.app.state).identity
         position = identity.head()  # read before the stream: the answer reflects at least this position
         return query(UserAccountOut.of(identity.me(account)), position)
 
     @patch("/me", sync_to_thread=True, security=BEARER, guards=USER)
-    def update_me(self, request: Request[Any, Any, Any], data: MeUpdate) -> Response[UserAccountOut]:
+    def update_me(
+        self, request: Request[Account, Any, Any], identity: Identity, data: MeUpdate
+    ) -> Response[UserAccountOut]:
         """Change the caller's name, time zone, language, currency or avatar."""
-        account = caller(request)
         changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-        o = services(request.app.state).identity.update_profile(account, changes)
+        o = identity.update_profile(request.user, changes)
         return command(request, UserAccountOut.of(o.user), o.position)

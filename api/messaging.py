@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 
-from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, services
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading
 from api.guards import BEARER, USER
 from api.schemas.messaging import (
     MessageAttachmentOut,
@@ -26,7 +26,8 @@ from api.schemas.messaging import (
     thread_out,
     thread_participants_out,
 )
-from api.services import Services
+from application.identity import Account
+from application.messaging import Messaging
 from domain.errors import NotFound
 
 
@@ -63,11 +64,11 @@ class AttachmentIn(msgspec.Struct):
     size: int
 
 
-def _attachments(svc: Services, atts: list[dict[str, Any]]) -> list[MessageAttachmentOut]:
+def _attachments(messaging: Messaging, atts: list[dict[str, Any]]) -> list[MessageAttachmentOut]:
     """A message's attachments with their download URLs (none while there is no checked copy)."""
     out = []
     for a in atts:
-        url = svc.messaging.storage.download_url(a["key"], a["filename"], a["content_type"]) if a.get("key") else None
+        url = messaging.storage.download_url(a["key"], a["filename"], a["content_type"]) if a.get("key") else None
         out.append(message_attachment_out(a, url))
     return out
 
@@ -86,19 +87,21 @@ class MessagingController(Controller):
         sync_to_thread=True,
         responses={200: ResponseSpec(ThreadParticipantsOut, generate_examples=False, description="The thread existed")},
     )
-    def open_thread(self, request: Request[Any, Any, Any], data: ThreadIn) -> Response[ThreadParticipantsOut]:
+    def open_thread(
+        self, request: Request[Account, Any, Any], messaging: Messaging, data: ThreadIn
+    ) -> Response[ThreadParticipantsOut]:
         """The pair's one thread (201 when created, 200 when it existed)."""
-        actor = caller(request)
-        thread, position, created = services(request.app.state).messaging.open_thread(actor, data.participant_id)
+        actor = request.user
+        thread, position, created = messaging.open_thread(actor, data.participant_id)
         body = thread_participants_out(thread.id, thread.participant_ids)
         return command(request, body, position, 201 if created else 200)
 
     @get("/threads", sync_to_thread=True)
     def threads(
-        self, request: Request[Any, Any, Any], limit: int | None = None, cursor: str | None = None
+        self, request: Request[Account, Any, Any], limit: int | None = None, cursor: str | None = None
     ) -> Response[ThreadPage]:
         """The caller's threads, most recent activity first, with unread counts and the last message."""
-        actor = caller(request)
+        actor = request.user
         n = limit_of(limit)
         where: list[str] = ["%s = ANY(t.participant_ids)"]
         params: list[Any] = [actor.user_id]
@@ -123,12 +126,16 @@ class MessagingController(Controller):
 
     @get("/threads/{thread_id:uuid}/messages", sync_to_thread=True)
     def history(
-        self, request: Request[Any, Any, Any], thread_id: UUID, limit: int | None = None, cursor: str | None = None
+        self,
+        request: Request[Account, Any, Any],
+        messaging: Messaging,
+        thread_id: UUID,
+        limit: int | None = None,
+        cursor: str | None = None,
     ) -> Response[MessagePage]:
         """Messages newest first (deleted ones keep their place with body null)."""
-        actor = caller(request)
+        actor = request.user
         n = limit_of(limit)
-        svc = services(request.app.state)
         after = decode_cursor(cursor, int)
         with reading(request, ("messaging",), actor) as (conn, pos):
             t = conn.execute("SELECT participant_ids FROM threads WHERE thread_id = %s", (thread_id,)).fetchone()
@@ -148,7 +155,7 @@ class MessagingController(Controller):
                 r["created_at"],
                 r["edited_at"],
                 r["deleted"],
-                [] if r["deleted"] else _attachments(svc, r["attachments"]),
+                [] if r["deleted"] else _attachments(messaging, r["attachments"]),
             )
             for r in rows[:n]
         ]
@@ -156,41 +163,51 @@ class MessagingController(Controller):
         return query(MessagePage(items, nxt), pos)
 
     @post("/threads/{thread_id:uuid}/messages", status_code=201, sync_to_thread=True)
-    def send(self, request: Request[Any, Any, Any], thread_id: UUID, data: MessageIn) -> Response[MessageOut]:
+    def send(
+        self, request: Request[Account, Any, Any], messaging: Messaging, thread_id: UUID, data: MessageIn
+    ) -> Response[MessageOut]:
         """Send a message; contact details are masked until the pair has a confirmed booking."""
-        actor = caller(request)
-        svc = services(request.app.state)
-        message, position = svc.messaging.post(actor, thread_id, data.body, data.attachment_ids)
+        actor = request.user
+        message, position = messaging.post(actor, thread_id, data.body, data.attachment_ids)
         return command(request, sent_message_out(thread_id, message), position, 201)
 
     @patch("/threads/{thread_id:uuid}/messages/{message_id:uuid}", sync_to_thread=True)
     def edit(
-        self, request: Request[Any, Any, Any], thread_id: UUID, message_id: UUID, data: MessageEdit
+        self,
+        request: Request[Account, Any, Any],
+        messaging: Messaging,
+        thread_id: UUID,
+        message_id: UUID,
+        data: MessageEdit,
     ) -> Response[MessageOut]:
         """Edit your message within 15 minutes."""
-        actor = caller(request)
-        message, position = services(request.app.state).messaging.edit(actor, thread_id, message_id, data.body)
+        actor = request.user
+        message, position = messaging.edit(actor, thread_id, message_id, data.body)
         return command(request, sent_message_out(thread_id, message), position)
 
     @delete("/threads/{thread_id:uuid}/messages/{message_id:uuid}", status_code=200, sync_to_thread=True)
-    def remove(self, request: Request[Any, Any, Any], thread_id: UUID, message_id: UUID) -> Response[MessageOut]:
+    def remove(
+        self, request: Request[Account, Any, Any], messaging: Messaging, thread_id: UUID, message_id: UUID
+    ) -> Response[MessageOut]:
         """Delete your message (it keeps its place)."""
-        actor = caller(request)
-        message, position = services(request.app.state).messaging.delete(actor, thread_id, message_id)
+        actor = request.user
+        message, position = messaging.delete(actor, thread_id, message_id)
         return command(request, sent_message_out(thread_id, message), position)
 
     @post("/threads/{thread_id:uuid}/read", status_code=200, sync_to_thread=True)
-    def read(self, request: Request[Any, Any, Any], thread_id: UUID, data: ReadIn) -> Response[ReadReceiptOut]:
+    def read(
+        self, request: Request[Account, Any, Any], messaging: Messaging, thread_id: UUID, data: ReadIn
+    ) -> Response[ReadReceiptOut]:
         """Read receipt up to a message."""
-        actor = caller(request)
-        position = services(request.app.state).messaging.read(actor, thread_id, data.up_to_message_id)
+        actor = request.user
+        position = messaging.read(actor, thread_id, data.up_to_message_id)
         return command(request, ReadReceiptOut(thread_id, data.up_to_message_id), position)
 
     @post("/attachments", status_code=201, sync_to_thread=True)
-    def attachment(self, request: Request[Any, Any, Any], data: AttachmentIn) -> Response[MessageAttachmentUploadOut]:
+    def attachment(
+        self, request: Request[Account, Any, Any], messaging: Messaging, data: AttachmentIn
+    ) -> Response[MessageAttachmentUploadOut]:
         """Announce an upload (pdf, jpeg, png, gif, webp, text; at most 25 MB) and get a presigned PUT URL."""
-        actor = caller(request)
-        upload, position = services(request.app.state).messaging.request_attachment(
-            actor, data.filename, data.content_type, data.size
-        )
+        actor = request.user
+        upload, position = messaging.request_attachment(actor, data.filename, data.content_type, data.size)
         return command(request, attachment_upload_out(upload), position, 201)

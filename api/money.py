@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import caller, command, query, reading, services
+from api.deps import command, query, reading
 from api.guards import BEARER, BUYERS_AND_MONEY_STAFF, MONEY_STAFF, STUDENT, TUTOR
 from api.schemas.money import (
     NewPurchaseOut,
@@ -25,6 +25,9 @@ from api.schemas.money import (
     tutor_earnings_out,
 )
 from api.text import RAW_BODY
+from application.clock import Clock
+from application.identity import Account
+from application.money import Money
 
 
 class PurchaseIn(msgspec.Struct):
@@ -41,30 +44,32 @@ class MoneyController(Controller):
     tags = ["money"]
 
     @post("/packages/purchases", status_code=201, sync_to_thread=True, security=BEARER, guards=STUDENT)
-    def buy(self, request: Request[Any, Any, Any], data: PurchaseIn) -> Response[NewPurchaseOut]:
+    def buy(self, request: Request[Account, Any, Any], money: Money, data: PurchaseIn) -> Response[NewPurchaseOut]:
         """Price a package and open its Stripe PaymentIntent; the credit comes with the payment webhook."""
-        actor = caller(request)
-        body, position = services(request.app.state).money.buy(actor, data.tutor_id, data.lessons)
+        actor = request.user
+        body, position = money.buy(actor, data.tutor_id, data.lessons)
         return command(request, new_purchase_out(body), position, 201)
 
     @get("/packages/purchases/{purchase_id:uuid}", sync_to_thread=True, security=BEARER, guards=BUYERS_AND_MONEY_STAFF)
-    def purchase(self, request: Request[Any, Any, Any], purchase_id: UUID) -> PurchaseOut:
+    def purchase(self, request: Request[Account, Any, Any], money: Money, purchase_id: UUID) -> PurchaseOut:
         """A purchase and its payment status (its student, admin or finance)."""
-        actor = caller(request)
-        return purchase_out(services(request.app.state).money.purchase(actor, purchase_id))
+        actor = request.user
+        return purchase_out(money.purchase(actor, purchase_id))
 
     @post("/webhooks/stripe", status_code=200, sync_to_thread=True, opt={RAW_BODY: True})
-    def stripe_webhook(self, request: Request[Any, Any, Any], body: bytes) -> Response[WebhookReceivedOut]:
+    def stripe_webhook(
+        self, request: Request[Any, Any, Any], money: Money, body: bytes
+    ) -> Response[WebhookReceivedOut]:
         """Stripe events, verified by signature; each payment grants its credit exactly once."""
         signature = request.headers.get("stripe-signature", "")
-        position = services(request.app.state).money.webhook(body, signature)
+        position = money.webhook(body, signature)
         return Response(WebhookReceivedOut(received=True), headers={"X-Event-Position": str(position)})
 
     @get("/student/credits", sync_to_thread=True, security=BEARER, guards=STUDENT)
-    def credits(self, request: Request[Any, Any, Any]) -> Response[StudentCreditPage]:
+    def credits(self, request: Request[Account, Any, Any], clock: Clock) -> Response[StudentCreditPage]:
         """The caller's credit per tutor: available and held minutes, and the unexpired lots."""
-        actor = caller(request)
-        now = services(request.app.state).clock.now()
+        actor = request.user
+        now = clock.now()
         with reading(request, ("student_credits",), actor) as (conn, pos):
             lots = conn.execute(
                 "SELECT lot_id, tutor_id, minutes_remaining, expires_at FROM student_credit_lots WHERE student_id = %s"
@@ -79,9 +84,9 @@ class MoneyController(Controller):
         return query(student_credit_page(lots, holds), pos)
 
     @get("/tutor/earnings", sync_to_thread=True, security=BEARER, guards=TUTOR)
-    def earnings(self, request: Request[Any, Any, Any]) -> Response[TutorEarningsOut]:
+    def earnings(self, request: Request[Account, Any, Any]) -> Response[TutorEarningsOut]:
         """The caller's pending (held), earned and paid-out money, and earnings by month."""
-        actor = caller(request)
+        actor = request.user
         with reading(request, ("student_credits", "tutors"), actor) as (conn, pos):
             pending = conn.execute(
                 "SELECT currency, sum(net) AS amount FROM student_credit_holds WHERE tutor_id = %s AND state = 'open'"
@@ -112,7 +117,7 @@ class MoneyController(Controller):
         security=BEARER,
         guards=MONEY_STAFF,
     )
-    def refund(self, request: Request[Any, Any, Any], purchase_id: UUID) -> Response[PurchaseRefundOut]:
+    def refund(self, request: Request[Any, Any, Any], money: Money, purchase_id: UUID) -> Response[PurchaseRefundOut]:
         """Refund the unused part of a paid package through Stripe and remove that credit."""
-        body, position = services(request.app.state).money.refund_unused(purchase_id)
+        body, position = money.refund_unused(purchase_id)
         return command(request, purchase_refund_out(body), position)

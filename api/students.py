@@ -8,7 +8,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
-from api.deps import caller, command, query, reading, services
+from api.deps import command, query, reading
 from api.guards import BEARER, STUDENT
 from api.schemas.tutoring import (
     PublicTutorPage,
@@ -18,6 +18,9 @@ from api.schemas.tutoring import (
     student_profile_out,
 )
 from api.tutors import NEXT_SLOTS
+from application.clock import Clock
+from application.identity import Account
+from application.tutoring import Tutoring
 from projections.search import PUBLIC_COLS
 
 Text = Annotated[str, msgspec.Meta(max_length=5000)]
@@ -43,34 +46,40 @@ class StudentController(Controller):
     security = BEARER
 
     @get("/profile", sync_to_thread=True)
-    def get_profile(self, request: Request[Any, Any, Any]) -> StudentProfileOut:
+    def get_profile(self, request: Request[Account, Any, Any], tutoring: Tutoring) -> StudentProfileOut:
         """The caller's learning profile."""
-        actor = caller(request)
-        return student_profile_out(*services(request.app.state).tutoring.student(actor.user_id))
+        actor = request.user
+        return student_profile_out(*tutoring.student(actor.user_id))
 
     @patch("/profile", sync_to_thread=True)
-    def update_profile(self, request: Request[Any, Any, Any], data: StudentProfilePatch) -> Response[StudentProfileOut]:
+    def update_profile(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, data: StudentProfilePatch
+    ) -> Response[StudentProfileOut]:
         """Change bio, goals, learning style, timezone, currency or language."""
-        actor = caller(request)
+        actor = request.user
         body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-        profile, user, position = services(request.app.state).tutoring.update_student(actor, body)
+        profile, user, position = tutoring.update_student(actor, body)
         return command(request, student_profile_out(profile, user), position)
 
     @post("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
-    def add_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[StudentFavoriteOut]:
+    def add_favorite(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, tutor_id: UUID
+    ) -> Response[StudentFavoriteOut]:
         """Favorite an approved tutor (again: no change)."""
-        return _favorite(request, tutor_id, True)
+        return _favorite(request, tutoring, tutor_id, True)
 
     @delete("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
-    def remove_favorite(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[StudentFavoriteOut]:
+    def remove_favorite(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, tutor_id: UUID
+    ) -> Response[StudentFavoriteOut]:
         """Unfavorite a tutor (not a favorite: no change)."""
-        return _favorite(request, tutor_id, False)
+        return _favorite(request, tutoring, tutor_id, False)
 
     @get("/favorites", sync_to_thread=True)
-    def favorites(self, request: Request[Any, Any, Any]) -> Response[PublicTutorPage]:
+    def favorites(self, request: Request[Account, Any, Any], clock: Clock) -> Response[PublicTutorPage]:
         """The caller's favorite tutors that are currently listed, as public tutors."""
-        actor = caller(request)
-        now = services(request.app.state).clock.now()
+        actor = request.user
+        now = clock.now()
         with reading(request, ("tutors", "student_favorites", "bookings"), actor) as (conn, pos):
             rows = conn.execute(
                 f"SELECT {PUBLIC_COLS} FROM student_favorites f JOIN tutors t ON t.tutor_id = f.tutor_id"
@@ -82,7 +91,9 @@ class StudentController(Controller):
         return query(PublicTutorPage(items=items, next_cursor=None), pos)
 
 
-def _favorite(request: Request[Any, Any, Any], tutor_id: UUID, on: bool) -> Response[StudentFavoriteOut]:
+def _favorite(
+    request: Request[Account, Any, Any], tutoring: Tutoring, tutor_id: UUID, on: bool
+) -> Response[StudentFavoriteOut]:
     """Add or remove the caller's favorite and say where it stands."""
-    position = services(request.app.state).tutoring.favorite(caller(request), tutor_id, on)
+    position = tutoring.favorite(request.user, tutor_id, on)
     return command(request, StudentFavoriteOut(tutor_id=tutor_id, favorite=on), position)

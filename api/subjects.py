@@ -8,9 +8,10 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 
-from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading
 from api.guards import ADMIN, BEARER
 from api.schemas.subjects import SubjectOut, SubjectPage, subject_out
+from application.catalog import Catalog
 
 
 class SubjectIn(msgspec.Struct):
@@ -70,19 +71,21 @@ class AdminSubjectsController(Controller):
     security = BEARER
 
     @post("/", status_code=201, sync_to_thread=True)
-    def create(self, request: Request[Any, Any, Any], data: SubjectIn) -> Response[SubjectOut]:
+    def create(self, request: Request[Any, Any, Any], catalog: Catalog, data: SubjectIn) -> Response[SubjectOut]:
         """Add a subject."""
-        view, position = services(request.app.state).catalog.create_subject(data.name, data.category)
+        view, position = catalog.create_subject(data.name, data.category)
         return command(request, subject_out(view), position, 201)
 
     @patch("/{subject_id:uuid}", sync_to_thread=True)
-    def rename(self, request: Request[Any, Any, Any], subject_id: UUID, data: SubjectRename) -> Response[SubjectOut]:
+    def rename(
+        self, request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID, data: SubjectRename
+    ) -> Response[SubjectOut]:
         """Rename a subject."""
-        view, position = services(request.app.state).catalog.rename_subject(subject_id, data.name)
+        view, position = catalog.rename_subject(subject_id, data.name)
         return command(request, subject_out(view), position)
 
     @delete("/{subject_id:uuid}", status_code=200, sync_to_thread=True)
-    def retire(self, request: Request[Any, Any, Any], subject_id: UUID) -> Response[SubjectOut]:
+    def retire(self, request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID) -> Response[SubjectOut]:
         """Retire a subject (kept in history and on past bookings)."""
-        view, position = services(request.app.state).catalog.retire_subject(subject_id)
+        view, position = catalog.retire_subject(subject_id)
         return command(request, subject_out(view), position)

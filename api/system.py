@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, put
+from litestar import Controller, Response, delete, get, put
 from litestar.openapi.datastructures import ResponseSpec
 
-from api.deps import services
 from api.guards import ADMIN, BEARER
 from api.schemas.identity import (
     HealthOut,
@@ -21,6 +20,7 @@ from api.schemas.identity import (
     TestClockOut,
 )
 from api.services import Services, connect_check
+from application.clock import Clock
 from domain.errors import NotFound
 from projections import generations
 
@@ -43,15 +43,14 @@ async def healthz() -> HealthOut:
     sync_to_thread=True,
     responses={503: ResponseSpec(ReadinessOut, description="Not ready: what is unreachable (the same shape)")},
 )
-def readyz(request: Request[Any, Any, Any]) -> Response[ReadinessOut]:
+def readyz(services: Services) -> Response[ReadinessOut]:
     """Store, broker and storage reachable; projection lag per projection, and each projection held back by an
     event it cannot apply (position, event, error)."""
-    svc = services(request.app.state)
-    dsn = svc.settings.database_url
-    storage = svc.extras.get("storage_check")
+    dsn = services.settings.database_url
+    storage = services.extras.get("storage_check")
     checks = ReadinessChecks(
         store=_reachable(lambda: connect_check(dsn)),
-        broker=_reachable(svc.redis.ping),
+        broker=_reachable(services.redis.ping),
         storage=_reachable(storage) if storage is not None else "not configured",
     )
     lag: dict[str, int] = {}
@@ -84,23 +83,20 @@ class TestClockController(Controller):
     security = BEARER
 
     @put("/", sync_to_thread=True)
-    def set_clock(self, request: Request[Any, Any, Any], data: ClockIn) -> TestClockOut:
+    def set_clock(self, clock: Clock, data: ClockIn) -> TestClockOut:
         """Set the server's notion of now."""
-        svc = _test_clock(request)
-        svc.clock.set(data.now if data.now.tzinfo else data.now.replace(tzinfo=UTC))
-        return TestClockOut(svc.clock.now(), test_clock=True)
+        _enabled(clock).set(data.now if data.now.tzinfo else data.now.replace(tzinfo=UTC))
+        return TestClockOut(clock.now(), test_clock=True)
 
     @delete("/", status_code=200, sync_to_thread=True)
-    def reset_clock(self, request: Request[Any, Any, Any]) -> TestClockOut:
+    def reset_clock(self, clock: Clock) -> TestClockOut:
         """Return to real time."""
-        svc = _test_clock(request)
-        svc.clock.reset()
-        return TestClockOut(svc.clock.now(), test_clock=False)
+        _enabled(clock).reset()
+        return TestClockOut(clock.now(), test_clock=False)
 
 
-def _test_clock(request: Request[Any, Any, Any]) -> Services:
-    """The services, when the test clock is enabled (404 otherwise: the route does not exist)."""
-    svc = services(request.app.state)
-    if not svc.clock.enabled:
+def _enabled(clock: Clock) -> Clock:
+    """The clock, when the test clock is enabled (404 otherwise: the route does not exist)."""
+    if not clock.enabled:
         raise NotFound("the test clock is not enabled")
-    return svc
+    return clock

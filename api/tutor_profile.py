@@ -8,7 +8,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 
-from api.deps import caller, command, query, reading, services
+from api.deps import command, query, reading
 from api.guards import BEARER, TUTOR
 from api.schemas.tutoring import (
     TutorDocumentOut,
@@ -19,7 +19,8 @@ from api.schemas.tutoring import (
     tutor_document_upload_out,
     tutor_profile_out,
 )
-from application.tutoring import profile_view
+from application.identity import Account
+from application.tutoring import Tutoring, profile_view
 
 
 class MoneyIn(msgspec.Struct):
@@ -58,48 +59,50 @@ class TutorProfileController(Controller):
     security = BEARER
 
     @get("/profile", sync_to_thread=True)
-    def get_profile(self, request: Request[Any, Any, Any]) -> TutorProfileOut:
+    def get_profile(self, request: Request[Account, Any, Any], tutoring: Tutoring) -> TutorProfileOut:
         """The caller's profile with status and completeness."""
-        actor = caller(request)
-        return tutor_profile_out(profile_view(services(request.app.state).tutoring.profile(actor.user_id)))
+        actor = request.user
+        return tutor_profile_out(profile_view(tutoring.profile(actor.user_id)))
 
     @patch("/profile", sync_to_thread=True)
-    def update_profile(self, request: Request[Any, Any, Any], data: TutorProfilePatch) -> Response[TutorProfileOut]:
+    def update_profile(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, data: TutorProfilePatch
+    ) -> Response[TutorProfileOut]:
         """Fill or change any builder step."""
-        actor = caller(request)
+        actor = request.user
         body = msgspec.to_builtins({k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET})
-        view, position = services(request.app.state).tutoring.update_profile(actor, body)
+        view, position = tutoring.update_profile(actor, body)
         return command(request, tutor_profile_out(view), position)
 
     @post("/profile/submit", status_code=200, sync_to_thread=True)
-    def submit(self, request: Request[Any, Any, Any]) -> Response[TutorProfileOut]:
+    def submit(self, request: Request[Account, Any, Any], tutoring: Tutoring) -> Response[TutorProfileOut]:
         """Send a draft or rejected profile (>= 80 % complete) for approval."""
-        actor = caller(request)
-        view, position = services(request.app.state).tutoring.submit(actor)
+        actor = request.user
+        view, position = tutoring.submit(actor)
         return command(request, tutor_profile_out(view), position)
 
     @post("/documents", status_code=201, sync_to_thread=True)
-    def request_document(self, request: Request[Any, Any, Any], data: DocumentIn) -> Response[TutorDocumentUploadOut]:
+    def request_document(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, data: DocumentIn
+    ) -> Response[TutorDocumentUploadOut]:
         """A presigned upload URL for a pdf, jpeg or png of at most 10 MB."""
-        actor = caller(request)
-        doc, url, expires_at, position = services(request.app.state).tutoring.request_document(
-            actor, data.filename, data.content_type, data.size
-        )
+        actor = request.user
+        doc, url, expires_at, position = tutoring.request_document(actor, data.filename, data.content_type, data.size)
         return command(request, tutor_document_upload_out(doc, url, expires_at), position, 201)
 
     @post("/documents/{document_id:uuid}/complete", status_code=200, sync_to_thread=True)
-    def complete_document(self, request: Request[Any, Any, Any], document_id: UUID) -> Response[TutorDocumentOut]:
+    def complete_document(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, document_id: UUID
+    ) -> Response[TutorDocumentOut]:
         """Check the uploaded object and count the document."""
-        actor = caller(request)
-        tutoring = services(request.app.state).tutoring
+        actor = request.user
         doc, position = tutoring.complete_document(actor, document_id)
         return command(request, tutor_document_out(doc, tutoring), position)
 
     @get("/documents", sync_to_thread=True)
-    def list_documents(self, request: Request[Any, Any, Any]) -> Response[TutorDocumentPage]:
+    def list_documents(self, request: Request[Account, Any, Any], tutoring: Tutoring) -> Response[TutorDocumentPage]:
         """The caller's documents with presigned download URLs (pending ones without)."""
-        actor = caller(request)
-        tutoring = services(request.app.state).tutoring
+        actor = request.user
         with reading(request, ("tutors",), actor) as (conn, pos):
             row = conn.execute("SELECT documents FROM tutors WHERE tutor_id = %s", (actor.user_id,)).fetchone()
         docs = [tutor_document_out(d, tutoring) for d in (row["documents"] if row else [])]

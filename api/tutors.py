@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import caller, command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services
 from api.guards import ADMIN, BEARER
 from api.params import instant
 from api.schemas.tutoring import (
@@ -24,6 +24,9 @@ from api.schemas.tutoring import (
     tutor_profile_out,
     tutor_queue_item_out,
 )
+from application.clock import Clock
+from application.identity import Account
+from application.tutoring import Tutoring
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
 from projections.schedule import next_slots, slots_for
@@ -100,9 +103,9 @@ class PublicTutorsController(Controller):
         return query(PublicTutorPage(items=items, next_cursor=next_cursor), found.position)
 
     @get("/{tutor_id:uuid}", sync_to_thread=True)
-    def detail(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[TutorDetailOut]:
+    def detail(self, request: Request[Any, Any, Any], clock: Clock, tutor_id: UUID) -> Response[TutorDetailOut]:
         """A listed tutor's public profile with experience and next free slots."""
-        now = services(request.app.state).clock.now()
+        now = clock.now()
         with reading(request, ("tutors", "bookings")) as (conn, pos):
             row = conn.execute(
                 f"SELECT {PUBLIC_COLS} FROM tutors t WHERE tutor_id = %s AND listed", (tutor_id,)
@@ -120,7 +123,7 @@ class PublicTutorsController(Controller):
 
     @get("/{tutor_id:uuid}/slots", sync_to_thread=True)
     def slots(
-        self, request: Request[Any, Any, Any], tutor_id: UUID, duration_minutes: int = 60
+        self, request: Request[Any, Any, Any], clock: Clock, tutor_id: UUID, duration_minutes: int = 60
     ) -> Response[TutorSlotList]:
         """Bookable start times in [from, to) (at most 31 days) for a 30/60/90/120-minute lesson."""
         if duration_minutes not in (30, 60, 90, 120):
@@ -131,7 +134,7 @@ class PublicTutorsController(Controller):
             raise ValidationFailed([("from", "from and to are required")])
         if to <= frm or to - frm > timedelta(days=31):
             raise ValidationFailed([("to", "after from, at most 31 days later")])
-        now = services(request.app.state).clock.now()
+        now = clock.now()
         with reading(request, ("tutors", "bookings")) as (conn, pos):
             row = conn.execute(
                 "SELECT availability, min_notice_minutes FROM tutors WHERE tutor_id = %s AND listed",
@@ -170,13 +173,14 @@ class AdminTutorsController(Controller):
     @get("/", sync_to_thread=True)
     def queue(
         self,
-        request: Request[Any, Any, Any],
+        request: Request[Account, Any, Any],
+        tutoring: Tutoring,
         status: str = "pending_approval",
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Response[TutorQueuePage]:
         """Tutors by status (default: the approval queue, oldest submission first), with their documents."""
-        actor = caller(request)
+        actor = request.user
         if status not in ("draft", "pending_approval", "approved", "rejected", "suspended"):
             raise ValidationFailed([("status", "a tutor profile status")])
         n = limit_of(limit)
@@ -193,7 +197,6 @@ class AdminTutorsController(Controller):
                 " ORDER BY coalesce(submitted_at, 'epoch'::timestamptz), tutor_id LIMIT %s",
                 (*params, n + 1),
             ).fetchall()
-        tutoring = services(request.app.state).tutoring
         items = [tutor_queue_item_out(r, tutoring) for r in rows[:n]]
         last = rows[n - 1] if len(rows) > n else None
         next_cursor = (
@@ -206,27 +209,33 @@ class AdminTutorsController(Controller):
         return query(TutorQueuePage(items=items, next_cursor=next_cursor), pos)
 
     def _decide(
-        self, request: Request[Any, Any, Any], tutor_id: UUID, action: str, text: str = ""
+        self, request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID, action: str, text: str = ""
     ) -> Response[TutorProfileOut]:
-        view, position = services(request.app.state).tutoring.decide(tutor_id, action, text)
+        view, position = tutoring.decide(tutor_id, action, text)
         return command(request, tutor_profile_out(view), position)
 
     @post("/{tutor_id:uuid}/approve", status_code=200, sync_to_thread=True)
-    def approve(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[TutorProfileOut]:
+    def approve(self, request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID) -> Response[TutorProfileOut]:
         """Approve a pending profile."""
-        return self._decide(request, tutor_id, "approve")
+        return self._decide(request, tutoring, tutor_id, "approve")
 
     @post("/{tutor_id:uuid}/reject", status_code=200, sync_to_thread=True)
-    def reject(self, request: Request[Any, Any, Any], tutor_id: UUID, data: Decision) -> Response[TutorProfileOut]:
+    def reject(
+        self, request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID, data: Decision
+    ) -> Response[TutorProfileOut]:
         """Reject a pending profile with feedback."""
-        return self._decide(request, tutor_id, "reject", data.feedback)
+        return self._decide(request, tutoring, tutor_id, "reject", data.feedback)
 
     @post("/{tutor_id:uuid}/suspend", status_code=200, sync_to_thread=True)
-    def suspend(self, request: Request[Any, Any, Any], tutor_id: UUID, data: Decision) -> Response[TutorProfileOut]:
+    def suspend(
+        self, request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID, data: Decision
+    ) -> Response[TutorProfileOut]:
         """Hide an approved tutor from search and booking."""
-        return self._decide(request, tutor_id, "suspend", data.reason)
+        return self._decide(request, tutoring, tutor_id, "suspend", data.reason)
 
     @post("/{tutor_id:uuid}/reinstate", status_code=200, sync_to_thread=True)
-    def reinstate(self, request: Request[Any, Any, Any], tutor_id: UUID) -> Response[TutorProfileOut]:
+    def reinstate(
+        self, request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID
+    ) -> Response[TutorProfileOut]:
         """Undo a suspension."""
-        return self._decide(request, tutor_id, "reinstate")
+        return self._decide(request, tutoring, tutor_id, "reinstate")
