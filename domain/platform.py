@@ -7,6 +7,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.booking import Policy
 from domain.errors import ValidationFailed
 from domain.ids import derived_id
 
@@ -24,6 +25,7 @@ PACKAGE_SIZES = (1, 5, 10, 20)
 _BPS = ("commission_bps", "late_cancel_refund_bps", "no_show_refund_bps")
 _HOURS = {"cancellation_window_hours": 24 * 14, "pending_expiry_hours": 24 * 14, "auto_complete_hours": 24 * 14}
 SETTINGS_ID: UUID = derived_id("platform-settings", "global")
+DEFAULT_POLICY = Policy.of(DEFAULTS)  # what a booking keeps before anyone changed the settings
 
 
 def check(changes: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +68,7 @@ class PlatformSettings(Aggregate):
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = dict(values)
         self.settings_version = 1
+        self.booking_policy = Policy.of(self.values)  # built once per version: every booking request keeps it
 
     @staticmethod
     def create_id(values: dict[str, Any]) -> UUID:
@@ -88,6 +91,7 @@ class PlatformSettings(Aggregate):
     def _changed(self, changes: dict[str, Any], settings_version: int) -> None:
         self.values.update(changes)
         self.settings_version = settings_version
+        self.booking_policy = Policy.of(self.values)
 
     def view(self) -> dict[str, Any]:
         """The contract's settings shape."""
