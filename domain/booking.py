@@ -8,7 +8,6 @@ same transaction by the application."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -19,6 +18,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import DomainError, Forbidden, ValidationFailed, WrongStatus
 from domain.ids import derived_id
 from domain.money import bps_of
+from domain.platform import TIMING_HOURS, Policy
 
 
 class BookingStatus(StrEnum):
@@ -36,35 +36,6 @@ class BookingStatus(StrEnum):
 DURATIONS = (30, 60, 90, 120)
 ACTIVE = (BookingStatus.PENDING, BookingStatus.CONFIRMED)
 NO_SHOW_AFTER = timedelta(minutes=10)
-TIMING_HOURS = 24  # the timings of requests recorded before bookings kept them
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    """The platform settings in force when a booking was requested, kept whatever changes later: the terms shown
-    to both parties, then the timings of the sweeps (not shown).
-
-    `Booking.Requested` records it as a JSON object of these fields in this order (the shape bookings always had);
-    a request recorded before the timings were kept reads back with the defaults."""
-
-    cancellation_window_hours: int
-    late_cancel_refund_bps: int
-    no_show_refund_bps: int
-    commission_bps: int
-    pending_expiry_hours: int = TIMING_HOURS
-    auto_complete_hours: int = TIMING_HOURS
-
-    @classmethod
-    def of(cls, values: Mapping[str, Any]) -> Policy:
-        """The part of a settings version's values (or of a recorded policy object) that a booking keeps."""
-        return cls(
-            cancellation_window_hours=int(values["cancellation_window_hours"]),
-            late_cancel_refund_bps=int(values["late_cancel_refund_bps"]),
-            no_show_refund_bps=int(values["no_show_refund_bps"]),
-            commission_bps=int(values["commission_bps"]),
-            pending_expiry_hours=int(values.get("pending_expiry_hours", TIMING_HOURS)),
-            auto_complete_hours=int(values.get("auto_complete_hours", TIMING_HOURS)),
-        )
 
 
 def _timing(policy: Policy | Mapping[str, Any], name: str) -> timedelta:

@@ -11,7 +11,8 @@ from uuid import UUID
 import msgspec
 
 from api.schemas.common import ReviewResponseOut
-from domain.booking import Booking, Policy
+from domain.booking import Booking
+from domain.platform import Policy
 
 BookingStatus = Literal["pending", "confirmed", "declined", "expired", "cancelled", "completed", "no_show"]
 

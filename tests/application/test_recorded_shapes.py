@@ -14,9 +14,9 @@ from eventsourcing.persistence import StoredEvent
 
 from application.clock import Clock
 from application.store import MetaMapper, MsgspecTranscoder
-from domain.booking import Booking, BookingStatus, Policy
+from domain.booking import Booking, BookingStatus
 from domain.credits import CreditAccount, HoldState, Lot, LotState, Part
-from domain.platform import DEFAULT_POLICY, PlatformSettings
+from domain.platform import DEFAULT_POLICY, PlatformSettings, Policy
 
 S, T, SUB = UUID(int=1), UUID(int=2), UUID(int=3)
 T0 = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)

@@ -18,9 +18,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from domain.booking import NO_SHOW_AFTER, Booking, Policy
+from domain.booking import NO_SHOW_AFTER, Booking
 from domain.errors import DomainError, Forbidden, WrongStatus
 from domain.money import bps_of
+from domain.platform import Policy
 
 NOW = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
 POLICY = Policy(
