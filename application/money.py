@@ -16,7 +16,7 @@ from application.identity import Account
 from application.settings import Settings
 from application.settlement import Settlement
 from application.store import EventStoreApp, Loaded
-from domain.credits import CreditAccount
+from domain.credits import CreditAccount, HoldState
 from domain.errors import DomainError, NotFound
 from domain.payouts import TutorPayouts
 from domain.platform import SETTINGS_ID, PlatformSettings
@@ -281,9 +281,9 @@ class Money(EventStoreApp):
         p = self._purchase(purchase_id)
         account = self.settlement.account(p.student_id)
         lot = account.lots.get(str(p.id))
-        if lot is None or lot["value_remaining"] <= 0 or lot["minutes_remaining"] <= 0:
+        if lot is None or lot.value_remaining <= 0 or lot.minutes_remaining <= 0:
             raise NothingToRefund("nothing left to refund")
-        value = lot["value_remaining"]
+        value = lot.value_remaining
         try:
             refund = self.stripe.refunds.create(params={"payment_intent": p.payment_intent_id, "amount": value})
         except stripe.StripeError as e:
@@ -336,7 +336,7 @@ class Money(EventStoreApp):
         return self.command(hold, changes=[account_id], attempts=20)
 
     def resolve(
-        self, student_id: UUID, booking_id: str, capture_minutes: int, outcome: str
+        self, student_id: UUID, booking_id: str, capture_minutes: int, outcome: HoldState
     ) -> tuple[dict[str, Any], int]:
         """Capture part of a hold (tutor net + commission) and release the rest, exactly once."""
 

@@ -19,12 +19,12 @@ from application.identity import Account
 from application.settings import Settings
 from application.settlement import Settlement
 from application.store import EventStoreApp, Loaded
-from domain.booking import POLICY_KEYS, POLICY_TIMINGS, Booking, BookingConflict, Calendar, weeks_between
-from domain.credits import CreditAccount
+from domain.booking import Booking, BookingConflict, Calendar, weeks_between
+from domain.credits import CreditAccount, HoldState
 from domain.errors import ConcurrencyConflict, NotFound
 from domain.inbox import Inbox
 from domain.messaging import Thread, thread_id_for
-from domain.platform import DEFAULTS, SETTINGS_ID, PlatformSettings
+from domain.platform import DEFAULT_POLICY, SETTINGS_ID, PlatformSettings
 from domain.subject import Subject
 from domain.tutor import TutorNotBookable, TutorProfile
 
@@ -83,8 +83,7 @@ class Scheduling(EventStoreApp):
             now = self.now()
             tutor.check_time(start, minutes, now)
             settings = got.get(PlatformSettings, SETTINGS_ID)
-            values, version = (settings.values, settings.settings_version) if settings else (DEFAULTS, 1)
-            policy = {k: values[k] for k in (*POLICY_KEYS, *POLICY_TIMINGS)}
+            policy, version = (settings.booking_policy, settings.settings_version) if settings else (DEFAULT_POLICY, 1)
             booking = Booking.request(actor.user_id, tutor_id, subject_id, start, minutes, note, policy, version, now)
             calendars = [
                 got.get(Calendar, cid) or Calendar(tutor_id=tutor_id, week=w)
@@ -93,7 +92,7 @@ class Scheduling(EventStoreApp):
             for c in calendars:
                 c.reserve(str(booking.id), start, booking.end)
             account = got.get(CreditAccount, account_id) or CreditAccount(student_id=actor.user_id)
-            account.hold(str(booking.id), str(tutor_id), minutes, now, int(policy["commission_bps"]))
+            account.hold(str(booking.id), str(tutor_id), minutes, now, policy.commission_bps)
             extra: list[Any] = []
             if tutor.auto_confirm and start - now > AUTO_CONFIRM_AFTER:
                 booking.confirm(None, auto=True)
@@ -135,7 +134,7 @@ class Scheduling(EventStoreApp):
 
         def step(b: Booking, now: datetime) -> list[Any]:
             b.decline(actor.user_id)
-            return self._release(b, capture=0, outcome="released")
+            return self._release(b, capture=0, outcome=HoldState.RELEASED)
 
         return self._change(booking_id, actor, step)
 
@@ -145,7 +144,7 @@ class Scheduling(EventStoreApp):
         def step(b: Booking, now: datetime) -> list[Any] | None:
             if not b.expire(now):
                 return None
-            return self._release(b, capture=0, outcome="released")
+            return self._release(b, capture=0, outcome=HoldState.RELEASED)
 
         return self._change(booking_id, None, step)
 
@@ -155,7 +154,7 @@ class Scheduling(EventStoreApp):
 
         def step(b: Booking, now: datetime) -> list[Any]:
             _, forfeited = b.cancel(actor.user_id, reason, now)
-            return self._release(b, capture=forfeited, outcome="cancelled")
+            return self._release(b, capture=forfeited, outcome=HoldState.CANCELLED)
 
         return self._change(booking_id, actor, step)
 
@@ -166,7 +165,7 @@ class Scheduling(EventStoreApp):
         def step(b: Booking, now: datetime) -> list[Any] | None:
             if not b.withdraw(reason, now):
                 return None
-            return self._release(b, capture=0, outcome="released")
+            return self._release(b, capture=0, outcome=HoldState.RELEASED)
 
         return self._change(booking_id, None, step)
 
@@ -176,7 +175,7 @@ class Scheduling(EventStoreApp):
 
         def step(b: Booking, now: datetime) -> list[Any]:
             b.complete(actor.user_id if actor else None, now, auto=actor is None)
-            return self._settle(b, capture=b.duration_minutes, outcome="captured")
+            return self._settle(b, capture=b.duration_minutes, outcome=HoldState.CAPTURED)
 
         return self._change(booking_id, actor, step)
 
@@ -185,7 +184,7 @@ class Scheduling(EventStoreApp):
 
         def step(b: Booking, now: datetime) -> list[Any]:
             refund = b.no_show(actor.user_id, now)
-            return self._release(b, capture=b.duration_minutes - refund, outcome="no_show")
+            return self._release(b, capture=b.duration_minutes - refund, outcome=HoldState.NO_SHOW)
 
         return self._change(booking_id, actor, step)
 
@@ -260,16 +259,17 @@ class Scheduling(EventStoreApp):
         t.unlock_contacts()
         return t
 
-    def _release(self, b: Booking, capture: int, outcome: str) -> list[Any]:
+    def _release(self, b: Booking, capture: int, outcome: HoldState) -> list[Any]:
         """Free the calendar and settle the hold (capture `capture` minutes, release the rest)."""
         cals = self._calendars(b.tutor_id, b.start, b.end)
         for c in cals:
             c.release(str(b.id))
         return [*cals, *self._settle(b, capture, outcome)]
 
-    def _settle(self, b: Booking, capture: int, outcome: str) -> list[Any]:
+    def _settle(self, b: Booking, capture: int, outcome: HoldState) -> list[Any]:
         account = self.settlement.account(b.student_id)
-        if str(b.id) not in account.holds or account.holds[str(b.id)]["state"] != "open":
+        hold = account.holds.get(str(b.id))
+        if hold is None or hold.state is not HoldState.OPEN:
             return []
         _, payouts = self.settlement.settle(account, str(b.id), capture, outcome)
         return [account, payouts] if payouts else [account]

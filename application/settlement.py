@@ -10,7 +10,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from application.store import EventStoreApp
-from domain.credits import CreditAccount
+from domain.credits import CreditAccount, HoldState
 from domain.payouts import TutorPayouts
 
 
@@ -37,13 +37,13 @@ class Settlement:
         return found if isinstance(found, TutorPayouts) else TutorPayouts(tutor_id=tutor_id)
 
     def settle(
-        self, account: CreditAccount, booking_id: str, capture_minutes: int, outcome: str
+        self, account: CreditAccount, booking_id: str, capture_minutes: int, outcome: HoldState
     ) -> tuple[dict[str, Any], TutorPayouts | None]:
         """Resolve a hold on a loaded account; the tutor's earning accrues on their payouts stream, returned to be
         saved with the account (None when the tutor earns nothing)."""
         result = account.resolve(booking_id, capture_minutes, outcome)
         if result["tutor_net"] <= 0:
             return result, None
-        payouts = self.payouts(UUID(account.holds[booking_id]["tutor_id"]))
+        payouts = self.payouts(UUID(account.holds[booking_id].tutor_id))
         payouts.accrue(booking_id, result["tutor_net"], result["currency"])
         return result, payouts

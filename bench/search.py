@@ -223,12 +223,11 @@ def copy_events(dsn: str, rows: Sequence[tuple[Any, ...]], vacuum: bool = True) 
             conn.execute("VACUUM ANALYZE tutorconnect_events")
 
 
-def policy() -> dict[str, Any]:
+def policy() -> Any:
     """The booking policy snapshot the app records with a booking (platform defaults)."""
-    from domain.booking import POLICY_KEYS, POLICY_TIMINGS
-    from domain.platform import DEFAULTS
+    from domain.platform import DEFAULT_POLICY
 
-    return {k: DEFAULTS[k] for k in (*POLICY_KEYS, *POLICY_TIMINGS)}
+    return DEFAULT_POLICY
 
 
 def make_subjects(log: LogBuilder) -> list[dict[str, Any]]:

@@ -7,7 +7,9 @@ same transaction by the application."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -16,24 +18,40 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import DomainError, Forbidden, ValidationFailed, WrongStatus
 from domain.ids import derived_id
 from domain.money import bps_of
+from domain.platform import TIMING_HOURS, Policy
+
+
+class BookingStatus(StrEnum):
+    """Where a booking is in its lifecycle (equal to the strings the read models and the contract use)."""
+
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+    NO_SHOW = "no_show"
+
 
 DURATIONS = (30, 60, 90, 120)
-ACTIVE = ("pending", "confirmed")
+ACTIVE = (BookingStatus.PENDING, BookingStatus.CONFIRMED)
 NO_SHOW_AFTER = timedelta(minutes=10)
-# The platform settings a booking keeps from when it was requested (shown to both parties), and the timings it also
-# keeps for the sweeps (not shown)
-POLICY_KEYS = ("cancellation_window_hours", "late_cancel_refund_bps", "no_show_refund_bps", "commission_bps")
-POLICY_TIMINGS = ("pending_expiry_hours", "auto_complete_hours")
 
 
-def lapses_at(requested_at: datetime, start: datetime, policy: dict[str, Any]) -> datetime:
-    """When an unanswered request lapses: its pending expiry after the request, or its start if sooner."""
-    return min(requested_at + timedelta(hours=int(policy.get("pending_expiry_hours", 24))), start)
+def _timing(policy: Policy | Mapping[str, Any], name: str) -> timedelta:
+    hours = getattr(policy, name) if isinstance(policy, Policy) else policy.get(name, TIMING_HOURS)
+    return timedelta(hours=int(hours))
 
 
-def completes_by_itself_at(end: datetime, policy: dict[str, Any]) -> datetime:
+def lapses_at(requested_at: datetime, start: datetime, policy: Policy | Mapping[str, Any]) -> datetime:
+    """When an unanswered request lapses: its pending expiry after the request, or its start if sooner (`policy` as
+    the booking keeps it, or as the read models copy it from the event)."""
+    return min(requested_at + _timing(policy, "pending_expiry_hours"), start)
+
+
+def completes_by_itself_at(end: datetime, policy: Policy | Mapping[str, Any]) -> datetime:
     """When a confirmed lesson nobody marked completes by itself: its auto-complete delay after its end."""
-    return end + timedelta(hours=int(policy.get("auto_complete_hours", 24)))
+    return end + _timing(policy, "auto_complete_hours")
 
 
 class BookingConflict(DomainError):
@@ -61,7 +79,7 @@ class Booking(Aggregate):
         end: datetime,
         duration_minutes: int,
         note: str,
-        policy: dict[str, Any],
+        policy: Policy,
         settings_version: int,
         requested_at: datetime,
     ) -> None:
@@ -75,7 +93,7 @@ class Booking(Aggregate):
         self.policy = policy
         self.settings_version = settings_version
         self.requested_at = requested_at
-        self.status = "pending"
+        self.status = BookingStatus.PENDING
         self.pending_reschedule: dict[str, Any] | None = None
         self.review: dict[str, Any] | None = None
         self.review_response: dict[str, Any] | None = None
@@ -91,7 +109,7 @@ class Booking(Aggregate):
         start: datetime,
         duration_minutes: int,
         note: str,
-        policy: dict[str, Any],
+        policy: Policy,
         settings_version: int,
         now: datetime,
     ) -> Booking:
@@ -118,45 +136,46 @@ class Booking(Aggregate):
         if len(note) > 2000:
             raise ValidationFailed([("note", "at most 2000 characters")])
 
-    def _party(self, actor_id: UUID) -> str:
+    def _party(self, actor_id: UUID | None) -> str:
+        """The actor's side of the booking (the platform, None, is neither)."""
         if actor_id == self.student_id:
             return "student"
         if actor_id == self.tutor_id:
             return "tutor"
         raise Forbidden("not a participant of this booking")
 
-    def _need(self, *statuses: str) -> None:
+    def _need(self, *statuses: BookingStatus) -> None:
         if self.status not in statuses:
             raise WrongStatus(f"booking is {self.status}")
 
     def confirm(self, actor_id: UUID | None, auto: bool = False, now: datetime | None = None) -> None:
         """The tutor (or auto-confirm) accepts a pending request, not once it has lapsed (even if the sweep that
         records the expiry has not run yet)."""
-        if not auto and self._party(actor_id) != "tutor":  # type: ignore[arg-type]
+        if not auto and self._party(actor_id) != "tutor":
             raise Forbidden("only the tutor confirms")
-        self._need("pending")
+        self._need(BookingStatus.PENDING)
         if now is not None and now >= self.expires_at:
             raise WrongStatus("the request has expired")
         self._confirmed(auto=auto)
 
     @event("Confirmed")
     def _confirmed(self, auto: bool) -> None:
-        self.status = "confirmed"
+        self.status = BookingStatus.CONFIRMED
 
     def decline(self, actor_id: UUID) -> None:
         """The tutor turns a pending request down (the hold is released)."""
         if self._party(actor_id) != "tutor":
             raise Forbidden("only the tutor declines")
-        self._need("pending")
+        self._need(BookingStatus.PENDING)
         self._declined()
 
     @event("Declined")
     def _declined(self) -> None:
-        self.status = "declined"
+        self.status = BookingStatus.DECLINED
 
     def expire(self, now: datetime) -> bool:
         """An unanswered request lapses at requested_at + pending expiry or at its start (whichever first)."""
-        if self.status != "pending" or now < self.expires_at:
+        if self.status is not BookingStatus.PENDING or now < self.expires_at:
             return False
         self._expired()
         return True
@@ -173,7 +192,7 @@ class Booking(Aggregate):
 
     @event("Expired")
     def _expired(self) -> None:
-        self.status = "expired"
+        self.status = BookingStatus.EXPIRED
 
     def cancellation_terms(self, actor_id: UUID, now: datetime) -> tuple[str, int]:
         """(who cancels, minutes to refund): early or tutor cancellations refund all, late ones the policy share."""
@@ -182,11 +201,10 @@ class Booking(Aggregate):
         if party == "student" and now >= self.start:
             raise WrongStatus("the lesson has started: it is completed or marked a no-show, not cancelled")
         total = self.duration_minutes
-        window = timedelta(hours=int(self.policy["cancellation_window_hours"]))
+        window = timedelta(hours=self.policy.cancellation_window_hours)
         if party == "tutor" or self.start - now > window:
             return party, total
-        bps = int(self.policy["late_cancel_refund_bps"])
-        return party, bps_of(total, bps)
+        return party, bps_of(total, self.policy.late_cancel_refund_bps)
 
     def cancel(self, actor_id: UUID, reason: str, now: datetime) -> tuple[int, int]:
         """Cancel a pending or confirmed booking; returns (refunded, forfeited) minutes."""
@@ -208,7 +226,7 @@ class Booking(Aggregate):
 
     @event("Cancelled")
     def _cancelled(self, by: str, reason: str, refunded_minutes: int, forfeited_minutes: int) -> None:
-        self.status = "cancelled"
+        self.status = BookingStatus.CANCELLED
         self.pending_reschedule = None
         self.refunded_minutes = refunded_minutes
         self.forfeited_minutes = forfeited_minutes
@@ -216,7 +234,7 @@ class Booking(Aggregate):
     def propose(self, actor_id: UUID, start: datetime) -> None:
         """Either party proposes a new time for a confirmed booking."""
         party = self._party(actor_id)
-        self._need("confirmed")
+        self._need(BookingStatus.CONFIRMED)
         if start == self.start:
             raise ValidationFailed([("start", "that is the current time")])
         self._proposed(start=start, end=start + timedelta(minutes=self.duration_minutes), proposed_by=party)
@@ -228,7 +246,7 @@ class Booking(Aggregate):
     def answer_reschedule(self, actor_id: UUID, accept: bool) -> dict[str, Any]:
         """The other party accepts (the booking moves) or rejects a proposal; returns the proposal."""
         party = self._party(actor_id)
-        self._need("confirmed")
+        self._need(BookingStatus.CONFIRMED)
         proposal = self.pending_reschedule
         if proposal is None:
             raise WrongStatus("no reschedule proposal is pending")
@@ -252,9 +270,9 @@ class Booking(Aggregate):
 
     def complete(self, actor_id: UUID | None, now: datetime, auto: bool = False) -> None:
         """The lesson happened: the tutor marks it after the end, or it completes by itself later."""
-        if not auto and self._party(actor_id) != "tutor":  # type: ignore[arg-type]
+        if not auto and self._party(actor_id) != "tutor":
             raise Forbidden("only the tutor completes")
-        self._need("confirmed")
+        self._need(BookingStatus.CONFIRMED)
         if now < self.end:
             raise WrongStatus("the lesson has not ended yet")
         if auto and now < self.completes_at:
@@ -263,23 +281,23 @@ class Booking(Aggregate):
 
     @event("Completed")
     def _completed(self, auto: bool) -> None:
-        self.status = "completed"
+        self.status = BookingStatus.COMPLETED
         self.pending_reschedule = None
 
     def no_show(self, actor_id: UUID, now: datetime) -> int:
         """The tutor marks the student absent from start + 10 min; returns the minutes refunded by policy."""
         if self._party(actor_id) != "tutor":
             raise Forbidden("only the tutor marks a no-show")
-        self._need("confirmed")
+        self._need(BookingStatus.CONFIRMED)
         if now < self.start + NO_SHOW_AFTER:
             raise WrongStatus("a no-show can be marked from 10 minutes after the start")
-        refund = bps_of(self.duration_minutes, int(self.policy["no_show_refund_bps"]))
+        refund = bps_of(self.duration_minutes, self.policy.no_show_refund_bps)
         self._no_show(refunded_minutes=refund, forfeited_minutes=self.duration_minutes - refund)
         return refund
 
     @event("NoShowMarked")
     def _no_show(self, refunded_minutes: int, forfeited_minutes: int) -> None:
-        self.status = "no_show"
+        self.status = BookingStatus.NO_SHOW
         self.refunded_minutes = refunded_minutes
         self.forfeited_minutes = forfeited_minutes
 
@@ -287,7 +305,7 @@ class Booking(Aggregate):
         """The student reviews a completed booking once; reviews are immutable."""
         if self._party(actor_id) != "student":
             raise Forbidden("only the student reviews")
-        self._need("completed")
+        self._need(BookingStatus.COMPLETED)
         if self.review is not None:
             raise WrongStatus("this booking is already reviewed")
         if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:

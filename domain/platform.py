@@ -1,7 +1,9 @@
-"""Platform context: versioned policy values; every booking records the version it was made under."""
+"""Platform context: versioned policy values, and the Policy a booking keeps from the version it was made under."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -24,6 +26,38 @@ PACKAGE_SIZES = (1, 5, 10, 20)
 _BPS = ("commission_bps", "late_cancel_refund_bps", "no_show_refund_bps")
 _HOURS = {"cancellation_window_hours": 24 * 14, "pending_expiry_hours": 24 * 14, "auto_complete_hours": 24 * 14}
 SETTINGS_ID: UUID = derived_id("platform-settings", "global")
+TIMING_HOURS = 24  # the timings of requests recorded before bookings kept them
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """The platform settings in force when a booking was requested, kept whatever changes later: the terms shown
+    to both parties, then the timings of the sweeps (not shown).
+
+    `Booking.Requested` records it as a JSON object of these fields in this order (the shape bookings always had);
+    a request recorded before the timings were kept reads back with the defaults."""
+
+    cancellation_window_hours: int
+    late_cancel_refund_bps: int
+    no_show_refund_bps: int
+    commission_bps: int
+    pending_expiry_hours: int = TIMING_HOURS
+    auto_complete_hours: int = TIMING_HOURS
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> Policy:
+        """The part of a settings version's values (or of a recorded policy object) that a booking keeps."""
+        return cls(
+            cancellation_window_hours=int(values["cancellation_window_hours"]),
+            late_cancel_refund_bps=int(values["late_cancel_refund_bps"]),
+            no_show_refund_bps=int(values["no_show_refund_bps"]),
+            commission_bps=int(values["commission_bps"]),
+            pending_expiry_hours=int(values.get("pending_expiry_hours", TIMING_HOURS)),
+            auto_complete_hours=int(values.get("auto_complete_hours", TIMING_HOURS)),
+        )
+
+
+DEFAULT_POLICY = Policy.of(DEFAULTS)  # what a booking keeps before anyone changed the settings
 
 
 def check(changes: dict[str, Any]) -> dict[str, Any]:
@@ -66,6 +100,7 @@ class PlatformSettings(Aggregate):
     def __init__(self, values: dict[str, Any]) -> None:
         self.values = dict(values)
         self.settings_version = 1
+        self.booking_policy = Policy.of(self.values)  # built once per version: every booking request keeps it
 
     @staticmethod
     def create_id(values: dict[str, Any]) -> UUID:
@@ -88,6 +123,7 @@ class PlatformSettings(Aggregate):
     def _changed(self, changes: dict[str, Any], settings_version: int) -> None:
         self.values.update(changes)
         self.settings_version = settings_version
+        self.booking_policy = Policy.of(self.values)
 
     def view(self) -> dict[str, Any]:
         """The contract's settings shape."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
@@ -21,6 +22,14 @@ def package_price(lessons: int, hourly_rate: int, discount_bps: int) -> int:
     if lessons not in PACKAGE_SIZES:
         raise ValidationFailed([("lessons", "1, 5, 10 or 20")])
     return bps_of(lessons * hourly_rate, 10_000 - discount_bps)
+
+
+class PurchaseStatus(StrEnum):
+    """awaiting_payment -> paid -> refunded (equal to the contract's strings)."""
+
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAID = "paid"
+    REFUNDED = "refunded"
 
 
 class Purchase(Aggregate):
@@ -51,7 +60,7 @@ class Purchase(Aggregate):
         self.credit_validity_days = credit_validity_days
         self.settings_version = settings_version
         self.discount_bps = discount_bps
-        self.status = "awaiting_payment"
+        self.status = PurchaseStatus.AWAITING_PAYMENT
         self.refunded_amount = 0
         self.reported_refunded = 0
 
@@ -62,19 +71,19 @@ class Purchase(Aggregate):
 
     def pay(self, paid_at: datetime, amount_received: int) -> bool:
         """Record payment once (a repeat delivery returns False and records nothing)."""
-        if self.status != "awaiting_payment":
+        if self.status is not PurchaseStatus.AWAITING_PAYMENT:
             return False
         self._paid(paid_at=paid_at, amount_received=amount_received)
         return True
 
     @event("Paid")
     def _paid(self, paid_at: datetime, amount_received: int) -> None:
-        self.status = "paid"
+        self.status = PurchaseStatus.PAID
         self.paid_at = paid_at
 
     def payment_failed(self, reason: str) -> None:
         """Record a failed payment attempt (the student may try again)."""
-        if self.status == "awaiting_payment":
+        if self.status is PurchaseStatus.AWAITING_PAYMENT:
             self._failed(reason=reason[:500])
 
     @event("PaymentFailed")
@@ -107,4 +116,4 @@ class Purchase(Aggregate):
     ) -> None:
         self.refunded_amount += amount
         self.reported_refunded = max(self.reported_refunded, self.refunded_amount)
-        self.status = "refunded"
+        self.status = PurchaseStatus.REFUNDED

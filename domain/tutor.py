@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +21,24 @@ from domain.ids import derived_id
 from domain.money import Money
 from domain.user import valid_timezone
 
-STATUSES = ("draft", "pending_approval", "approved", "rejected", "suspended")
+
+class TutorStatus(StrEnum):
+    """A profile's approval lifecycle (equal to the strings of the contract and the read models)."""
+
+    DRAFT = "draft"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    SUSPENDED = "suspended"
+
+
+class DocumentStatus(StrEnum):
+    """A document is announced (pending) until its uploaded file is checked."""
+
+    PENDING = "pending"
+    UPLOADED = "uploaded"
+
+
 DOCUMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
 MAX_DOCUMENT_BYTES = 10 * 1_048_576
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
@@ -76,7 +94,7 @@ def completeness_of(
         experience.get("years") is not None,
         bool(subjects) and hourly_rate is not None and int(hourly_rate["amount"]) > 0,
         bool(availability.get("timezone")) and bool(availability.get("weekly")),
-        any(d.get("status") == "uploaded" for d in documents),
+        any(d.get("status") == DocumentStatus.UPLOADED for d in documents),
     ]
     return 20 * sum(1 for s in steps if s)
 
@@ -87,7 +105,7 @@ class TutorProfile(Aggregate):
     @event("Created")
     def __init__(self, tutor_id: UUID) -> None:
         self.tutor_id = tutor_id
-        self.status = "draft"
+        self.status = TutorStatus.DRAFT
         self.feedback: str | None = None
         self.personal: dict[str, Any] = {"bio": "", "location": "", "languages": []}
         self.experience: dict[str, Any] = {"years": None, "education": "", "certifications": []}
@@ -232,7 +250,7 @@ class TutorProfile(Aggregate):
             "content_type": content_type,
             "size": size,
             "key": key,
-            "status": "pending",
+            "status": DocumentStatus.PENDING,
             "uploaded_at": None,
         }
 
@@ -242,7 +260,7 @@ class TutorProfile(Aggregate):
         doc = self.documents.get(document_id)
         if doc is None:
             raise ValidationFailed([("document_id", "no such document")])
-        if doc["status"] == "uploaded":
+        if doc["status"] == DocumentStatus.UPLOADED:
             return
         checked = check_stored(f"document {document_id}", doc["content_type"], doc["size"], stored)
         self._document_uploaded(document_id=document_id, size=checked.size, uploaded_at=now, key=key)
@@ -253,7 +271,7 @@ class TutorProfile(Aggregate):
         self.documents[document_id] = {
             **self.documents[document_id],
             "size": size,
-            "status": "uploaded",
+            "status": DocumentStatus.UPLOADED,
             "uploaded_at": uploaded_at.isoformat(),
             "key": key or self.documents[document_id]["key"],
         }
@@ -274,7 +292,7 @@ class TutorProfile(Aggregate):
 
     def submit(self, now: datetime) -> None:
         """Send a draft or rejected profile for approval (>= 80 % complete with a subject and a rate)."""
-        if self.status not in ("draft", "rejected"):
+        if self.status not in (TutorStatus.DRAFT, TutorStatus.REJECTED):
             raise WrongStatus(f"a {self.status} profile cannot be submitted")
         if self.completeness < 80 or not self.subjects or not self.hourly_rate:
             raise ProfileIncomplete(f"profile is {self.completeness}% complete; 80% with a subject and a rate needed")
@@ -282,51 +300,51 @@ class TutorProfile(Aggregate):
 
     @event("Submitted")
     def _submitted(self, submitted_at: datetime, completeness: int) -> None:
-        self.status = "pending_approval"
+        self.status = TutorStatus.PENDING_APPROVAL
         self.submitted_at = submitted_at
         self.rounds += 1
 
     def approve(self) -> None:
         """An admin approves a pending profile: the tutor becomes searchable and bookable."""
-        if self.status != "pending_approval":
+        if self.status is not TutorStatus.PENDING_APPROVAL:
             raise WrongStatus(f"a {self.status} profile cannot be approved")
         self._approved()
 
     @event("Approved")
     def _approved(self) -> None:
-        self.status = "approved"
+        self.status = TutorStatus.APPROVED
         self.feedback = None
 
     def reject(self, feedback: str) -> None:
         """An admin rejects a pending profile with feedback; the tutor may edit and resubmit."""
-        if self.status != "pending_approval":
+        if self.status is not TutorStatus.PENDING_APPROVAL:
             raise WrongStatus(f"a {self.status} profile cannot be rejected")
         self._rejected(feedback=_text("feedback", feedback, 5000, required=True))
 
     @event("Rejected")
     def _rejected(self, feedback: str) -> None:
-        self.status = "rejected"
+        self.status = TutorStatus.REJECTED
         self.feedback = feedback
 
     def suspend(self, reason: str) -> None:
         """Hide an approved tutor from search and booking."""
-        if self.status != "approved":
+        if self.status is not TutorStatus.APPROVED:
             raise WrongStatus(f"a {self.status} profile cannot be suspended")
         self._suspended(reason=_text("reason", reason, 5000))
 
     @event("Suspended")
     def _suspended(self, reason: str) -> None:
-        self.status = "suspended"
+        self.status = TutorStatus.SUSPENDED
 
     def reinstate(self) -> None:
         """Undo a suspension."""
-        if self.status != "suspended":
+        if self.status is not TutorStatus.SUSPENDED:
             raise WrongStatus(f"a {self.status} profile cannot be reinstated")
         self._reinstated()
 
     @event("Reinstated")
     def _reinstated(self) -> None:
-        self.status = "approved"
+        self.status = TutorStatus.APPROVED
 
     # ------------------------------------------------------------------------------------- the tutor's account
 
@@ -351,7 +369,7 @@ class TutorProfile(Aggregate):
     @property
     def listed(self) -> bool:
         """Shown in search and on its public page: approved, with an open account."""
-        return self.status == "approved" and self.account_open
+        return self.status is TutorStatus.APPROVED and self.account_open
 
     def check_bookable(self) -> None:
         """Only listed tutors can be booked or sold packages."""

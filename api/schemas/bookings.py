@@ -12,6 +12,7 @@ import msgspec
 
 from api.schemas.common import ReviewResponseOut
 from domain.booking import Booking
+from domain.platform import Policy
 
 BookingStatus = Literal["pending", "confirmed", "declined", "expired", "cancelled", "completed", "no_show"]
 
@@ -114,17 +115,14 @@ def _booking(
     duration_minutes: int,
     status: Any,
     note: str,
-    policy: Mapping[str, Any],
+    policy: Mapping[str, Any] | Policy,
     created_at: datetime,
     proposal: Mapping[str, Any] | None,
 ) -> BookingOut:
     """The booking shape, built here only (`booking_of`, `booking_from_row`)."""
     return BookingOut(
         booking_id, tutor_id, student_id, subject_id, start, end, duration_minutes, status, note,
-        BookingPolicyOut(
-            policy["cancellation_window_hours"], policy["late_cancel_refund_bps"], policy["no_show_refund_bps"],
-            policy["commission_bps"],
-        ),
+        msgspec.convert(policy, BookingPolicyOut, from_attributes=True),
         created_at,
         RescheduleOut(_instant(proposal["start"]), proposal["proposed_by"]) if proposal else None,
     )  # fmt: skip

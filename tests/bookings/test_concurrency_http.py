@@ -121,8 +121,8 @@ def test_one_students_credit_under_ten_simultaneous_requests(
         assert granted_at < last
     account = Money(shared_settings).settlement.account(student)
     assert account.available(str(tutor), datetime.now(UTC)) == 0
-    assert all(lot["minutes_remaining"] >= 0 and lot["value_remaining"] >= 0 for lot in account.lots.values())
-    assert sorted(sum(p["minutes"] for p in h["parts"]) for h in account.holds.values()) == [60, 60]
+    assert all(lot.minutes_remaining >= 0 and lot.value_remaining >= 0 for lot in account.lots.values())
+    assert sorted(sum(p.minutes for p in h.parts) for h in account.holds.values()) == [60, 60]
     wait_until(lambda: _ledger_caught_up(shared_settings.database_url), 15, "the ledger projection to catch up")
     result = reconcile(shared_settings.database_url)
     assert result["ok"], result["checks"]

@@ -585,13 +585,13 @@ def make_machine(w: World) -> type[RuleBasedStateMachine]:
             accounts = {s: app.settlement.account(sid) for s, sid in self.students.items()}
             for b in self.bookings:
                 hold = accounts[b.student].holds[str(b.id)]
-                assert sum(p["minutes"] for p in hold["parts"]) == b.duration, hold
+                assert sum(p.minutes for p in hold.parts) == b.duration, hold
                 events = resolved.get(str(b.id), [])
                 if b.status in ACTIVE:
-                    assert hold["state"] == "open" and not events, (b, hold, events)
+                    assert hold.state == "open" and not events, (b, hold, events)
                     continue
                 assert len(events) == 1, f"{b.id} ({b.status}) resolved {len(events)} times"
-                assert hold["state"] == OUTCOME[b.status], (b.status, hold["state"])
+                assert hold.state == OUTCOME[b.status], (b.status, hold.state)
                 captured = sum(c["minutes"] for c in events[0]["captured"])
                 released = sum(r["minutes"] for r in events[0]["released"])
                 assert (captured, released) == (b.captured, b.duration - (b.captured or 0)), (b, events[0])
@@ -605,7 +605,7 @@ def make_machine(w: World) -> type[RuleBasedStateMachine]:
                 got = accounts[s].available(str(self.tutors[t]), now)
                 assert got == minutes >= 0, f"{s} with {t}: store {got}, model {minutes}"
                 for lot in accounts[s].lots.values():
-                    assert lot["minutes_remaining"] >= 0 and lot["value_remaining"] >= 0, lot
+                    assert lot.minutes_remaining >= 0 and lot.value_remaining >= 0, lot
             # The ledger replays and reconciles (whenever this step recorded anything: a refused command leaves
             # the log, and so the ledger, as the last check saw it).
             head = w.conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()

@@ -48,7 +48,7 @@ class Env:
         return str(self.app.repository.get(booking).status)
 
     def hold(self, booking: UUID) -> str:
-        return str(self.app.settlement.account(self.student).holds[str(booking)]["state"])
+        return str(self.app.settlement.account(self.student).holds[str(booking)].state)
 
     def reminders(self, booking: UUID) -> list[tuple[Any, ...]]:
         return rows(

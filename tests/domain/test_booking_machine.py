@@ -21,16 +21,17 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from domain.booking import NO_SHOW_AFTER, Booking
 from domain.errors import DomainError, Forbidden, WrongStatus
 from domain.money import bps_of
+from domain.platform import Policy
 
 NOW = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
-POLICY = {
-    "cancellation_window_hours": 24,
-    "late_cancel_refund_bps": 5000,
-    "no_show_refund_bps": 2500,
-    "commission_bps": 2000,
-    "pending_expiry_hours": 24,
-    "auto_complete_hours": 24,
-}
+POLICY = Policy(
+    cancellation_window_hours=24,
+    late_cancel_refund_bps=5000,
+    no_show_refund_bps=2500,
+    commission_bps=2000,
+    pending_expiry_hours=24,
+    auto_complete_hours=24,
+)
 ENDED = ("declined", "expired", "cancelled", "completed", "no_show")
 
 

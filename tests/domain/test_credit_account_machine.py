@@ -17,7 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from domain.credits import CreditAccount, InsufficientCredit
+from domain.credits import CreditAccount, HoldState, InsufficientCredit
 from domain.errors import WrongStatus
 
 T0 = datetime(2031, 1, 1, tzinfo=UTC)
@@ -66,7 +66,7 @@ class CreditMachine(RuleBasedStateMachine):
                 self.account.hold(booking, tutor, minutes, self.now, 2000)
             return
         self.account.hold(booking, tutor, minutes, self.now, 2000)
-        parts = [(p["lot_id"], p["minutes"], p["amount"]) for p in self.account.holds[booking]["parts"]]
+        parts = [(p.lot_id, p.minutes, p.amount) for p in self.account.holds[booking].parts]
         assert sum(m for _, m, _ in parts) == minutes
         for lot, m, a in parts:
             self.lots[lot]["held_minutes"] += m
@@ -80,33 +80,33 @@ class CreditMachine(RuleBasedStateMachine):
     @rule(data=st.data(), capture=st.sampled_from([0, 15, 30, 60, 1000]))
     def settle(self, data: st.DataObject, capture: int) -> None:
         booking = data.draw(st.sampled_from(sorted(b for b, h in self.holds.items() if not h["settled"])))
-        result = self.account.resolve(booking, capture, "completed" if capture else "cancelled")
+        result = self.account.resolve(booking, capture, HoldState.CAPTURED if capture else HoldState.RELEASED)
         total = sum(m for _, m, _ in self.holds[booking]["parts"])
         assert result["captured_minutes"] == min(capture, total)
         assert result["captured_minutes"] + result["released_minutes"] == total
         event = self.account.collect_events()[-1]
         for c in event.captured:
-            self.lots[c["lot_id"]]["captured_minutes"] += c["minutes"]
-            self.lots[c["lot_id"]]["captured_amount"] += c["amount"]
+            self.lots[c.lot_id]["captured_minutes"] += c.minutes
+            self.lots[c.lot_id]["captured_amount"] += c.amount
         for lot, m, a in self.holds[booking]["parts"]:
             self.lots[lot]["held_minutes"] -= m
             self.lots[lot]["held_amount"] -= a
         self.events.append(event)
         self.holds[booking]["settled"] = True
         with pytest.raises(WrongStatus):  # settled once
-            self.account.resolve(booking, capture, "completed")
+            self.account.resolve(booking, capture, HoldState.CAPTURED)
 
     @rule(days=st.integers(min_value=1, max_value=40))
     def time_passes_and_lots_expire(self, days: int) -> None:
         self.now += timedelta(days=days)
-        before = {k: (v["minutes_remaining"], v["value_remaining"]) for k, v in self.account.lots.items()}
+        before = {k: (v.minutes_remaining, v.value_remaining) for k, v in self.account.lots.items()}
         self.account.expire(self.now)
         for lot, (m, a) in before.items():
-            gone_m = m - self.account.lots[lot]["minutes_remaining"]
-            gone_a = a - self.account.lots[lot]["value_remaining"]
+            gone_m = m - self.account.lots[lot].minutes_remaining
+            gone_a = a - self.account.lots[lot].value_remaining
             if gone_m or gone_a:
                 assert self.lots[lot]["expires"] <= self.now
-                assert self.account.lots[lot]["minutes_remaining"] == 0
+                assert self.account.lots[lot].minutes_remaining == 0
             self.lots[lot]["expired_minutes"] += gone_m
             self.lots[lot]["expired_amount"] += gone_a
         self._collect()
@@ -125,16 +125,16 @@ class CreditMachine(RuleBasedStateMachine):
     def minutes_and_money_are_conserved_per_lot(self) -> None:
         for lot, m in self.lots.items():
             state = self.account.lots[lot]
-            assert 0 <= state["minutes_remaining"] <= m["minutes"]
-            assert 0 <= state["value_remaining"] <= m["price"]
-            assert state["minutes_remaining"] + sum(m[f"{f}_minutes"] for f in FIELDS) == m["minutes"], (lot, m)
-            assert state["value_remaining"] + sum(m[f"{f}_amount"] for f in FIELDS) == m["price"], (lot, m)
+            assert 0 <= state.minutes_remaining <= m["minutes"]
+            assert 0 <= state.value_remaining <= m["price"]
+            assert state.minutes_remaining + sum(m[f"{f}_minutes"] for f in FIELDS) == m["minutes"], (lot, m)
+            assert state.value_remaining + sum(m[f"{f}_amount"] for f in FIELDS) == m["price"], (lot, m)
 
     @invariant()
     def available_is_the_unexpired_unheld_minutes(self) -> None:
         for tutor in TUTORS:
             expected = sum(
-                self.account.lots[lot]["minutes_remaining"]
+                self.account.lots[lot].minutes_remaining
                 for lot, m in self.lots.items()
                 if m["tutor"] == tutor and m["expires"] > self.now
             )

@@ -13,7 +13,7 @@ from typing import Any
 
 from application.money import Money
 from application.settings import Settings
-from domain.credits import InsufficientCredit
+from domain.credits import HoldState, InsufficientCredit
 from domain.errors import ConcurrencyConflict, WrongStatus
 from domain.payouts import PayoutExceedsPayable
 from projections.ledger import Ledger
@@ -85,9 +85,9 @@ def test_fifty_concurrent_holds_never_overspend(client: Any, prepared: Settings)
     acc = account(money, sid)
     assert acc.available(str(tutor), money.now()) == 0
     assert len(acc.holds) == N
-    assert all(sum(p["minutes"] for p in h["parts"]) == 60 for h in acc.holds.values())
+    assert all(sum(p.minutes for p in h.parts) == 60 for h in acc.holds.values())
     assert count_events(dsn, "CreditAccount.CreditHeld", str(sid)) == N
-    assert all(lot["minutes_remaining"] == 0 and lot["value_remaining"] == 0 for lot in acc.lots.values())
+    assert all(lot.minutes_remaining == 0 and lot.value_remaining == 0 for lot in acc.lots.values())
     wait_projected(dsn)
     assert ledger_balance(dsn, f"student_credit:{sid}") == 0
     held = sum(ledger_balance(dsn, f"booking_hold:{b}") for b in acc.holds)
@@ -116,7 +116,7 @@ def test_concurrent_resolves_settle_each_hold_once(client: Any, prepared: Settin
     def resolve(arg: tuple[str, int]) -> str:
         booking, capture = arg
         try:
-            money.resolve(sid, booking, capture, "completed" if capture else "declined")
+            money.resolve(sid, booking, capture, HoldState.CAPTURED if capture else HoldState.RELEASED)
             return f"resolved:{capture}"
         except WrongStatus:
             return "already"
@@ -128,9 +128,9 @@ def test_concurrent_resolves_settle_each_hold_once(client: Any, prepared: Settin
     assert counted["resolved"] == N, outcomes
     assert count_events(dsn, "CreditAccount.HoldResolved", str(sid)) == N
     acc = account(money, sid)
-    assert all(h["state"] != "open" for h in acc.holds.values())
+    assert all(h.state != HoldState.OPEN for h in acc.holds.values())
 
-    captured = sum(1 for b in bookings if acc.holds[b]["state"] == "completed")
+    captured = sum(1 for b in bookings if acc.holds[b].state == HoldState.CAPTURED)
     wait_projected(dsn)
     result = reconcile(dsn)
     assert result["ok"], result["checks"]
@@ -149,7 +149,7 @@ def test_concurrent_payouts_never_exceed_payable(prepared: Settings) -> None:
     sid, tutor = uuid.uuid4(), uuid.uuid4()
     grant(money, sid, tutor, 60, 3800)
     money.hold(sid, f"p-{sid}", tutor, 60, 2000)
-    assert money.resolve(sid, f"p-{sid}", 60, "completed")[0]["tutor_net"] == 3040
+    assert money.resolve(sid, f"p-{sid}", 60, HoldState.CAPTURED)[0]["tutor_net"] == 3040
 
     def pay(i: int) -> str:
         try:

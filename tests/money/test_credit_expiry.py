@@ -18,6 +18,7 @@ import pytest
 
 from application.money import Money
 from application.settings import Settings
+from domain.credits import HoldState
 from tests.conftest import register, server_env, spawn, staff_login, stop_process
 from tests.money.support import (
     API,
@@ -153,7 +154,7 @@ def test_credit_released_after_its_lot_expired_becomes_breakage(
     worker_env.sweep_credit_expiry.fn()
     assert s.balance("breakage") == 34200
 
-    s.money.resolve(s.sid, s.booking, 0, "declined")  # released: 60 minutes worth 3800 back to lot A
+    s.money.resolve(s.sid, s.booking, 0, HoldState.RELEASED)  # released: 60 minutes worth 3800 back to lot A
     wait_until(lambda: s.credits()["minutes_held"] == 0 or None, timeout=5, what="hold released")
     assert s.credits()["minutes_available"] == 300  # lot A's hour is not usable: it is past its date
     worker_env.sweep_credit_expiry.fn()

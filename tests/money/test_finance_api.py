@@ -17,6 +17,7 @@ import pytest
 
 from application.money import Money
 from application.settings import Settings
+from domain.credits import HoldState
 from tests.api.test_csv import cells_are_safe
 from tests.conftest import ROOT, register, server_env, staff_login
 from tests.money.support import API, approve_tutor, bearer, grant, head, module_database, ok, problem, redis_clock
@@ -103,7 +104,7 @@ def books(pg_admin_url: str, redis_server: str) -> Iterator[Books]:
             grant(money, sid, tid, 600, 38000)
             b.at(T1)
             money.hold(sid, b.b1, tid, 60, 2000)
-            result, _ = money.resolve(sid, b.b1, 60, "completed")
+            result, _ = money.resolve(sid, b.b1, 60, HoldState.CAPTURED)
             assert result["tutor_net"] == 3040
             b.at(T2)
             money.hold(sid, b.b2, tid, 60, 2000)
@@ -247,7 +248,7 @@ def test_payouts_never_exceed_payable(books: Books) -> None:
     money = Money(books.settings, redis_clock(books.settings))
     grant(money, sid, uuid.UUID(tid), 300, 19000)
     money.hold(sid, f"pay-{sid}", uuid.UUID(tid), 60, 2000)
-    assert money.resolve(sid, f"pay-{sid}", 60, "completed")[0]["tutor_net"] == 3040
+    assert money.resolve(sid, f"pay-{sid}", 60, HoldState.CAPTURED)[0]["tutor_net"] == 3040
     clearing = books.amount("payment_clearing")
 
     def pay(amount: Any, currency: str = "USD", token: str | None = None, reference: str = "wire") -> Any:

@@ -42,7 +42,7 @@ from hypothesis.stateful import (
 
 from application.money import Money
 from application.settings import Settings
-from domain.credits import InsufficientCredit
+from domain.credits import HoldState, InsufficientCredit
 from domain.errors import ValidationFailed, WrongStatus
 from domain.payouts import PayoutExceedsPayable
 from projections import generations
@@ -218,7 +218,11 @@ def make_machine(app_settings: Settings) -> type[RuleBasedStateMachine]:
             h = self.w.holds[hold]
             total = sum(m for _, m in h.parts)
             capture = {"capture": total, "release": 0, "late_cancel": total // 2}[how]
-            outcome = {"capture": "completed", "release": "declined", "late_cancel": "cancelled_late"}[how]
+            outcome = {
+                "capture": HoldState.CAPTURED,
+                "release": HoldState.RELEASED,
+                "late_cancel": HoldState.CANCELLED,
+            }[how]
             result, _ = self.app.resolve(self.w.students[h.student], hold, capture, outcome)
             assert result["captured_minutes"] == capture
             assert result["released_minutes"] == total - capture

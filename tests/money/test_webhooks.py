@@ -27,6 +27,7 @@ import stripe
 
 from application.money import Money
 from application.settings import Settings
+from domain.credits import HoldState
 from tests.conftest import register, staff_login
 from tests.money.support import (
     API,
@@ -431,7 +432,7 @@ def test_dashboard_refund_larger_than_the_unused_credit_still_leaves_payment_cle
     money = Money(stack.settings)
     for i in range(5):  # five lessons taken and completed: 19000 of the credit used
         money.hold(uuid.UUID(sid), f"used{i}-{sid}", uuid.UUID(stack.tutor_id), 60, 2000)
-        money.resolve(uuid.UUID(sid), f"used{i}-{sid}", 60, "completed")
+        money.resolve(uuid.UUID(sid), f"used{i}-{sid}", 60, HoldState.CAPTURED)
     stack.wait_credits(token, 300)
     clearing = stack.balance("payment_clearing")
 
