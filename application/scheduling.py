@@ -28,7 +28,6 @@ from domain.platform import DEFAULT_POLICY, SETTINGS_ID, PlatformSettings
 from domain.subject import Subject
 from domain.tutor import TutorNotBookable, TutorProfile
 
-AUTO_CONFIRM_AFTER = timedelta(hours=24)
 # What a lifecycle step changed besides the booking, saved with it (None: nothing to do)
 Step = Callable[[Booking, datetime], list[Any] | None]
 
@@ -94,7 +93,7 @@ class Scheduling(EventStoreApp):
             account = got.get(CreditAccount, account_id) or CreditAccount(student_id=actor.user_id)
             account.hold(str(booking.id), str(tutor_id), minutes, now, policy.commission_bps)
             extra: list[Any] = []
-            if tutor.auto_confirm and start - now > AUTO_CONFIRM_AFTER:
+            if tutor.confirms_by_itself(start, now):
                 booking.confirm(None, auto=True)
                 extra.append(self._unlock(booking, got.get(Thread, thread_id)))
             return booking, self.record(booking, *calendars, account, *extra)

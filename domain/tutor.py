@@ -1,7 +1,8 @@
 """Tutoring context: the TutorProfile aggregate (draft -> pending_approval -> approved / rejected -> suspended).
 
 Its id is the tutor's user id. The five builder steps each record their own event; completeness counts 20 %
-per step whose required fields are set."""
+per step whose required fields are set. The module holds the aggregate's whole life (onboarding, review, preferences,
+bookability) so that each rule is one hop from its route: a little over 400 lines, on purpose."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ class DocumentStatus(StrEnum):
 
 DOCUMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
 MAX_DOCUMENT_BYTES = 10 * 1_048_576
+AUTO_CONFIRM_AFTER = timedelta(hours=24)  # auto-confirm answers only requests for lessons further away than this
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 
 
@@ -375,6 +377,11 @@ class TutorProfile(Aggregate):
         """Only listed tutors can be booked or sold packages."""
         if not self.listed:
             raise TutorNotBookable("this tutor cannot be booked")
+
+    def confirms_by_itself(self, start: datetime, now: datetime) -> bool:
+        """Whether a request for a lesson at `start`, made at `now`, is confirmed on the tutor's behalf: they enabled
+        auto-confirm and the lesson starts more than 24 h later (a nearer one the tutor confirms themselves)."""
+        return self.auto_confirm and start - now > AUTO_CONFIRM_AFTER
 
     def check_teaches(self, subject_id: UUID, subject_active: bool) -> None:
         """A lesson is booked in one of the tutor's subjects, while the catalog still offers it."""

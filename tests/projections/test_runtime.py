@@ -26,6 +26,7 @@ from domain.subject import Subject
 from domain.user import User
 from projections import generations, waiting
 from projections.audit_log import AuditLog
+from projections.follower import Follower
 from projections.runner import Projection, Runner, topic_of
 from projections.subjects import Subjects
 from projections.users_directory import UsersDirectory
@@ -721,3 +722,28 @@ def test_wait_for_times_out_with_none_and_returns_the_position_once_reached(prep
         assert waiting.wait_for(conn, ["audit_log", "users_directory"], target, 0.1) == target
         assert waiting.wait_for(conn, ["audit_log", "users_directory"], target - 3, 0) == target
         assert waiting.wait_for(conn, ["no_such_projection"], 1, 0.05) is None
+
+
+class _Waits(threading.Event):
+    """A stop event that records how long a follower asked to wait, without waiting."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.asked.append(timeout)
+        return False
+
+
+def test_a_follower_paces_rounds_only_when_the_last_began_within_the_interval() -> None:
+    """A notification after a quiet spell is answered at once; one right behind a round waits out the interval
+    (what lets a busy follower take the commits of the interval in one round)."""
+    waits = _Waits()
+    f = Follower("postgresql://unused", [], waits, gather_s=5.0)
+    f.round_started = time.monotonic() - 6.0  # the last round began longer ago than the interval
+    f._pace()
+    assert waits.asked == []
+    f.round_started = time.monotonic()  # a round just began
+    f._pace()
+    assert len(waits.asked) == 1 and 4.0 < (waits.asked[0] or 0) <= 5.0
