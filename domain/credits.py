@@ -16,6 +16,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.errors import DomainError, NotFound, ValidationFailed, WrongStatus
 from domain.ids import derived_id
 from domain.money import bps_of
+from domain.values import Value
 
 
 class InsufficientCredit(DomainError):
@@ -41,7 +42,7 @@ class HoldState(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Lot:
+class Lot(Value):
     """Prepaid minutes with one tutor, bought at `price`; what is left of them and of their value."""
 
     lot_id: str
@@ -63,7 +64,7 @@ class Lot:
 
 
 @dataclass(frozen=True, slots=True)
-class Part:
+class Part(Value):
     """Minutes of one lot and their value, as a hold takes them and a settlement captures or releases them. The
     events record each as `{"lot_id", "minutes", "amount"}`, the shape they always had."""
 
@@ -73,7 +74,7 @@ class Part:
 
 
 @dataclass(frozen=True, slots=True)
-class Hold:
+class Hold(Value):
     """Credit reserved for one booking until it is settled, at the commission in force when it was booked."""
 
     booking_id: str

@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import ValidationFailed
 from domain.ids import derived_id
+from domain.values import Value
 
 DEFAULTS: dict[str, Any] = {
     "commission_bps": 2000,
@@ -30,7 +31,7 @@ TIMING_HOURS = 24  # the timings of requests recorded before bookings kept them
 
 
 @dataclass(frozen=True, slots=True)
-class Policy:
+class Policy(Value):
     """The platform settings in force when a booking was requested, kept whatever changes later: the terms shown
     to both parties, then the timings of the sweeps (not shown).
 
