@@ -10,7 +10,7 @@ Measured with `Runner(dsn, projection, 1).catch_up()`, each from position 0 on b
 (what a rebuild does):
   - every projection of `projections.all_projections()` alone (audit_log sees every event; users_directory,
     subjects and tutors only their topics; student_favorites none of the seeded ones),
-  - all of them at once through the product's follower (`runtime.follow_all` in this process, exactly what
+  - all of them at once through the product's follower (`follower.follow_all` in this process, exactly what
     `tutorconnect projectors` runs), timed by polling their tracking rows every 50 ms.
 "log events/s" is log positions covered per second (what decides how long a rebuild takes); "applied events/s"
 counts only the events of the projection's topics. Target: >= 20,000 events/s.
@@ -166,7 +166,7 @@ def seed(dsn: str, rows: Sequence[tuple[Any, ...]]) -> None:
 def reset(dsn: str, projections: Sequence[Any]) -> None:
     """Start the projections again from position 0 on brand-new tables, as a rebuild does.
 
-    Drop their tables and tracking rows, then `runtime.ensure` creates generation 1 afresh. (Emptying the old
+    Drop their tables and tracking rows, then `generations.ensure` creates generation 1 afresh. (Emptying the old
     tables and re-analysing them instead would give the planner statistics of an empty table, which a rebuild's
     fresh table does not have, and measure something a deployment never runs.)"""
     from projections.generations import ensure
@@ -243,7 +243,7 @@ def catch_up(dsn: str, projection: Any, budget_s: float) -> dict[str, Any]:
 def run_together(
     dsn: str, projections: Sequence[Any], budget_s: float, head: int
 ) -> tuple[float, dict[str, dict[str, Any]]]:
-    """Catch every projection up at once with the product's own follower (`runtime.follow_all`, in this process,
+    """Catch every projection up at once with the product's own follower (`follower.follow_all`, in this process,
     as `tutorconnect projectors` runs it); poll the tracking rows until all reach the head or the budget is spent.
     Returns (wall seconds, {name: {seconds, covered, applied, partial}})."""
     from projections.follower import follow_all
@@ -439,7 +439,7 @@ def main() -> None:
             )
 
         say(
-            f"all {len(projections)} at once: runtime.follow_all in this process, as `tutorconnect projectors` runs them"
+            f"all {len(projections)} at once: follower.follow_all in this process, as `tutorconnect projectors` runs them"
         )
         reset(dsn, projections)
         wall, out = run_together(dsn, projections, together_budget, head)

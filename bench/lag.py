@@ -1,7 +1,7 @@
 """Live projection lag: time from a command's commit returning to its rows being queryable in the read models.
 
 Three kinds of process, so that no Python lock (GIL) couples what is measured to the measuring:
-  - the real followers: `python -m workers.cli projectors` (runtime.follow_all, woken by LISTEN/NOTIFY), as
+  - the real followers: `python -m workers.cli projectors` (follower.follow_all, woken by LISTEN/NOTIFY), as
     deployed; --projectors 2 starts two such processes (the per-projection advisory lock shares the projections
     out between them); --in-process runs follow_all inside this script's process instead;
   - --writers writer processes (2 threads each) alternating Catalog.create_subject (seen by subjects, audit_log,
@@ -204,11 +204,11 @@ def main() -> None:
         threads: list[threading.Thread] = []
         log = Path(tmp) / "projectors.log"
         if a.in_process:
-            say(f"followers: runtime.follow_all in this process ({', '.join(names)})")
+            say(f"followers: follower.follow_all in this process ({', '.join(names)})")
             threads = follower.follow_all(dsn, all_projections(), stop)
         else:
             say(
-                f"followers: {a.projectors} x `python -m workers.cli projectors` (runtime.follow_all) in child"
+                f"followers: {a.projectors} x `python -m workers.cli projectors` (follower.follow_all) in child"
                 f" processes ({', '.join(names)})"
             )
             procs_p = [spawn(["projectors"], server_env(settings), log) for _ in range(a.projectors)]

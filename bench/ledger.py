@@ -11,7 +11,7 @@ live system records them:
 Generation stops once the events imply --postings postings (counted with `domain.ledger.postings_for`).
 
 Measured:
-  1. replay: `projections.runtime.rebuild(dsn, Ledger())` builds a new generation of the ledger from the whole
+  1. replay: `projections.generations.rebuild(dsn, Ledger())` builds a new generation of the ledger from the whole
      log and switches to it: entries, postings, seconds, postings/s (target >= 50,000/s), and the share of the
      time spent in `Ledger.apply` (writing rows) vs reading and decoding events;
   2. as-of balances: `api.finance.balance(conn, account, as_of)` on one connection for --queries random
