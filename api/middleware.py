@@ -364,7 +364,8 @@ class Sealer:
             return stored
         nonce, tag, sealed = stored[4:16], stored[16:32], stored[32:]
         cipher = AES.new(self._key(scope_id, key), AES.MODE_GCM, nonce=nonce)
-        return cipher.decrypt_and_verify(sealed, tag)  # type: ignore[no-any-return]
+        plain: bytes = cipher.decrypt_and_verify(sealed, tag)
+        return plain
 
 
 def _replay(body: bytes) -> Receive:

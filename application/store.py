@@ -273,8 +273,9 @@ class EventStoreApp(Application[UUID]):
         self, ids: Iterable[UUID], read_only: Iterable[UUID] = (), take: Iterable[UUID] = ()
     ) -> dict[UUID, Any]:
         """Several aggregates in one query (missing ones left out); see CachingRepository.get_many."""
-        repo: Any = self.repository
-        return repo.get_many(ids, read_only, take)  # type: ignore[no-any-return]
+        repo = self.repository
+        assert isinstance(repo, CachingRepository)  # construct_repository's
+        return repo.get_many(ids, read_only, take)
 
     def command(
         self,
@@ -316,7 +317,9 @@ class EventStoreApp(Application[UUID]):
 
     def connection(self) -> Any:
         """A pooled psycopg connection (dict rows) of the event store's database."""
-        return self.recorder.datastore.get_connection()  # type: ignore[attr-defined]
+        recorder = self.recorder
+        assert isinstance(recorder, Recorder)  # construct_recorder's, through our factory
+        return recorder.datastore.get_connection()
 
     def record(self, *aggregates: Any, side_writes: Iterable[SideWrite] = ()) -> int:
         """Save aggregates (and side writes) in one transaction; return the last event's global position."""

@@ -25,11 +25,8 @@ def replay_entries(
     seen = 0
     last = 0
     with psycopg.connect(dsn) as conn:
-        head = (
-            until
-            if until is not None
-            else int(conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()[0])
-        )  # type: ignore[index]
+        found = conn.execute(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}").fetchone()
+        head = until if until is not None else int(found[0] if found else 0)
         while True:
             rows = conn.execute(
                 f"SELECT notification_id, topic, state FROM {EVENTS_TABLE} WHERE notification_id > %s"
