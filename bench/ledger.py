@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from _common import emit, machine, make_settings, parser, percentile, rnd, say, temp_database
 from search import LogBuilder, copy_events
 
@@ -72,7 +73,8 @@ class Economy:
                 for e in agg.collect_events():
                     kind = type(e).__qualname__
                     self.counts[kind] = self.counts.get(kind, 0) + 1
-                    _, rows = postings_for(kind, vars(e))
+                    # the event as its stored JSON reads (lots, parts and holds are values in memory)
+                    _, rows = postings_for(kind, msgspec.to_builtins(vars(e)))
                     if rows:
                         self.money_events += 1
                         self.postings += len(rows)
