@@ -136,7 +136,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies=providers(svc),
         exception_handlers=problems.HANDLERS,
         middleware=[
-            DefineMiddleware(middleware.RequestContext),
+            DefineMiddleware(middleware.RequestContext, settings=settings),
             DefineMiddleware(middleware.RateLimit, settings=settings),
             DefineMiddleware(middleware.Idempotency, settings=settings),
         ],

@@ -162,3 +162,19 @@ class HitCounter:
         except TimeoutError:
             conn._fail(CounterError("Redis did not answer in time"))
             raise CounterError("Redis did not answer in time") from None
+
+
+class PositionKeeper(HitCounter):
+    """`await remember(user_id, position)`: keep the highest event position the user wrote, for an hour, so that their
+    next query waits for it (ADR 0004). Over the same kind of pipelined connection as the hit counter, from the event
+    loop, for the same reason: redis-py's EVAL in the handler's thread cost ~4 % of the API's CPU per booking
+    (py-spy, docs/PERFORMANCE.md)."""
+
+    SCRIPT = (
+        b"local cur = tonumber(redis.call('GET', KEYS[1]) or '0')"
+        b" if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600) end return 1"
+    )
+
+    async def remember(self, user_id: str, position: int) -> None:
+        # the script's one argument goes where the hit counter passes its expiry
+        await self.hit(f"tutorconnect:rw:{user_id}", position)

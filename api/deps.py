@@ -14,6 +14,7 @@ from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 
+from api.middleware import WRITTEN
 from api.problems import ProjectionLagging
 from api.services import Services
 from application import context
@@ -119,10 +120,11 @@ def query(body: T, position: int, status: int = 200) -> Response[T]:
 def command(
     request: Request[Any, Any, Any], body: T, position: int, status: int = 200, user_id: str | None = None
 ) -> Response[T]:
-    """A command response with X-Event-Position; the actor's later queries wait for it."""
+    """A command response with X-Event-Position; the actor's later queries wait for it (the position is kept in
+    Redis by api/middleware.py RequestContext before the answer leaves)."""
     who = user_id or context.current().actor_id
     if who:
-        services(request.app.state).remember_write(who, position)
+        request.scope.setdefault("state", {})[WRITTEN] = (who, position)
     return Response(body, status_code=status, headers={"X-Event-Position": str(position)})
 
 

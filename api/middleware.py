@@ -16,7 +16,7 @@ from litestar import Request
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from psycopg_pool import AsyncConnectionPool
 
-from api.counter import CounterError, HitCounter
+from api.counter import CounterError, HitCounter, PositionKeeper
 from api.services import Breaker
 from application import context
 from application.settings import Settings
@@ -122,11 +122,20 @@ async def stamp_headers(message: Message, scope: Scope) -> None:
     message["headers"] = kept
 
 
-class RequestContext:
-    """X-Request-ID in: the correlation id of the events this request records (`stamp_headers` sends it back)."""
+# scope state: (user id, position of the last event) a command wrote, set by api/deps.py `command`
+WRITTEN = "tutorconnect.written"
+_QUERIES = frozenset(("GET", "HEAD", "OPTIONS"))
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class RequestContext:
+    """X-Request-ID in: the correlation id of the events this request records (`stamp_headers` sends it back). For a
+    command, the caller's last write is kept in Redis before the answer leaves (ADR 0004: their next query waits
+    for it); while Redis is away this is skipped, and a later query reflects what X-Min-Position asks for."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
+        self.positions = PositionKeeper(settings.redis_url)
+        self.breaker = Breaker()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,9 +144,28 @@ class RequestContext:
         rid = _request_id(scope)
         token = context.begin(correlation_id=rid, causation_id=rid)
         try:
-            await self.app(scope, receive, send)
+            query = scope.get("method") in _QUERIES
+            await self.app(scope, receive, send if query else self._keeping(scope, send))
         finally:
             context.end(token)
+
+    def _keeping(self, scope: Scope, send: Send) -> Send:
+        async def send_after_keeping(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                written = scope["state"].pop(WRITTEN, None)
+                if written is not None:
+                    await self._remember(*written)
+            await send(message)
+
+        return send_after_keeping
+
+    async def _remember(self, user_id: str, position: int) -> None:
+        if self.breaker.open:
+            return
+        try:
+            await self.positions.remember(user_id, position)
+        except CounterError as e:
+            self.breaker.failed("Redis (session positions)", e)
 
 
 class RateLimit:

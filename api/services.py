@@ -27,11 +27,6 @@ from application.settings import Settings
 from application.tutoring import Tutoring
 
 log = logging.getLogger("tutorconnect.api")
-_SESSION_MAX = """
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600) end
-return 1
-"""
 
 
 async def _fast_json_async(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -146,16 +141,6 @@ class Services:
             redis=redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1),
             accounts=AccountCache(settings.database_url),
         )
-
-    def remember_write(self, user_id: str, position: int) -> None:
-        """Session consistency: the user's later queries wait for their own last write. While Redis is away this
-        is skipped: a later query then reflects what X-Min-Position asks for, not necessarily the user's write."""
-        if self.redis_breaker.open:
-            return
-        try:
-            self.redis.eval(_SESSION_MAX, 1, f"tutorconnect:rw:{user_id}", position)
-        except redis.RedisError as e:
-            self.redis_breaker.failed("Redis (session positions)", e)
 
     def last_write(self, user_id: str) -> int:
         """The position of the user's last write (0 if none in the last hour, or while Redis is away)."""

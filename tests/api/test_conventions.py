@@ -16,6 +16,7 @@ from typing import Any
 
 import jwt
 import pytest
+import redis
 from litestar.testing import TestClient
 
 from api.app import create_app
@@ -111,6 +112,33 @@ def test_every_response_carries_nosniff_and_a_request_id(client: Any, student: A
 
 
 # ------------------------------------------------------------------------------------ read-your-writes
+
+
+ME, USERS = f"{API}/me", f"{API}/admin/users"
+
+
+def test_a_command_keeps_its_callers_last_write_before_it_answers(
+    client: Any, admin: Actor, student: Actor, prepared: Settings
+) -> None:
+    """ADR 0004: by the time a command's answer arrives, Redis holds the caller's newest written position (never an
+    older one after a newer), so their next query waits for it even without X-Min-Position; a query keeps nothing."""
+    keys = redis.Redis.from_url(prepared.redis_url)
+    key = f"tutorconnect:rw:{student.id}"
+    keys.delete(key)
+    assert ok(client.get(ME, headers=student.auth))["id"] == student.id
+    assert keys.get(key) is None  # a query is not a write
+    first = event_position(client.patch(ME, json={"full_name": "First Name"}, headers=student.auth))
+    assert int(keys.get(key) or 0) == first
+    second = event_position(client.patch(ME, json={"full_name": "Second Name"}, headers=student.auth))
+    assert second > first and int(keys.get(key) or 0) == second
+    keys.set(key, second + 1_000)  # a newer write (another process) is not overwritten by an older position
+    event_position(client.patch(ME, json={"full_name": "Third Name"}, headers=student.auth))
+    assert int(keys.get(key) or 0) == second + 1_000
+    # someone else's command keeps their own position, not the student's
+    admin_key = f"tutorconnect:rw:{admin.id}"
+    keys.delete(admin_key)
+    changed = event_position(client.patch(f"{USERS}/{student.id}", json={"is_active": True}, headers=admin.auth))
+    assert int(keys.get(admin_key) or 0) == changed and int(keys.get(key) or 0) == second + 1_000
 
 
 def test_every_command_carries_x_event_position_of_its_last_event(client: Any, admin: Actor) -> None:
