@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from projections.failures import INFRASTRUCTURE, FailurePolicy, apply_prefix
+from projections.failures import INFRASTRUCTURE, FailurePolicy
 from projections.generations import active_generation, ensure, lock_key, rebuild
 from projections.runner import (
     CHANNEL,
@@ -21,6 +21,7 @@ from projections.runner import (
     Retired,
     Runner,
     Superseded,
+    apply_events,
     connect_for_batches,
     read_batch,
 )
@@ -214,15 +215,10 @@ class Follower:
         p, reached = runner.projection, end
         wanted = set(p.topics)
         mine = [e for e in events if start < e.position <= end and (not wanted or e.topic in wanted)]
-        if mine:
-            with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-                if not careful:
-                    p.apply(cur, mine, runner.names)
-                else:
-                    n, bad, error = apply_prefix(conn, lambda evs: p.apply(cur, evs, runner.names), mine)
-                    if bad is not None and error is not None:
-                        reached = self.policy.failed(conn, p.name, runner.generation, p.skippable, bad, error)
-                        mine = mine[:n]
+        n, bad, error = apply_events(conn, p, mine, runner.names, careful)
+        if bad is not None and error is not None:
+            reached = self.policy.failed(conn, p.name, runner.generation, p.skippable, bad, error)
+            mine = mine[:n]
         if reached <= start:
             return None
         self.policy.passed(p.name, runner.generation, reached)

@@ -182,6 +182,20 @@ def storable(value: Any) -> Any:
     return value
 
 
+def apply_events(
+    conn: psycopg.Connection[Any], p: Projection, events: Sequence[Envelope], names: dict[str, str], careful: bool
+) -> tuple[int, Envelope | None, BaseException | None]:
+    """Apply `events` to the projection's tables `names` in the batch's transaction: all of them, or, `careful`, the
+    longest prefix that applies (failures.apply_prefix). (Events applied, the first that failed, its error.)"""
+    if not events:
+        return 0, None, None
+    with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
+        if not careful:
+            p.apply(cur, events, names)
+            return len(events), None, None
+        return apply_prefix(conn, lambda evs: p.apply(cur, evs, names), events)
+
+
 class Runner:
     """Runs one generation of one projection: catch-up in batches, then live via LISTEN/NOTIFY."""
 
@@ -260,15 +274,9 @@ class Runner:
             if head <= start:
                 return 0, False
             events, new_position = read_batch(conn, start, head, p.topics, self.batch_size)
-            applied = len(events)
-            if events:
-                with conn.cursor(row_factory=psycopg.rows.tuple_row) as cur:
-                    if not careful:
-                        p.apply(cur, events, self.names)
-                    else:
-                        applied, bad, error = apply_prefix(conn, lambda evs: p.apply(cur, evs, self.names), events)
-                        if bad is not None and error is not None:
-                            new_position = self._failed(bad, error)
+            applied, bad, error = apply_events(conn, p, events, self.names, careful)
+            if bad is not None and error is not None:
+                new_position = self._failed(bad, error)
             if new_position <= start:
                 return applied, False
             self._advance(start, new_position, applied)
