@@ -16,7 +16,7 @@ from litestar.openapi.spec import Components, SecurityScheme, Server
 from litestar.static_files import create_static_files_router
 from litestar.types import ControllerRouterHandler
 
-from api import middleware, problems
+from api import idempotency, middleware, problems
 from api.admin_users import AdminUsersController
 from api.analytics import AnalyticsController
 from api.audit import AuditController
@@ -138,7 +138,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         middleware=[
             DefineMiddleware(middleware.RequestContext, settings=settings),
             DefineMiddleware(middleware.RateLimit, settings=settings),
-            DefineMiddleware(middleware.Idempotency, settings=settings),
+            DefineMiddleware(idempotency.Idempotency, settings=settings),
         ],
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY,
