@@ -30,17 +30,8 @@ from application.tutoring import Tutoring
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
 from projections.schedule import next_slots, slots_for
-from projections.search import (
-    NEXT_SLOT_DAYS,
-    PUBLIC_COLS,
-    READS,
-    SORTS,
-    NextSlots,
-    SearchFilters,
-    TutorSearch,
-    busy_by_tutor,
-    schedule_of,
-)
+from projections.search import PUBLIC_COLS, READS, SORTS, SearchFilters, TutorSearch
+from projections.search_memos import NEXT_SLOT_DAYS, NextSlots, busy_by_tutor, schedule_of
 
 # Each tutor's next free slot, kept by this API process in the wire form (see NextSlots): search and the favorites
 # list (api.students) show the same tutors again and again.

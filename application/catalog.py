@@ -6,7 +6,6 @@ from typing import Any
 from uuid import UUID
 
 from application.store import EventStoreApp, Loaded
-from domain.errors import NotFound
 from domain.subject import Subject
 
 
@@ -27,7 +26,7 @@ class Catalog(EventStoreApp):
         """Rename a subject."""
 
         def rename(got: Loaded) -> tuple[dict[str, Any], int]:
-            s = _subject(got, subject_id)
+            s = got.need(Subject, subject_id, "no such subject")
             s.rename(name)
             return subject_view(s), self.record(s)
 
@@ -37,16 +36,8 @@ class Catalog(EventStoreApp):
         """Retire a subject (it stays in history)."""
 
         def retire(got: Loaded) -> tuple[dict[str, Any], int]:
-            s = _subject(got, subject_id)
+            s = got.need(Subject, subject_id, "no such subject")
             s.retire()
             return subject_view(s), self.record(s)
 
         return self.command(retire, changes=[subject_id])
-
-
-def _subject(got: Loaded, subject_id: UUID) -> Subject:
-    """The subject a command loaded (404 when there is none)."""
-    s = got.get(Subject, subject_id)
-    if s is None:
-        raise NotFound("no such subject")
-    return s

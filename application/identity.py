@@ -119,7 +119,7 @@ class Identity(EventStoreApp):
         user_id = row["user_id"]
 
         def log_in(got: Loaded) -> Outcome:
-            user = _loaded_user(got, user_id)
+            user = got.need(User, user_id, "no such user")
             writes: list[SideWrite] = []
             tokens = self._open_session(user, writes)
             return Outcome(user_view(user), self.record(user, side_writes=writes), tokens)
@@ -196,7 +196,7 @@ class Identity(EventStoreApp):
         """The caller edits their own profile."""
 
         def update(got: Loaded) -> Outcome:
-            user = _loaded_user(got, actor.user_id)
+            user = got.need(User, actor.user_id, "no such user")
             user.update_profile(changes)
             return Outcome(user_view(user), self.record(user))
 
@@ -210,7 +210,7 @@ class Identity(EventStoreApp):
         profile_id = TutorProfile.create_id(user_id)
 
         def update(got: Loaded) -> Outcome:
-            user = _loaded_user(got, user_id)
+            user = got.need(User, user_id, "no such user")
             if role is not None:
                 user.change_role(role, by=by)
             if is_active is True:
@@ -234,7 +234,7 @@ class Identity(EventStoreApp):
         profile_id = TutorProfile.create_id(user_id)
 
         def delete(got: Loaded) -> Outcome:
-            user = _loaded_user(got, user_id)
+            user = got.need(User, user_id, "no such user")
             user.delete(by=by)
             writes: list[SideWrite] = [
                 ("UPDATE identity_accounts SET deleted = true, is_active = false WHERE user_id = %s", (user.id,)),
@@ -305,19 +305,11 @@ class Identity(EventStoreApp):
 
     def _record_revocation(self, user_id: UUID, family_id: UUID, reason: str) -> int:
         def end(got: Loaded) -> int:
-            user = _loaded_user(got, user_id)
+            user = got.need(User, user_id, "no such user")
             user.end_session(family_id, reason)
             return self.record(user)
 
         return self.command(end, changes=[user_id])
-
-
-def _loaded_user(got: Loaded, user_id: UUID) -> User:
-    """The user a command loaded (404 when there is none)."""
-    user = got.get(User, user_id)
-    if user is None:
-        raise NotFound("no such user")
-    return user
 
 
 def _tutor_side(user: User, profile: TutorProfile | None, reason: str) -> TutorProfile | None:

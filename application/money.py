@@ -164,14 +164,6 @@ class Money(EventStoreApp):
             raise NotFound("no such purchase")
         return p
 
-    @staticmethod
-    def _bought(got: Loaded, purchase_id: UUID) -> Purchase:
-        """The purchase a command loaded (404 when there is none)."""
-        p = got.get(Purchase, purchase_id)
-        if p is None:
-            raise NotFound("no such purchase")
-        return p
-
     def _purchase_for_intent(self, payment_intent_id: str) -> UUID | None:
         with self.connection() as conn:
             row = conn.execute(
@@ -217,7 +209,7 @@ class Money(EventStoreApp):
             return self.head()  # not ours (another integration on the same Stripe account)
 
         def pay(got: Loaded) -> int:
-            p = self._bought(got, purchase_id)
+            p = got.need(Purchase, purchase_id, "no such purchase")
             if not p.pay(self.now(), amount_received):
                 return self.head()
             account = self.settlement.account(p.student_id)
@@ -234,7 +226,7 @@ class Money(EventStoreApp):
             return self.head()
 
         def fail(got: Loaded) -> int:
-            p = self._bought(got, purchase_id)
+            p = got.need(Purchase, purchase_id, "no such purchase")
             p.payment_failed(reason)
             return self.record(p)
 
@@ -246,7 +238,7 @@ class Money(EventStoreApp):
             return self.head()
 
         def report(got: Loaded) -> int:
-            p = self._bought(got, purchase_id)
+            p = got.need(Purchase, purchase_id, "no such purchase")
             p.report_refunded(total_refunded)
             account = self.settlement.account(p.student_id)
             if p.status in ("paid", "refunded"):
@@ -292,7 +284,7 @@ class Money(EventStoreApp):
         account_id = CreditAccount.create_id(p.student_id)
 
         def remove(got: Loaded) -> tuple[dict[str, Any], int]:
-            purchase = self._bought(got, purchase_id)
+            purchase = got.need(Purchase, purchase_id, "no such purchase")
             acc = got.get(CreditAccount, account_id) or CreditAccount(student_id=purchase.student_id)
             minutes, amount = acc.refund(str(purchase.id), value)
             purchase.refunded(amount, minutes, str(refund.id))

@@ -38,7 +38,7 @@ from application.aggregate_cache import EVENTS_TABLE as EVENTS_TABLE  # re-expor
 from application.aggregate_cache import CachingRepository
 from application.clock import SYSTEM, Clock
 from application.settings import Settings
-from domain.errors import ConcurrencyConflict
+from domain.errors import ConcurrencyConflict, NotFound
 
 META = "_meta"
 SideWrite = tuple[str, Sequence[Any]]
@@ -233,6 +233,13 @@ class Loaded:
         """The aggregate `aggregate_id` if it exists and is a `kind`."""
         found = self._found.get(aggregate_id)
         return found if isinstance(found, kind) else None
+
+    def need(self, kind: type[A], aggregate_id: UUID, missing: str) -> A:
+        """The aggregate `aggregate_id` of `kind`; 404 with `missing` (e.g. "no such subject") when there is none."""
+        found = self.get(kind, aggregate_id)
+        if found is None:
+            raise NotFound(missing)
+        return found
 
 
 class EventStoreApp(Application[UUID]):

@@ -107,7 +107,7 @@ class Tutoring(EventStoreApp):
         profile_id = TutorProfile.create_id(tutor_id)
 
         def decide(got: Loaded) -> tuple[dict[str, Any], int]:
-            p = _existing(got, profile_id)
+            p = got.need(TutorProfile, profile_id, "no such tutor")
             if action == "approve":
                 p.approve()
             elif action == "reject":
@@ -145,7 +145,7 @@ class Tutoring(EventStoreApp):
         profile_id = TutorProfile.create_id(actor.user_id)
 
         def complete(got: Loaded) -> tuple[dict[str, Any], int]:
-            p = _existing(got, profile_id)
+            p = got.need(TutorProfile, profile_id, "no such tutor")
             doc = p.documents.get(str(document_id))
             if doc is None:
                 raise NotFound("no such document")
@@ -195,9 +195,7 @@ class Tutoring(EventStoreApp):
 
         def update(got: Loaded) -> tuple[StudentProfile, User, int]:
             s = got.get(StudentProfile, profile_id) or StudentProfile(student_id=actor.user_id)
-            user = got.get(User, actor.user_id)
-            if user is None:
-                raise NotFound("no such user")
+            user = got.need(User, actor.user_id, "no such user")
             s.update({k: body[k] for k in ("bio", "goals", "learning_style") if k in body})
             user.update_profile({k: body[k] for k in ("timezone", "currency", "language") if k in body})
             return s, user, self.record(s, user)
@@ -220,14 +218,6 @@ class Tutoring(EventStoreApp):
             return self.record(s)
 
         return self.command(favorite, changes=[profile_id])
-
-
-def _existing(got: Loaded, profile_id: UUID) -> TutorProfile:
-    """The tutor profile a command loaded (404 when there is none)."""
-    p = got.get(TutorProfile, profile_id)
-    if p is None:
-        raise NotFound("no such tutor")
-    return p
 
 
 def _subject_ids(subjects: Any) -> dict[str, UUID]:

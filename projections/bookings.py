@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 
 from domain.booking import Booking, completes_by_itself_at, lapses_at
 from domain.inbox import Inbox
-from projections.runner import Envelope, Projection, by_type, load_rows, replace_rows, topic_of
+from projections.runner import Envelope, FoldedProjection, by_type, load_rows, replace_rows, topic_of
 
 COLUMNS = (
     "booking_id",
@@ -196,7 +196,7 @@ ON_EVENT: dict[type, Callable[[BookingBatch, Envelope], None]] = {
 HANDLERS = by_type(ON_EVENT)
 
 
-class Bookings(Projection):
+class Bookings(FoldedProjection):
     """Bookings by student, tutor, status and time. A batch is folded in memory (BookingBatch, runner.load_rows):
     the rows it touches are read once, the events applied in order by the handler of their type (ON_EVENT), and
     the rows written back with one DELETE and one COPY."""
@@ -205,12 +205,8 @@ class Bookings(Projection):
     version = 2
     tables = ("bookings", "tutor_reviews", "tutor_calendar")
     topics = tuple(topic_of(c) for c in ON_EVENT)
-
-    def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        batch = BookingBatch(cur, events, t)
-        for e in events:
-            HANDLERS[e.type](batch, e)
-        batch.write()
+    fold = BookingBatch
+    handlers = HANDLERS
 
 
 def taken(conn: Any, tutor_id: Any, frm: datetime, to: datetime) -> list[tuple[datetime, datetime]]:

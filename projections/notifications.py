@@ -13,7 +13,7 @@ from domain.booking import Booking
 from domain.ids import NAMESPACE
 from domain.inbox import Inbox
 from domain.tutor import TutorProfile
-from projections.runner import Envelope, Projection, by_type, topic_of
+from projections.runner import Envelope, FoldedProjection, by_type, topic_of
 
 
 class Inboxes:
@@ -24,7 +24,7 @@ class Inboxes:
     (bench/booking.py). An event's notice depends on the parties its booking's first event recorded, maybe in the
     same batch: those are kept in memory (`born`)."""
 
-    def __init__(self, cur: psycopg.Cursor[Any], t: dict[str, str], events: Sequence[Envelope]) -> None:
+    def __init__(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
         self.cur, self.inbox, self.parties = cur, t["notifications"], t["notification_bookings"]
         self.notices: list[tuple[Any, ...]] = []
         self.born: dict[Any, tuple[Any, Any]] = {}  # booking (or tutor profile) id -> (student, tutor), this batch
@@ -154,7 +154,7 @@ HANDLERS = by_type(ON_EVENT)
 NO_LOOKUP = frozenset(by_type({Booking.Requested: 0, TutorProfile.Created: 0, Inbox.Read: 0, Inbox.Reminded: 0}))
 
 
-class Notifications(Projection):
+class Notifications(FoldedProjection):
     """Inbox rows, by the handler of each event's type (ON_EVENT), written once per batch (Inboxes)."""
 
     name = "notifications"
@@ -163,9 +163,5 @@ class Notifications(Projection):
     skippable = True
     tables = ("notifications", "notification_bookings")
     topics = tuple(topic_of(c) for c in ON_EVENT)
-
-    def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        inboxes = Inboxes(cur, t, events)
-        for e in events:
-            HANDLERS[e.type](inboxes, e)
-        inboxes.write()
+    fold = Inboxes
+    handlers = HANDLERS

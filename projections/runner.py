@@ -86,6 +86,21 @@ class Projection(abc.ABC):
         """Write the rows for a batch of events (inside the batch's transaction)."""
 
 
+class FoldedProjection(Projection):
+    """A projection whose batch is folded into one object of the class `fold` (made with the cursor, the events and
+    the table names, written at the end by its `write()`), each event applied by the handler of its type (`handlers`,
+    made with `by_type`)."""
+
+    fold: ClassVar[type[Any]]
+    handlers: ClassVar[Mapping[str, Callable[[Any, Envelope], None]]]
+
+    def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
+        batch = self.fold(cur, events, t)
+        for e in events:
+            self.handlers[e.type](batch, e)
+        batch.write()
+
+
 def load_rows(
     cur: psycopg.Cursor[Any], table: str, columns: Sequence[str], keys: Iterable[Any], key: str | None = None
 ) -> dict[Any, dict[str, Any]]:

@@ -16,7 +16,7 @@ from domain.booking import Booking
 from domain.subject import Subject
 from domain.tutor import TutorProfile, completeness_of
 from domain.user import User
-from projections.runner import Envelope, Projection, by_type, load_rows, replace_rows, topic_of
+from projections.runner import Envelope, FoldedProjection, by_type, load_rows, replace_rows, topic_of
 from projections.schedule import cover_literal
 
 TUTOR_COLUMNS = (
@@ -314,7 +314,7 @@ ON_EVENT: dict[type, Callable[[TutorBatch, Envelope], None]] = {
 HANDLERS = by_type(ON_EVENT)
 
 
-class Tutors(Projection):
+class Tutors(FoldedProjection):
     """One row per tutor, folded per batch in memory (TutorBatch, runner.load_rows / replace_rows): the rows a batch
     touches are read with one SELECT per table, the events applied in order by the handler of their type
     (ON_EVENT), and written back with one DELETE and one COPY; completeness is computed in Python, the search
@@ -325,12 +325,8 @@ class Tutors(Projection):
     version = 9
     tables = ("tutors", "tutors_people", "tutors_subject_names", "tutors_search", "tutors_terms")
     topics = tuple(topic_of(c) for c in ON_EVENT)
-
-    def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        batch = TutorBatch(cur, events, t)
-        for e in events:
-            HANDLERS[e.type](batch, e)
-        batch.write()
+    fold = TutorBatch
+    handlers = HANDLERS
 
 
 def term_of(q: str) -> str | None:
