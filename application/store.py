@@ -37,6 +37,7 @@ from application import context
 from application.aggregate_cache import EVENTS_TABLE as EVENTS_TABLE  # re-exported: the one log
 from application.aggregate_cache import CachingRepository
 from application.clock import SYSTEM, Clock
+from application.pg_arrays import ByteaArray, Int4Array, TextArray, UuidArray
 from application.settings import Settings
 from domain.errors import ConcurrencyConflict, NotFound
 
@@ -204,10 +205,10 @@ class Recorder(PostgresApplicationRecorder):
 
     def _append(self, conn: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
         params = (
-            [e.originator_id for e in stored_events],
-            [e.originator_version for e in stored_events],
-            [e.topic for e in stored_events],
-            [e.state for e in stored_events],
+            UuidArray([typing.cast(UUID, e.originator_id) for e in stored_events]),
+            Int4Array([e.originator_version for e in stored_events]),
+            TextArray([e.topic for e in stored_events]),
+            ByteaArray([e.state for e in stored_events]),
             f"{self.datastore.lock_timeout}s",
         )
         with conn.cursor(binary=True) as curs:
