@@ -27,10 +27,10 @@ from api.schemas.bookings import (
 from application.clock import Clock
 from application.identity import Account
 from application.scheduling import Scheduling
-from domain.booking import Booking
+from domain.booking import Booking, BookingStatus
 from domain.errors import NotFound, ValidationFailed
 
-STATUSES = ("pending", "confirmed", "declined", "expired", "cancelled", "completed", "no_show")
+STATUSES = tuple(s.value for s in BookingStatus)  # the `status` filter's choices, in the lifecycle's order
 COLS = (
     "booking_id, tutor_id, student_id, subject_id, start_at, end_at, duration_minutes, status, note, policy,"
     " created_at, pending_reschedule"

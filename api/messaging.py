@@ -12,7 +12,6 @@ from litestar.openapi.datastructures import ResponseSpec
 from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading
 from api.guards import BEARER, USER
 from api.schemas.messaging import (
-    MessageAttachmentOut,
     MessageAttachmentUploadOut,
     MessageOut,
     MessagePage,
@@ -20,7 +19,6 @@ from api.schemas.messaging import (
     ThreadPage,
     ThreadParticipantsOut,
     attachment_upload_out,
-    message_attachment_out,
     message_out,
     sent_message_out,
     thread_out,
@@ -62,15 +60,6 @@ class AttachmentIn(msgspec.Struct):
     filename: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
     content_type: str
     size: int
-
-
-def _attachments(messaging: Messaging, atts: list[dict[str, Any]]) -> list[MessageAttachmentOut]:
-    """A message's attachments with their download URLs (none while there is no checked copy)."""
-    out = []
-    for a in atts:
-        url = messaging.storage.download_url(a["key"], a["filename"], a["content_type"]) if a.get("key") else None
-        out.append(message_attachment_out(a, url))
-    return out
 
 
 class MessagingController(Controller):
@@ -155,7 +144,8 @@ class MessagingController(Controller):
                 r["created_at"],
                 r["edited_at"],
                 r["deleted"],
-                [] if r["deleted"] else _attachments(messaging, r["attachments"]),
+                r["attachments"],
+                messaging,
             )
             for r in rows[:n]
         ]
@@ -169,7 +159,7 @@ class MessagingController(Controller):
         """Send a message; contact details are masked until the pair has a confirmed booking."""
         actor = request.user
         message, position = messaging.post(actor, thread_id, data.body, data.attachment_ids)
-        return command(request, sent_message_out(thread_id, message), position, 201)
+        return command(request, sent_message_out(thread_id, message, messaging), position, 201)
 
     @patch("/threads/{thread_id:uuid}/messages/{message_id:uuid}", sync_to_thread=True)
     def edit(
@@ -183,7 +173,7 @@ class MessagingController(Controller):
         """Edit your message within 15 minutes."""
         actor = request.user
         message, position = messaging.edit(actor, thread_id, message_id, data.body)
-        return command(request, sent_message_out(thread_id, message), position)
+        return command(request, sent_message_out(thread_id, message, messaging), position)
 
     @delete("/threads/{thread_id:uuid}/messages/{message_id:uuid}", status_code=200, sync_to_thread=True)
     def remove(
@@ -192,7 +182,7 @@ class MessagingController(Controller):
         """Delete your message (it keeps its place)."""
         actor = request.user
         message, position = messaging.delete(actor, thread_id, message_id)
-        return command(request, sent_message_out(thread_id, message), position)
+        return command(request, sent_message_out(thread_id, message, messaging), position)
 
     @post("/threads/{thread_id:uuid}/read", status_code=200, sync_to_thread=True)
     def read(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -90,6 +91,12 @@ class Messaging(EventStoreApp):
 
         with self.turns.of(thread_id):
             return self.command(post, changes=[thread_id], attempts=self.THREAD_ATTEMPTS)
+
+    def attachment_url(self, attachment: Mapping[str, Any]) -> str | None:
+        """A 24-hour download URL of a message's attachment as the thread or its read model keeps it (none while it
+        has no checked copy)."""
+        key = attachment.get("key")
+        return self.storage.download_url(key, attachment["filename"], attachment["content_type"]) if key else None
 
     def checked_attachment(self, actor: Account, attachment_id: UUID) -> Attachment:
         """The caller's attachment, checked: the first time a message carries it, its upload is copied to a key the

@@ -210,14 +210,14 @@ class Scheduling(EventStoreApp):
             proposal = b.answer_reschedule(actor.user_id, accept)
             if not accept:
                 return []
-            self._profile(b.tutor_id).check_time(proposal["start"], b.duration_minutes, now)
+            self._profile(b.tutor_id).check_time(proposal.start, b.duration_minutes, now)
             olds = self._calendars(b.tutor_id, *old)
             for c in olds:
                 c.release(str(b.id))
             moved = {c.id: c for c in olds}
-            for c in self._calendars(b.tutor_id, proposal["start"], proposal["end"]):
+            for c in self._calendars(b.tutor_id, proposal.start, proposal.end):
                 c = moved.get(c.id, c)
-                c.reserve(str(b.id), proposal["start"], proposal["end"])
+                c.reserve(str(b.id), proposal.start, proposal.end)
                 moved[c.id] = c
             return list(moved.values())
 

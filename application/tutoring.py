@@ -13,6 +13,7 @@ from eventsourcing.application import AggregateNotFoundError
 from application.identity import Account
 from application.storage import UPLOAD_TTL, Storage
 from application.store import EventStoreApp, Loaded
+from domain.documents import Document, DocumentStatus
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.money import Money
 from domain.student import StudentProfile
@@ -124,48 +125,47 @@ class Tutoring(EventStoreApp):
 
     def request_document(
         self, actor: Account, filename: str, content_type: str, size: int
-    ) -> tuple[dict[str, Any], str, datetime, int]:
+    ) -> tuple[Document, str, datetime, int]:
         """Announce an upload (type and size checked first): the document record, a presigned PUT URL for it and
         when that expires, and the position."""
         profile_id = TutorProfile.create_id(actor.user_id)
         document_id = uuid.uuid4()
         key = f"tutors/{actor.user_id}/documents/{document_id}/{_safe_name(filename)}"
 
-        def announce(got: Loaded) -> tuple[dict[str, Any], str, datetime, int]:
+        def announce(got: Loaded) -> tuple[Document, str, datetime, int]:
             p = got.get(TutorProfile, profile_id) or TutorProfile(tutor_id=actor.user_id)
             p.request_document(document_id, filename, content_type, size, key, self.now())
             url = self.storage.upload_url(key)
-            doc = dict(p.documents[str(document_id)])  # the caller's own: the saved profile goes back to the cache
-            return doc, url, self.clock.now() + UPLOAD_TTL, self.record(p)
+            return p.documents[str(document_id)], url, self.clock.now() + UPLOAD_TTL, self.record(p)
 
         return self.command(announce, changes=[profile_id])
 
-    def complete_document(self, actor: Account, document_id: UUID) -> tuple[dict[str, Any], int]:
+    def complete_document(self, actor: Account, document_id: UUID) -> tuple[Document, int]:
         """Check the stored object (exists, type and size within limits) and count the document: its record."""
         profile_id = TutorProfile.create_id(actor.user_id)
 
-        def complete(got: Loaded) -> tuple[dict[str, Any], int]:
+        def complete(got: Loaded) -> tuple[Document, int]:
             p = got.need(TutorProfile, profile_id, "no such tutor")
             doc = p.documents.get(str(document_id))
             if doc is None:
                 raise NotFound("no such document")
-            if doc["status"] == "uploaded":
-                return dict(doc), self.head()
+            if doc.status is DocumentStatus.UPLOADED:
+                return doc, self.head()
             checked_key = f"checked/documents/{document_id}"
-            stored = self.storage.copy_to_check(doc["key"], checked_key)
+            stored = self.storage.copy_to_check(doc.key, checked_key)
             try:
                 p.complete_document(str(document_id), stored, checked_key, self.now())
             except DomainError:
                 if stored is not None:
                     self.storage.remove(checked_key)
                 raise
-            return dict(p.documents[str(document_id)]), self.record(p)
+            return p.documents[str(document_id)], self.record(p)
 
         return self.command(complete, changes=[profile_id])
 
-    def document_url(self, doc: dict[str, Any]) -> str:
-        """A 24-hour download URL of an uploaded document record (the profile's or a read model's)."""
-        return self.storage.download_url(doc["key"], doc["filename"], doc["content_type"])
+    def document_url(self, doc: Document) -> str:
+        """A 24-hour download URL of an uploaded document (the profile's, or a read model's record of it)."""
+        return self.storage.download_url(doc.key, doc.filename, doc.content_type)
 
     # ----------------------------------------------------------------------------------------- student
 

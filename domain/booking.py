@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
+from domain.booking_values import Party, Proposal, Review, ReviewResponse
 from domain.errors import DomainError, Forbidden, ValidationFailed, WrongStatus
 from domain.ids import derived_id
 from domain.money import bps_of
@@ -94,9 +95,9 @@ class Booking(Aggregate):
         self.settings_version = settings_version
         self.requested_at = requested_at
         self.status = BookingStatus.PENDING
-        self.pending_reschedule: dict[str, Any] | None = None
-        self.review: dict[str, Any] | None = None
-        self.review_response: dict[str, Any] | None = None
+        self.pending_reschedule: Proposal | None = None
+        self.review: Review | None = None
+        self.review_response: ReviewResponse | None = None
         self.refunded_minutes = 0
         self.forfeited_minutes = 0
 
@@ -136,12 +137,12 @@ class Booking(Aggregate):
         if len(note) > 2000:
             raise ValidationFailed([("note", "at most 2000 characters")])
 
-    def _party(self, actor_id: UUID | None) -> str:
+    def _party(self, actor_id: UUID | None) -> Party:
         """The actor's side of the booking (the platform, None, is neither)."""
         if actor_id == self.student_id:
-            return "student"
+            return Party.STUDENT
         if actor_id == self.tutor_id:
-            return "tutor"
+            return Party.TUTOR
         raise Forbidden("not a participant of this booking")
 
     def _need(self, *statuses: BookingStatus) -> None:
@@ -151,7 +152,7 @@ class Booking(Aggregate):
     def confirm(self, actor_id: UUID | None, auto: bool = False, now: datetime | None = None) -> None:
         """The tutor (or auto-confirm) accepts a pending request, not once it has lapsed (even if the sweep that
         records the expiry has not run yet)."""
-        if not auto and self._party(actor_id) != "tutor":
+        if not auto and self._party(actor_id) is not Party.TUTOR:
             raise Forbidden("only the tutor confirms")
         self._need(BookingStatus.PENDING)
         if now is not None and now >= self.expires_at:
@@ -164,7 +165,7 @@ class Booking(Aggregate):
 
     def decline(self, actor_id: UUID) -> None:
         """The tutor turns a pending request down (the hold is released)."""
-        if self._party(actor_id) != "tutor":
+        if self._party(actor_id) is not Party.TUTOR:
             raise Forbidden("only the tutor declines")
         self._need(BookingStatus.PENDING)
         self._declined()
@@ -194,15 +195,15 @@ class Booking(Aggregate):
     def _expired(self) -> None:
         self.status = BookingStatus.EXPIRED
 
-    def cancellation_terms(self, actor_id: UUID, now: datetime) -> tuple[str, int]:
+    def cancellation_terms(self, actor_id: UUID, now: datetime) -> tuple[Party, int]:
         """(who cancels, minutes to refund): early or tutor cancellations refund all, late ones the policy share."""
         party = self._party(actor_id)
         self._need(*ACTIVE)
-        if party == "student" and now >= self.start:
+        if party is Party.STUDENT and now >= self.start:
             raise WrongStatus("the lesson has started: it is completed or marked a no-show, not cancelled")
         total = self.duration_minutes
         window = timedelta(hours=self.policy.cancellation_window_hours)
-        if party == "tutor" or self.start - now > window:
+        if party is Party.TUTOR or self.start - now > window:
             return party, total
         return party, bps_of(total, self.policy.late_cancel_refund_bps)
 
@@ -240,20 +241,20 @@ class Booking(Aggregate):
         self._proposed(start=start, end=start + timedelta(minutes=self.duration_minutes), proposed_by=party)
 
     @event("RescheduleProposed")
-    def _proposed(self, start: datetime, end: datetime, proposed_by: str) -> None:
-        self.pending_reschedule = {"start": start, "end": end, "proposed_by": proposed_by}
+    def _proposed(self, start: datetime, end: datetime, proposed_by: Party) -> None:
+        self.pending_reschedule = Proposal(start, end, proposed_by)
 
-    def answer_reschedule(self, actor_id: UUID, accept: bool) -> dict[str, Any]:
+    def answer_reschedule(self, actor_id: UUID, accept: bool) -> Proposal:
         """The other party accepts (the booking moves) or rejects a proposal; returns the proposal."""
         party = self._party(actor_id)
         self._need(BookingStatus.CONFIRMED)
         proposal = self.pending_reschedule
         if proposal is None:
             raise WrongStatus("no reschedule proposal is pending")
-        if proposal["proposed_by"] == party:
+        if proposal.proposed_by is party:
             raise Forbidden("the other party answers a proposal")
         if accept:
-            self._rescheduled(start=proposal["start"], end=proposal["end"], previous_start=self.start, by=party)
+            self._rescheduled(start=proposal.start, end=proposal.end, previous_start=self.start, by=party)
         else:
             self._reschedule_rejected(by=party)
         return proposal
@@ -270,7 +271,7 @@ class Booking(Aggregate):
 
     def complete(self, actor_id: UUID | None, now: datetime, auto: bool = False) -> None:
         """The lesson happened: the tutor marks it after the end, or it completes by itself later."""
-        if not auto and self._party(actor_id) != "tutor":
+        if not auto and self._party(actor_id) is not Party.TUTOR:
             raise Forbidden("only the tutor completes")
         self._need(BookingStatus.CONFIRMED)
         if now < self.end:
@@ -286,7 +287,7 @@ class Booking(Aggregate):
 
     def no_show(self, actor_id: UUID, now: datetime) -> int:
         """The tutor marks the student absent from start + 10 min; returns the minutes refunded by policy."""
-        if self._party(actor_id) != "tutor":
+        if self._party(actor_id) is not Party.TUTOR:
             raise Forbidden("only the tutor marks a no-show")
         self._need(BookingStatus.CONFIRMED)
         if now < self.start + NO_SHOW_AFTER:
@@ -303,7 +304,7 @@ class Booking(Aggregate):
 
     def add_review(self, actor_id: UUID, rating: int, text: str, now: datetime) -> None:
         """The student reviews a completed booking once; reviews are immutable."""
-        if self._party(actor_id) != "student":
+        if self._party(actor_id) is not Party.STUDENT:
             raise Forbidden("only the student reviews")
         self._need(BookingStatus.COMPLETED)
         if self.review is not None:
@@ -316,11 +317,11 @@ class Booking(Aggregate):
 
     @event("Reviewed")
     def _reviewed(self, tutor_id: str, rating: int, text: str, created_at: datetime) -> None:
-        self.review = {"rating": rating, "text": text, "created_at": created_at}
+        self.review = Review(rating, text, created_at)
 
     def respond(self, actor_id: UUID, text: str, now: datetime) -> None:
         """The tutor answers the review once."""
-        if self._party(actor_id) != "tutor":
+        if self._party(actor_id) is not Party.TUTOR:
             raise Forbidden("only the tutor responds")
         if self.review is None:
             raise WrongStatus("there is no review to respond to")
@@ -332,7 +333,7 @@ class Booking(Aggregate):
 
     @event("ReviewResponded")
     def _responded(self, tutor_id: str, text: str, created_at: datetime) -> None:
-        self.review_response = {"text": text, "created_at": created_at}
+        self.review_response = ReviewResponse(text, created_at)
 
 
 def week_of(t: datetime) -> str:

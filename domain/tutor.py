@@ -2,11 +2,12 @@
 
 Its id is the tutor's user id. The five builder steps each record their own event; completeness counts 20 %
 per step whose required fields are set. The module holds the aggregate's whole life (onboarding, review, preferences,
-bookability) so that each rule is one hop from its route: a little over 400 lines, on purpose."""
+bookability) so that each rule is one hop from its route; what a document is and may be is in domain/documents.py."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -16,6 +17,7 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.availability import available, covers, on_grid, parse_rules
 from domain.booking import OutsideAvailability, TooShortNotice
+from domain.documents import DOCUMENT_TYPES, MAX_DOCUMENT_BYTES, Document, DocumentStatus
 from domain.errors import DomainError, ValidationFailed, WrongStatus
 from domain.files import FileTooLarge, StoredFile, UnsupportedFile, check_stored
 from domain.ids import derived_id
@@ -33,15 +35,6 @@ class TutorStatus(StrEnum):
     SUSPENDED = "suspended"
 
 
-class DocumentStatus(StrEnum):
-    """A document is announced (pending) until its uploaded file is checked."""
-
-    PENDING = "pending"
-    UPLOADED = "uploaded"
-
-
-DOCUMENT_TYPES = ("application/pdf", "image/jpeg", "image/png")
-MAX_DOCUMENT_BYTES = 10 * 1_048_576
 AUTO_CONFIRM_AFTER = timedelta(hours=24)  # auto-confirm answers only requests for lessons further away than this
 _LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z]{2,4})?$")
 
@@ -88,15 +81,16 @@ def completeness_of(
     subjects: list[str],
     hourly_rate: dict[str, Any] | None,
     availability: dict[str, Any],
-    documents: list[dict[str, Any]],
+    document_statuses: Iterable[str],
 ) -> int:
-    """0-100: 20 for each builder step whose required fields are set (one rule for aggregate and read models)."""
+    """0-100: 20 for each builder step whose required fields are set (one rule for aggregate and read models); the
+    documents step counts once one of the tutor's documents is uploaded."""
     steps: list[bool] = [
         bool(personal.get("bio")),
         experience.get("years") is not None,
         bool(subjects) and hourly_rate is not None and int(hourly_rate["amount"]) > 0,
         bool(availability.get("timezone")) and bool(availability.get("weekly")),
-        any(d.get("status") == DocumentStatus.UPLOADED for d in documents),
+        any(s == DocumentStatus.UPLOADED for s in document_statuses),
     ]
     return 20 * sum(1 for s in steps if s)
 
@@ -114,7 +108,7 @@ class TutorProfile(Aggregate):
         self.subjects: list[str] = []
         self.hourly_rate: dict[str, Any] | None = None
         self.availability: dict[str, Any] = {"timezone": None, "weekly": [], "blocks": [], "openings": []}
-        self.documents: dict[str, dict[str, Any]] = {}
+        self.documents: dict[str, Document] = {}
         self.auto_confirm = False
         self.min_notice_minutes = 0
         self.submitted_at: datetime | None = None
@@ -246,15 +240,7 @@ class TutorProfile(Aggregate):
     def _document_requested(
         self, document_id: str, filename: str, content_type: str, size: int, key: str, requested_at: datetime
     ) -> None:
-        self.documents[document_id] = {
-            "id": document_id,
-            "filename": filename,
-            "content_type": content_type,
-            "size": size,
-            "key": key,
-            "status": DocumentStatus.PENDING,
-            "uploaded_at": None,
-        }
+        self.documents[document_id] = Document(document_id, filename, content_type, size, key)
 
     def complete_document(self, document_id: str, stored: StoredFile | None, key: str, now: datetime) -> None:
         """Step 5 (second half): the object the tutor uploaded, copied by the server to `key` (which the tutor cannot
@@ -262,21 +248,14 @@ class TutorProfile(Aggregate):
         doc = self.documents.get(document_id)
         if doc is None:
             raise ValidationFailed([("document_id", "no such document")])
-        if doc["status"] == DocumentStatus.UPLOADED:
+        if doc.status is DocumentStatus.UPLOADED:
             return
-        checked = check_stored(f"document {document_id}", doc["content_type"], doc["size"], stored)
+        checked = check_stored(f"document {document_id}", doc.content_type, doc.size, stored)
         self._document_uploaded(document_id=document_id, size=checked.size, uploaded_at=now, key=key)
 
     @event("DocumentUploaded")
     def _document_uploaded(self, document_id: str, size: int, uploaded_at: datetime, key: str | None = None) -> None:
-        # events recorded before objects were copied on completion carry no key: the upload key stays
-        self.documents[document_id] = {
-            **self.documents[document_id],
-            "size": size,
-            "status": DocumentStatus.UPLOADED,
-            "uploaded_at": uploaded_at.isoformat(),
-            "key": key or self.documents[document_id]["key"],
-        }
+        self.documents[document_id] = self.documents[document_id].uploaded(size, uploaded_at, key)
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
@@ -289,7 +268,7 @@ class TutorProfile(Aggregate):
             self.subjects,
             self.hourly_rate,
             self.availability,
-            list(self.documents.values()),
+            (d.status for d in self.documents.values()),
         )
 
     def submit(self, now: datetime) -> None:

@@ -145,7 +145,7 @@ class TutorBatch:
                 r["subject_ids"] or [],
                 rate,
                 r["availability"] or {},
-                r["documents"] or [],
+                (d.get("status") for d in r["documents"] or ()),
             )
         if self.people:
             replace_rows(self.cur, self.t["tutors_people"], PEOPLE_COLUMNS, self.people.values(), self.stored_people)

@@ -12,6 +12,7 @@ import msgspec
 
 from api.schemas.common import ReviewResponseOut
 from domain.booking import Booking
+from domain.booking_values import Party, Proposal
 from domain.platform import Policy
 
 BookingStatus = Literal["pending", "confirmed", "declined", "expired", "cancelled", "completed", "no_show"]
@@ -27,10 +28,10 @@ class BookingPolicyOut(msgspec.Struct):
 
 
 class RescheduleOut(msgspec.Struct):
-    """A proposed new start, waiting for the other party's answer."""
+    """A proposed new start, waiting for the other party's answer; `proposed_by` is the side that proposed it."""
 
     start: datetime
-    proposed_by: UUID
+    proposed_by: Party
 
 
 class BookingOut(msgspec.Struct):
@@ -100,11 +101,6 @@ class NotificationReadOut(msgspec.Struct):
     read: bool
 
 
-def _instant(t: datetime | str) -> datetime:
-    """An instant from a datetime, or from the ISO text a read model keeps in JSON."""
-    return t if isinstance(t, datetime) else datetime.fromisoformat(t)
-
-
 def _booking(
     booking_id: Any,
     tutor_id: Any,
@@ -117,14 +113,15 @@ def _booking(
     note: str,
     policy: Mapping[str, Any] | Policy,
     created_at: datetime,
-    proposal: Mapping[str, Any] | None,
+    proposal: Mapping[str, Any] | Proposal | None,
 ) -> BookingOut:
-    """The booking shape, built here only (`booking_of`, `booking_from_row`)."""
+    """The booking shape, built here only (`booking_of`, `booking_from_row`); the policy and the proposal as the
+    booking keeps them (values) or as the row keeps them (JSON: `{start, proposed_by}` with `start` ISO text)."""
     return BookingOut(
         booking_id, tutor_id, student_id, subject_id, start, end, duration_minutes, status, note,
         msgspec.convert(policy, BookingPolicyOut, from_attributes=True),
         created_at,
-        RescheduleOut(_instant(proposal["start"]), proposal["proposed_by"]) if proposal else None,
+        None if proposal is None else msgspec.convert(proposal, RescheduleOut, from_attributes=True),
     )  # fmt: skip
 
 
@@ -150,9 +147,8 @@ def review_of(b: Booking) -> ReviewOut:
     if r is None:  # the commands answering with it have just recorded it
         raise ValueError("the booking has no review")
     return ReviewOut(
-        b.id, b.id, r["rating"], r["text"], r["created_at"],
-        ReviewResponseOut(resp["text"], resp["created_at"]) if resp else None,
-    )  # fmt: skip
+        b.id, b.id, r.rating, r.text, r.created_at, ReviewResponseOut(resp.text, resp.created_at) if resp else None
+    )
 
 
 def notification_from_row(r: Mapping[str, Any]) -> NotificationOut:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
 
-from application.messaging import AttachmentUpload
+from application.messaging import AttachmentUpload, Messaging
 
 
 class ThreadParticipantsOut(msgspec.Struct):
@@ -63,21 +63,13 @@ def thread_out(thread_id: UUID, participant_ids: list[UUID], unread: int, last: 
 
 
 class MessageAttachmentOut(msgspec.Struct):
-    """A file a message carries. `url` (a download link valid 24 h, null while there is no checked copy) is given
-    by the message history; the answers of a message's own send, edit and delete leave it out."""
+    """A file a message carries; `url` is a download link valid 24 h (null while there is no checked copy)."""
 
     id: UUID
     filename: str
     content_type: str
     size: int
-    url: str | msgspec.UnsetType | None = msgspec.UNSET
-
-
-def message_attachment_out(
-    a: Mapping[str, Any], url: str | msgspec.UnsetType | None = msgspec.UNSET
-) -> MessageAttachmentOut:
-    """An attachment as a message stores it (id, filename, content_type, size)."""
-    return MessageAttachmentOut(UUID(a["id"]), a["filename"], a["content_type"], a["size"], url)
+    url: str | None
 
 
 class MessageOut(msgspec.Struct):
@@ -101,16 +93,23 @@ def message_out(
     created_at: datetime,
     edited_at: datetime | None,
     deleted: bool,
-    attachments: list[MessageAttachmentOut],
+    attachments: Sequence[Mapping[str, Any]],
+    messaging: Messaging,
 ) -> MessageOut:
     """The message shape, built here only: from a thread_messages row (the history, api/messaging.py) and from a
-    Thread's own record of a message (`sent_message_out`)."""
-    return MessageOut(message_id, thread_id, sender_id, body, created_at, edited_at, deleted, attachments)
+    Thread's own record of a message (`sent_message_out`: the answers of send, edit and delete). `attachments` as
+    both keep them (id, filename, content_type, size, key); each is given with its download URL, and a deleted
+    message carries none."""
+    files = [] if deleted else [_attachment(a, messaging) for a in attachments]
+    return MessageOut(message_id, thread_id, sender_id, body, created_at, edited_at, deleted, files)
 
 
-def sent_message_out(thread_id: UUID, m: Mapping[str, Any]) -> MessageOut:
+def _attachment(a: Mapping[str, Any], messaging: Messaging) -> MessageAttachmentOut:
+    return MessageAttachmentOut(UUID(a["id"]), a["filename"], a["content_type"], a["size"], messaging.attachment_url(a))
+
+
+def sent_message_out(thread_id: UUID, m: Mapping[str, Any], messaging: Messaging) -> MessageOut:
     """The answer of a send, edit or delete, from the message as the Thread keeps it (domain/messaging.py)."""
-    attachments = [message_attachment_out(a) for a in m["attachments"]]
     return message_out(
         thread_id,
         UUID(m["id"]),
@@ -119,7 +118,8 @@ def sent_message_out(thread_id: UUID, m: Mapping[str, Any]) -> MessageOut:
         m["sent_at"],
         m["edited_at"],
         m["deleted"],
-        attachments,
+        m["attachments"],
+        messaging,
     )
 
 

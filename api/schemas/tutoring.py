@@ -13,6 +13,7 @@ import msgspec
 
 from api.schemas.common import Interval, MoneyOut, ReviewResponseOut
 from application.tutoring import Tutoring
+from domain.documents import Document, DocumentStatus
 from domain.student import StudentProfile
 from domain.user import User
 
@@ -138,22 +139,26 @@ class TutorDocumentUploadOut(_TutorDocumentFields):
     expires_at: datetime
 
 
-def _document_fields(doc: Mapping[str, Any]) -> tuple[UUID, str, str, int, Any, datetime | None]:
-    """A document record's fields both document shapes start with (id ... uploaded_at), in their order."""
-    raw = doc.get("uploaded_at")
-    uploaded_at = datetime.fromisoformat(raw).astimezone(UTC) if raw else None
-    return UUID(doc["id"]), doc["filename"], doc["content_type"], doc["size"], doc["status"], uploaded_at
+def _document(doc: Document | Mapping[str, Any]) -> Document:
+    """The profile's document, or a `tutors` row's record of it (the same fields, `uploaded_at` as ISO text)."""
+    return doc if isinstance(doc, Document) else msgspec.convert(doc, Document)
 
 
-def tutor_document_out(doc: dict[str, Any], tutoring: Tutoring) -> TutorDocumentOut:
-    """A document record (the profile's or a `tutors` row's): no storage key; uploaded ones with a download URL
-    (S3 is only asked for those)."""
-    return TutorDocumentOut(
-        *_document_fields(doc), download_url=tutoring.document_url(doc) if doc["status"] == "uploaded" else None
-    )
+def _document_fields(doc: Document) -> tuple[UUID, str, str, int, DocumentStatus, datetime | None]:
+    """A document's fields both document shapes start with (id ... uploaded_at), in their order."""
+    uploaded_at = doc.uploaded_at.astimezone(UTC) if doc.uploaded_at else None
+    return UUID(doc.id), doc.filename, doc.content_type, doc.size, doc.status, uploaded_at
 
 
-def tutor_document_upload_out(doc: Mapping[str, Any], upload_url: str, expires_at: datetime) -> TutorDocumentUploadOut:
+def tutor_document_out(record: Document | Mapping[str, Any], tutoring: Tutoring) -> TutorDocumentOut:
+    """A document (the profile's or a `tutors` row's): no storage key; uploaded ones with a download URL (S3 is
+    only asked for those)."""
+    doc = _document(record)
+    uploaded = doc.status is DocumentStatus.UPLOADED
+    return TutorDocumentOut(*_document_fields(doc), download_url=tutoring.document_url(doc) if uploaded else None)
+
+
+def tutor_document_upload_out(doc: Document, upload_url: str, expires_at: datetime) -> TutorDocumentUploadOut:
     """A document just announced, with its presigned PUT."""
     return TutorDocumentUploadOut(
         *_document_fields(doc),
