@@ -177,7 +177,7 @@ def projectors(prepared: Settings) -> Iterator[threading.Event]:
 
 @pytest.fixture
 def followers(prepared: Settings) -> Iterator[threading.Event]:
-    """Live followers (the real `Follower` threads) of the three projections these tests look at; fewer
+    """Live followers (the real `Follower` threads) of audit_log, users_directory and subjects only; fewer
     connections than the `projectors` fixture, which follows every projection."""
     from projections import follower
     from projections.audit_log import AuditLog
