@@ -132,7 +132,7 @@ def temp_database(keep: bool = False) -> Iterator[str]:
 
 
 def make_settings(database_url: str, **overrides: Any) -> Any:
-    """Settings like tests/conftest.py `make_settings`: cheap argon2, generous limits, real clock."""
+    """Settings like tests/support/system.py `make_settings`: cheap argon2, generous limits, real clock."""
     from application.settings import Settings, parse_rate_limits
 
     base: dict[str, Any] = {

@@ -125,7 +125,7 @@ def seed(settings: Any, tutors: int, students: int, base: str) -> dict[str, Any]
     from application.catalog import Catalog
     from application.money import Money
     from application.store import close_all
-    from tests.bookings.support import FAR, approve_tutor, grant
+    from tests.support.world import FAR, approve_tutor, grant
 
     subject, _ = Catalog(settings).create_subject("Maths", "science")
     sid = str(subject["id"])

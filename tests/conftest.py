@@ -1,17 +1,23 @@
-"""Test fixtures: real PostgreSQL and Redis (the machine's, or started here), a fresh database per test,
-the real Litestar app, real projector threads and, for concurrency, a real `tutorconnect api` process."""
+"""Fixtures every test folder shares: real PostgreSQL and Redis (the machine's, or started here), a fresh database
+per test (empty, or cloned from a prepared template), the real Litestar app, real projector threads, accounts signed
+in through the API, and for concurrency a real `tutorconnect api` process. Plain helpers live in tests/support.
+
+Two markers tune a module's fixtures (`pytestmark = pytest.mark.NAME`):
+- `cloned_database`: `database` is a clone of a template prepared once per session (schema, events table, projection
+  tables): about a second faster than an empty database plus migrations; `prepared` still runs `prepare`, which
+  finds it done. Without it `database` is empty, for tests of what `prepare` or the store do to an empty one.
+- `small_pool`: `settings` has a 3-connection event-store pool (at most 6 with overflow) instead of 6, for tests
+  that open many connections of their own (the shared PostgreSQL has max_connections = 100 for every run on it)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +26,18 @@ import psycopg
 import pytest
 import redis
 
-from application.settings import Settings, parse_rate_limits
+from application.settings import Settings
+from tests.support.api import Actor, signup, staff
+from tests.support.db import PG_URL, clone_database, drop_database, make_database
+from tests.support.system import make_settings, server_env, spawn, stop_process
 from workers.embedded import free_port, redis_command, wait_http, wait_ready
 
-ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
-GENEROUS = "register=100000/minute,login=100000/minute,default=100000/minute"
-PASSWORD = "Passw0rd-test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "cloned_database: `database` is a clone of the prepared template")
+    config.addinivalue_line("markers", "small_pool: `settings` has a 3-connection event-store pool")
 
 
 def _pg_alive(url: str) -> bool:
@@ -89,51 +99,57 @@ def redis_url(redis_server: str) -> str:
     return url
 
 
-def make_database(admin_url: str) -> str:
-    name = "tc_test_" + secrets.token_hex(6)
-    with psycopg.connect(admin_url, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    base, _, rest = admin_url.rpartition("/")
-    query = ("?" + rest.split("?", 1)[1]) if "?" in rest else ""
-    return f"{base}/{name}{query}"
+@pytest.fixture(scope="session")
+def prepared_template(pg_admin_url: str, redis_server: str) -> Iterator[str]:
+    """A database with the schema, events table and projection tables in place, made once per session."""
+    from workers.processes import prepare
+
+    url = make_database(pg_admin_url)
+    prepare(make_settings(url, f"{redis_server}/9"))  # closes its pools: nobody stays connected to the template
+    yield url
+    drop_database(pg_admin_url, url)
 
 
-def drop_database(admin_url: str, url: str) -> None:
-    name = url.rsplit("/", 1)[1].split("?", 1)[0]
-    with contextlib.suppress(psycopg.Error), psycopg.connect(admin_url, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture(scope="session")
+def drop_later(pg_admin_url: str) -> Iterator[Callable[[str], None]]:
+    """Drop test databases on a background thread (a DROP DATABASE waits for a checkpoint, seconds on a busy
+    server); the session's end waits for them all."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drop-test-db")
+
+    def later(url: str) -> None:
+        pool.submit(drop_database, pg_admin_url, url)
+
+    yield later
+    pool.shutdown(wait=True)
 
 
 @pytest.fixture
-def database(pg_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for this test, dropped afterwards."""
-    url = make_database(pg_admin_url)
+def database(request: pytest.FixtureRequest, pg_admin_url: str) -> Iterator[str]:
+    """A fresh database for this test, dropped afterwards: empty, or for a module marked `cloned_database` a clone of
+    `prepared_template` (dropped in the background)."""
+    if request.node.get_closest_marker("cloned_database") is None:
+        url = make_database(pg_admin_url)
+        yield url
+        from application.store import close_all
+
+        close_all()
+        drop_database(pg_admin_url, url)
+        return
+    url = clone_database(pg_admin_url, request.getfixturevalue("prepared_template"))
+    drop_later: Callable[[str], None] = request.getfixturevalue("drop_later")
     yield url
     from application.store import close_all
 
     close_all()
-    drop_database(pg_admin_url, url)
-
-
-def make_settings(database: str, redis_url: str, **overrides: Any) -> Settings:
-    base: dict[str, Any] = {
-        "database_url": database,
-        "redis_url": redis_url,
-        "jwt_secret": "test-jwt-" + "k" * 40,
-        "rate_limits": parse_rate_limits(GENEROUS),
-        "test_clock": True,
-        "argon2_time_cost": 1,
-        "argon2_memory_kib": 1024,
-        "argon2_parallelism": 1,
-        "pool_size": 6,
-    }
-    base.update(overrides)
-    return Settings(**base)
+    drop_later(url)
 
 
 @pytest.fixture
-def settings(database: str, redis_url: str) -> Settings:
-    """Settings for this test's database: cheap argon2, generous rate limits, test clock on."""
+def settings(request: pytest.FixtureRequest, database: str, redis_url: str) -> Settings:
+    """Settings for this test's database: cheap argon2, generous rate limits, test clock on; for a module marked
+    `small_pool` a 3-connection event-store pool (at most 6 with overflow)."""
+    if request.node.get_closest_marker("small_pool") is not None:
+        return make_settings(database, redis_url, pool_size=3)
     return make_settings(database, redis_url)
 
 
@@ -160,6 +176,23 @@ def projectors(prepared: Settings) -> Iterator[threading.Event]:
 
 
 @pytest.fixture
+def followers(prepared: Settings) -> Iterator[threading.Event]:
+    """Live followers (the real `Follower` threads) of audit_log, users_directory and subjects only; fewer
+    connections than the `projectors` fixture, which follows every projection."""
+    from projections import follower
+    from projections.audit_log import AuditLog
+    from projections.subjects import Subjects
+    from projections.users_directory import UsersDirectory
+
+    stop = threading.Event()
+    threads = follower.follow_all(prepared.database_url, [AuditLog(), UsersDirectory(), Subjects()], stop)
+    yield stop
+    stop.set()
+    for t in threads:
+        t.join(5)
+
+
+@pytest.fixture
 def client(prepared: Settings, projectors: threading.Event) -> Iterator[Any]:
     """The real Litestar app (all middleware, real stores) behind Litestar's TestClient."""
     from litestar.testing import TestClient
@@ -169,60 +202,6 @@ def client(prepared: Settings, projectors: threading.Event) -> Iterator[Any]:
     app = create_app(prepared)
     with TestClient(app, base_url="http://testserver.local", timeout=30) as c:
         yield c
-
-
-def server_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "TEST_"))}
-    env.update(
-        DATABASE_URL=settings.database_url,
-        REDIS_URL=settings.redis_url,
-        JWT_SECRET=settings.jwt_secret,
-        RATE_LIMITS=GENEROUS,
-        TUTORCONNECT_TEST_CLOCK="1",
-        ARGON2_TIME_COST="1",
-        ARGON2_MEMORY_KIB="1024",
-        ARGON2_PARALLELISM="1",
-        PYTHONUNBUFFERED="1",
-        LOG_LEVEL="WARNING",
-    )
-    env.update(extra)
-    return env
-
-
-def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition", every: float = 0.2) -> Any:
-    """Poll `predicate` until it returns something truthy and return that; fail the test after `timeout`.
-
-    For what other processes do in their own time (projectors, the worker, the hub): there is no event to
-    wait on from the test's side, so it asks every `every` seconds, never longer than `timeout` in all."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s (last: {value!r})"
-        time.sleep(every)  # see the docstring: nothing to wait on but the predicate; bounded by timeout
 
 
 @pytest.fixture
@@ -235,37 +214,6 @@ def live_server(prepared: Settings, projectors: threading.Event, tmp_path: Path)
     wait_http(root, proc, log)
     yield root
     stop_process(proc)
-
-
-def register(
-    client: Any, role: str = "student", email: str | None = None, password: str = PASSWORD, full_name: str = "Test User"
-) -> dict[str, Any]:
-    """Register through the API; returns the response body (user + tokens)."""
-    email = email or f"{role}-{secrets.token_hex(6)}@example.test"
-    r = client.post(
-        "/api/v1/auth/register", json={"email": email, "password": password, "full_name": full_name, "role": role}
-    )
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def staff_login(client: Any, settings: Settings, role: str = "admin") -> dict[str, Any]:
-    """Create a staff account the way the CLI does, then log in through the API."""
-    from application import context
-    from application.identity import Identity
-
-    email = f"{role}-{secrets.token_hex(6)}@example.test"
-    with context.acting(actor_role="system"):
-        Identity(settings).register(email, PASSWORD, f"Staff {role}", role, staff=True)
-    r = client.post("/api/v1/auth/login", json={"email": email, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    body = dict(r.json())
-    body["email"] = email
-    return body
-
-
-def bearer(tokens: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
 S3_KEY, S3_SECRET = "tc-test-key", "tc-test-secret-123"
@@ -342,3 +290,30 @@ def localstripe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+# ------------------------------------------------------------------ accounts, signed in through `client`
+
+
+@pytest.fixture
+def admin(client: Any, prepared: Settings) -> Actor:
+    """An admin made the way the CLI makes one."""
+    return staff(client, prepared, "admin")
+
+
+@pytest.fixture
+def finance(client: Any, prepared: Settings) -> Actor:
+    """A finance account made the way the CLI makes one."""
+    return staff(client, prepared, "finance")
+
+
+@pytest.fixture
+def student(client: Any) -> Actor:
+    """A student who registered through the API."""
+    return signup(client, "student", full_name="Stu Dent")[0]
+
+
+@pytest.fixture
+def tutor(client: Any) -> Actor:
+    """A tutor who registered through the API (not yet approved)."""
+    return signup(client, "tutor", full_name="Tu Tor")[0]

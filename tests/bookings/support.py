@@ -1,10 +1,9 @@
-"""Helpers shared by the booking tests: approved tutors, direct credit grants (what a paid package does), a manual
-business clock, raw looks at the event log and small HTTP assertions."""
+"""Helpers of the booking tests: a world of an admin, an approved tutor and students with credit reached over HTTP,
+a manual business clock, raw looks at the event log and small HTTP assertions."""
 
 from __future__ import annotations
 
-import secrets
-import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -12,17 +11,16 @@ from uuid import UUID
 import psycopg
 
 from application.clock import Clock
-from application.identity import Account
 from application.money import Money
 from application.settings import Settings
 from projections import generations
 from projections.runner import EVENTS_TABLE
-from tests.conftest import wait_until  # noqa: F401 - one poller for every test package
-from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
+from tests.support.api import bearer, register, staff_login
+from tests.support.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
+from tests.support.system import wait_until  # noqa: F401 - one poller for every test package
+from tests.support.world import approve_tutor, grant
 
 API = "/api/v1"
-FAR = datetime(2031, 1, 1, tzinfo=UTC)  # credit that never expires within these tests
-ALL_WEEK = [{"weekday": d, "start": "00:00", "end": "24:00"} for d in range(7)]
 
 
 def z(t: datetime) -> str:
@@ -49,68 +47,6 @@ class ManualClock(Clock):
 
     def advance(self, delta: timedelta) -> None:
         self.t = self.t + delta
-
-
-def make_subject(settings: Settings) -> str:
-    from application.catalog import Catalog
-
-    subject, _ = Catalog(settings).create_subject(f"Maths {secrets.token_hex(3)}", "science")
-    return str(subject["id"])
-
-
-def approve_tutor(
-    settings: Settings,
-    tutor_id: UUID,
-    *,
-    subject_id: str | None = None,
-    timezone: str = "UTC",
-    weekly: list[dict[str, Any]] | None = None,
-    auto_confirm: bool = False,
-    min_notice_minutes: int = 0,
-    amount: int = 6000,
-    currency: str = "USD",
-    clock: Clock | None = None,
-    tutoring: Any = None,
-) -> tuple[str, int]:
-    """Drive a tutor's profile to approved (four builder steps = 80 %, submit, approve); (subject id, position)."""
-    from application.tutoring import Tutoring
-
-    subject_id = subject_id or make_subject(settings)
-    tutoring = tutoring or Tutoring(settings, clock)
-    me = Account(tutor_id, "tutor")
-    view, _ = tutoring.update_profile(
-        me,
-        {
-            "personal": {"bio": "I teach maths and physics.", "location": "Berlin", "languages": ["en"]},
-            "experience": {"years": 7, "education": "MSc", "certifications": []},
-            "subjects": [subject_id],
-            "hourly_rate": {"amount": amount, "currency": currency},
-            "availability": {"timezone": timezone, "weekly": weekly or ALL_WEEK, "blocks": [], "openings": []},
-            "auto_confirm": auto_confirm,
-            "min_notice_minutes": min_notice_minutes,
-        },
-    )
-    assert view["completeness"] == 80, view
-    tutoring.submit(me)
-    view, position = tutoring.decide(tutor_id, "approve")
-    assert view["status"] == "approved", view
-    return subject_id, position
-
-
-def grant(
-    app: Money,
-    student_id: UUID,
-    tutor_id: UUID,
-    minutes: int,
-    amount: int,
-    expires_at: datetime = FAR,
-    currency: str = "USD",
-) -> tuple[str, int]:
-    """Grant a credit lot the way the payment webhook does; (lot id, position)."""
-    lot = str(uuid.uuid4())
-    account = app.settlement.account(student_id)
-    assert account.grant(lot, lot, str(tutor_id), minutes, amount, currency, expires_at)
-    return lot, app.record(account)
 
 
 def active_generation(dsn: str, name: str) -> int:
@@ -148,3 +84,79 @@ def events_of(dsn: str, aggregate_id: Any) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------- HTTP
+
+
+@dataclass
+class User:
+    id: UUID
+    headers: dict[str, str]
+    email: str = ""
+
+
+@dataclass
+class World:
+    """An HTTP client with an admin, one approved tutor and students; `pos` is the last event position seen."""
+
+    client: Any
+    settings: Settings
+    admin: User
+    tutor: User
+    subject_id: str
+    students: list[User] = field(default_factory=list)
+    pos: int = 0
+
+    def seen(self, r: Any) -> Any:
+        raw = r.headers.get("X-Event-Position")
+        if raw:
+            self.pos = max(self.pos, int(raw))
+        return r
+
+    def after(self, headers: dict[str, str]) -> dict[str, str]:
+        return {**headers, "X-Min-Position": str(self.pos)}
+
+    def get(self, user: User, path: str, **kw: Any) -> Any:
+        return self.client.get(API + path, headers=self.after(user.headers), **kw)
+
+    def post(self, user: User, path: str, body: Any = None, **kw: Any) -> Any:
+        return self.seen(
+            self.client.post(API + path, json=body if body is not None else {}, headers=user.headers, **kw)
+        )
+
+    def set_clock(self, when: datetime) -> None:
+        ok(self.client.put(API + "/admin/test-clock", json={"now": z(when)}, headers=self.admin.headers))
+
+    def book(self, student: User, start: datetime, minutes: int = 60, tutor: User | None = None) -> Any:
+        return self.post(
+            student,
+            "/bookings",
+            {"tutor_id": str((tutor or self.tutor).id), "subject_id": self.subject_id, "start": z(start),
+             "duration_minutes": minutes, "note": "algebra"},
+        )  # fmt: skip
+
+    def student(self, minutes: int = 600, tutor: User | None = None) -> User:
+        body = register(self.client, "student")
+        u = User(UUID(body["user"]["id"]), bearer(body), body["user"]["email"])
+        if minutes:
+            _, p = grant(Money(self.settings), u.id, (tutor or self.tutor).id, minutes, minutes * 100)
+            self.pos = max(self.pos, p)
+        self.students.append(u)
+        return u
+
+    def new_tutor(self, **profile: Any) -> User:
+        body = register(self.client, "tutor")
+        u = User(UUID(body["user"]["id"]), bearer(body), body["user"]["email"])
+        _, p = approve_tutor(self.settings, u.id, subject_id=self.subject_id, **profile)
+        self.pos = max(self.pos, p)
+        return u
+
+
+def make_world(client: Any, settings: Settings, now: datetime, **profile: Any) -> World:
+    """An admin, one approved tutor (profile keywords as `approve_tutor`'s) and business time set to `now`."""
+    admin_tokens = staff_login(client, settings)
+    admin = User(UUID(int=0), bearer(admin_tokens), admin_tokens["email"])
+    body = register(client, "tutor")
+    tutor = User(UUID(body["user"]["id"]), bearer(body), body["user"]["email"])
+    subject_id, pos = approve_tutor(settings, tutor.id, **profile)
+    w = World(client, settings, admin, tutor, subject_id, pos=pos)
+    w.set_clock(now)
+    return w

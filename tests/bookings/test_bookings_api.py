@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 
 from application.settings import Settings
-from tests.bookings.conftest import User, World, make_world
-from tests.bookings.support import API, ok, parse, problem, z
+from tests.bookings.support import API, User, World, make_world, ok, parse, problem, z
 
 NOW = datetime(2027, 6, 1, 8, 0, tzinfo=UTC)  # a Tuesday; the tutor teaches 08:00-20:00 UTC every day
 DAY = NOW.replace(hour=0)

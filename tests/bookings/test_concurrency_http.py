@@ -17,8 +17,9 @@ import psycopg
 from application.money import Money
 from application.settings import Settings
 from projections.reconcile import reconcile
-from tests.bookings.support import API, PROBLEMS, approve_tutor, grant, head, ok, wait_until, z
-from tests.conftest import bearer, register
+from tests.bookings.support import API, PROBLEMS, head, ok, wait_until, z
+from tests.support.api import bearer, register
+from tests.support.world import approve_tutor, grant
 
 
 def _slot(days: int, hour: int) -> datetime:

@@ -11,8 +11,7 @@ from typing import Any
 import pytest
 
 from application.settings import Settings
-from tests.bookings.conftest import make_world
-from tests.bookings.support import ok, problem, z
+from tests.bookings.support import make_world, ok, problem, z
 
 SUNDAY_17_19 = [{"weekday": 6, "start": "17:00", "end": "19:00"}]
 # 2027 changes: Berlin 28 Mar (CET -> CEST) and 31 Oct (back); New York 14 Mar (EST -> EDT) and 7 Nov (back).

@@ -60,8 +60,10 @@ from domain.errors import Forbidden, ValidationFailed, WrongStatus
 from projections.ledger import Ledger
 from projections.reconcile import reconcile
 from projections.runner import EVENTS_TABLE
-from tests.bookings.support import FAR, ManualClock, active_generation, approve_tutor, grant, make_subject
-from tests.conftest import drop_database, make_database, make_settings
+from tests.bookings.support import ManualClock, active_generation
+from tests.support.db import drop_database, make_database
+from tests.support.system import make_settings
+from tests.support.world import FAR, approve_tutor, grant, make_subject
 
 T0 = datetime(2027, 1, 4, 6, 0, tzinfo=UTC)  # a Monday morning
 GRID = timedelta(minutes=30)

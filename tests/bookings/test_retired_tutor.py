@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from application.settings import Settings
-from tests.bookings.conftest import World, make_world
-from tests.bookings.support import API, head, ok, problem, z
-from tests.conftest import server_env
+from tests.bookings.support import API, World, head, make_world, ok, problem, z
+from tests.support.system import server_env
 
 NOW = datetime(2027, 7, 6, 8, 0, tzinfo=UTC)
 WEEKLY = [{"weekday": d, "start": "08:00", "end": "20:00"} for d in range(7)]

@@ -19,8 +19,9 @@ from application.identity import Account
 from application.scheduling import Scheduling
 from application.settings import Settings
 from projections.reconcile import reconcile
-from tests.bookings.support import approve_tutor, events_of, grant, head, rows, scalar, wait_until
-from tests.conftest import server_env, spawn, stop_process
+from tests.bookings.support import events_of, head, rows, scalar, wait_until
+from tests.support.system import server_env, spawn, stop_process
+from tests.support.world import approve_tutor, grant
 
 B0 = datetime(2027, 3, 1, 8, 0, tzinfo=UTC)  # a Monday; the tutor teaches around the clock (UTC)
 DUE_WITHIN = 15.0  # the contract: scheduled transitions happen within 15 s of their due time

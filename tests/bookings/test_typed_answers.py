@@ -11,8 +11,7 @@ import pytest
 
 from application.settings import Settings
 from domain.booking import BookingStatus
-from tests.bookings.conftest import World, make_world
-from tests.bookings.support import ok, problem, z
+from tests.bookings.support import World, make_world, ok, problem, z
 
 NOW = datetime(2027, 6, 1, 8, 0, tzinfo=UTC)
 DAY = NOW.replace(hour=0)

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import bearer, register
+from tests.support.api import bearer, register
 
 API = "/api/v1"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 72

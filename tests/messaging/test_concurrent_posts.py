@@ -13,7 +13,9 @@ import psycopg
 import pytest
 
 from application.settings import Settings
-from tests.conftest import bearer, free_port, register, server_env, spawn, stop_process, wait_http
+from tests.support.api import bearer, register
+from tests.support.system import server_env, spawn, stop_process
+from workers.embedded import free_port, wait_http
 
 API = "/api/v1"
 

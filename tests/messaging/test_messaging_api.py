@@ -11,7 +11,7 @@ import pytest
 from litestar.testing import TestClient
 
 from domain.messaging import mask
-from tests.conftest import bearer, register
+from tests.support.api import bearer, register
 
 API = "/api/v1"
 
@@ -73,7 +73,7 @@ def test_threads_messages_edits_deletes_and_receipts(client: TestClient[Any]) ->
 
 
 def test_edits_close_after_15_minutes(client: TestClient[Any], prepared: Any) -> None:
-    from tests.conftest import staff_login
+    from tests.support.api import staff_login
 
     admin = staff_login(client, prepared)
     a, b = register(client, "student"), register(client, "tutor")

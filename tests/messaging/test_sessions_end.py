@@ -14,7 +14,7 @@ from litestar.exceptions import WebSocketDisconnect
 from litestar.testing import TestClient
 
 from application.tokens import issue_access
-from tests.conftest import PASSWORD, bearer, register, staff_login
+from tests.support.api import PASSWORD, bearer, register, staff_login
 
 API = "/api/v1"
 

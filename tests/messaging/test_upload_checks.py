@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import bearer, register
+from tests.support.api import bearer, register
 
 API = "/api/v1"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 72
@@ -110,8 +110,8 @@ def test_storage_out_of_reach_is_a_503_that_says_when_to_retry(prepared: Any, pr
     from litestar.testing import TestClient
 
     from api.app import create_app
-    from tests.conftest import make_settings
-    from tests.http import problem
+    from tests.support.http import problem
+    from tests.support.system import make_settings
 
     unreachable = make_settings(
         prepared.database_url, prepared.redis_url, s3_endpoint_url="http://127.0.0.1:9", s3_access_key="k",

@@ -11,8 +11,9 @@ import psycopg
 import pytest
 
 from application.settings import Settings
-from tests.conftest import PG_URL, make_settings
 from tests.money.support import WEBHOOK_SECRET, close_helpers, connect
+from tests.support.db import PG_URL
+from tests.support.system import make_settings
 
 
 @pytest.fixture(scope="session")

@@ -29,8 +29,8 @@ from application.settings import Settings
 from domain.credits import CreditAccount
 from projections import follower, generations
 from projections.runner import Projection, Runner
-from tests.conftest import wait_until
-from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
+from tests.support.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
+from tests.support.system import wait_until
 
 API = "/api/v1"
 WEBHOOK_SECRET = "whsec_money_tests_" + "s" * 24
@@ -233,7 +233,7 @@ def module_database(pg_admin_url: str, redis_server: str, redis_db: int, **overr
     """A prepared database of its own, a Redis db of its own and the projector threads, for a whole module."""
     from application.store import close_all
     from projections import all_projections
-    from tests.conftest import make_settings
+    from tests.support.system import make_settings
     from workers.processes import prepare
 
     name = "tc_test_money_mod_" + secrets.token_hex(4)
@@ -264,7 +264,8 @@ def module_database(pg_admin_url: str, redis_server: str, redis_db: int, **overr
 def paid_api(settings: Settings, localstripe: str, log: Path, hook_name: str) -> Iterator[str]:
     """A real `tutorconnect api` process over `settings` with payments through localstripe, which posts its signed
     webhooks to this server (registered under `hook_name`, replaced by the next module that registers it)."""
-    from tests.conftest import free_port, server_env, spawn, stop_process, wait_http
+    from tests.support.system import server_env, spawn, stop_process
+    from workers.embedded import free_port, wait_http
 
     port = free_port()
     env = server_env(

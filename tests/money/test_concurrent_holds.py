@@ -18,7 +18,6 @@ from domain.errors import ConcurrencyConflict, WrongStatus
 from domain.payouts import PayoutExceedsPayable
 from projections.ledger import Ledger
 from projections.reconcile import reconcile
-from tests.conftest import register
 from tests.money.support import (
     API,
     account,
@@ -31,6 +30,7 @@ from tests.money.support import (
     ok,
     wait_projected,
 )
+from tests.support.api import register
 
 N = 7  # lessons of credit
 THREADS = 50

@@ -19,7 +19,6 @@ import pytest
 from application.money import Money
 from application.settings import Settings
 from domain.credits import HoldState
-from tests.conftest import register, server_env, spawn, staff_login, stop_process
 from tests.money.support import (
     API,
     bearer,
@@ -30,6 +29,8 @@ from tests.money.support import (
     redis_clock,
     wait_until,
 )
+from tests.support.api import register, staff_login
+from tests.support.system import server_env, spawn, stop_process
 
 T0 = datetime(2031, 6, 1, 8, 0, tzinfo=UTC)
 

@@ -18,9 +18,10 @@ import pytest
 from application.money import Money
 from application.settings import Settings
 from domain.credits import HoldState
-from tests.api.test_csv import cells_are_safe
-from tests.conftest import ROOT, register, server_env, staff_login
+from tests.audit.test_csv import cells_are_safe
 from tests.money.support import API, approve_tutor, bearer, grant, head, module_database, ok, problem, redis_clock
+from tests.support.api import register, staff_login
+from tests.support.system import ROOT, server_env
 
 T0 = datetime(2031, 3, 1, 10, 0, tzinfo=UTC)  # 10 lessons bought (38000)
 T1 = datetime(2031, 3, 5, 10, 0, tzinfo=UTC)  # lesson 1 held and completed (3800: tutor 3040, commission 760)

@@ -28,7 +28,6 @@ import stripe
 from application.money import Money
 from application.settings import Settings
 from domain.credits import HoldState
-from tests.conftest import register, staff_login
 from tests.money.support import (
     API,
     STRIPE_KEY,
@@ -49,6 +48,7 @@ from tests.money.support import (
     succeeded_event,
     wait_until,
 )
+from tests.support.api import register, staff_login
 
 GOOD_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"  # attaches, then the charge is declined

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from application.settings import Settings
-from tests.conftest import PASSWORD, staff_login
-from tests.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
+from tests.support.api import PASSWORD, staff_login
+from tests.support.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
 
 API = "/api/v1"
 PUBLIC_TUTOR_KEYS = {

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from application.settings import Settings
 from projections.tutors import term_of
-from tests.api.helpers import event_position, projection_position
+from tests.support.api import event_position, projection_position
 from tests.tutoring.support import (
     API,
     PUBLIC_TUTOR_KEYS,
