@@ -63,7 +63,7 @@ def document_problems(app: Litestar) -> None:
 
 def operation_id(handler: HTTPRouteHandler, method: Any, path: list[str | PathParameterDefinition]) -> str:
     """`<first tag>_<handler name>` (e.g. `bookings_confirm`): the names generated clients give their functions.
-    tests/api/test_openapi_types.py checks that they are unique."""
+    tests/platform/edge/test_openapi_types.py checks that they are unique."""
     tags = handler.resolve_tags()
     return f"{tags[0]}_{handler.handler_name}" if tags else handler.handler_name
 

@@ -7,7 +7,7 @@ tracking position, in one transaction, so a batch is applied exactly once (or no
 Ordering: eventsourcing's recorder takes an EXCLUSIVE lock on the events table for every insert, so ids are
 assigned in commit order. A reader that sees id N therefore sees every committed id below N; an id that is
 missing below N belongs to a transaction that rolled back (a version clash) and will never appear, so gaps are
-passed over without waiting. tests/projections/test_runtime.py holds a writer's transaction open while others
+passed over without waiting. tests/platform/projections/test_runtime.py holds a writer's transaction open while others
 try to commit after it, and checks that nothing is skipped.
 
 The rest of the runtime: generations.py (create, rebuild, switch, drop; status), follower.py (the live
