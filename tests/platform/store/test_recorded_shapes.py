@@ -6,26 +6,19 @@ No database: the project's MetaMapper turns events into stored events and back, 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
-import msgspec
-from eventsourcing.persistence import StoredEvent
-
-from application.clock import Clock
-from application.store import MetaMapper, MsgspecTranscoder
 from domain.booking import Booking, BookingStatus
 from domain.credits import CreditAccount, HoldState, Lot, LotState, Part
 from domain.platform import DEFAULT_POLICY, PlatformSettings, Policy
+from tests.platform.store.shapes import parse, recorded, replay
 
 S, T, SUB = UUID(int=1), UUID(int=2), UUID(int=3)
 T0 = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
-MAPPER = MetaMapper(MsgspecTranscoder(), Clock())
 # What Booking and CreditAccount recorded when their state was dicts and strings (made by that code, run through
 # this mapper), without each event's timestamp and _meta
-RECORDED = [
-    tuple(line.split(" ", 1))
-    for line in """
+RECORDED = parse(
+    """
 Requested {"originator_topic":"domain.booking:Booking","student_id":"00000000-0000-0000-0000-000000000001","tutor_id":"00000000-0000-0000-0000-000000000002","subject_id":"00000000-0000-0000-0000-000000000003","start":"2031-03-02T15:00:00Z","end":"2031-03-02T16:00:00Z","duration_minutes":60,"note":"hi","policy":{"cancellation_window_hours":12,"late_cancel_refund_bps":5000,"no_show_refund_bps":0,"commission_bps":2000,"pending_expiry_hours":24,"auto_complete_hours":24},"settings_version":3,"requested_at":"2031-03-01T09:00:00Z"}
 Confirmed {"auto":false}
 Cancelled {"by":"student","reason":"late","refunded_minutes":30,"forfeited_minutes":30}
@@ -36,44 +29,13 @@ CreditHeld {"student_id":"00000000-0000-0000-0000-000000000001","booking_id":"bk
 HoldResolved {"student_id":"00000000-0000-0000-0000-000000000001","booking_id":"bk-1","tutor_id":"00000000-0000-0000-0000-000000000002","outcome":"cancelled","captured":[{"lot_id":"lot-a","minutes":45,"amount":3000}],"released":[{"lot_id":"lot-a","minutes":15,"amount":1000},{"lot_id":"lot-b","minutes":30,"amount":1750}],"commission":600,"currency":"USD"}
 LotExpired {"student_id":"00000000-0000-0000-0000-000000000001","lot_id":"lot-a","minutes":15,"amount":1000,"currency":"USD"}
 CreditRefunded {"student_id":"00000000-0000-0000-0000-000000000001","lot_id":"lot-b","minutes":120,"amount":7001,"currency":"USD"}
-""".strip().splitlines()
-]
+"""
+)
 BOOKING, CREDIT = RECORDED[:3], RECORDED[3:]
 POLICY_JSON = (
     '{"cancellation_window_hours":12,"late_cancel_refund_bps":5000,"no_show_refund_bps":0,"commission_bps":2000,'
     '"pending_expiry_hours":24,"auto_complete_hours":24}'
 )
-
-
-def recorded(events: list[Any]) -> list[tuple[str, str]]:
-    """(event name, stored JSON without the event's timestamp and _meta) as the store would write them."""
-    out = []
-    for e in events:
-        state = msgspec.json.decode(MAPPER.to_stored_event(e).state)
-        del state["timestamp"], state["_meta"]
-        out.append((type(e).__name__, msgspec.json.encode(state).decode()))
-    return out
-
-
-def stored(cls: type, aggregate_id: UUID, shapes: list[tuple[str, str]]) -> list[StoredEvent]:
-    """A stream as an older version of the code stored it."""
-    return [
-        StoredEvent(
-            originator_id=aggregate_id,
-            originator_version=v,
-            topic=f"{cls.__module__}:{cls.__qualname__}.{name}",
-            state=msgspec.json.encode({**msgspec.json.decode(json), "timestamp": "2031-03-01T09:00:00Z"}),
-        )
-        for v, (name, json) in enumerate(shapes, start=1)
-    ]
-
-
-def replay(cls: type, shapes: list[tuple[str, str]]) -> Any:
-    aggregate: Any = None
-    for s in stored(cls, UUID(int=99), shapes):
-        aggregate = MAPPER.to_domain_event(s).mutate(aggregate)
-    assert isinstance(aggregate, cls)
-    return aggregate
 
 
 def test_the_recorded_json_is_what_it_was() -> None:

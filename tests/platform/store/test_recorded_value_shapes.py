@@ -7,29 +7,22 @@ test_recorded_shapes.py, whose cases these extend)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from uuid import UUID
 
-import msgspec
-from eventsourcing.persistence import StoredEvent
-
-from application.clock import Clock
-from application.store import MetaMapper, MsgspecTranscoder
 from domain.booking import Booking
 from domain.booking_values import Party, Proposal, Review, ReviewResponse
 from domain.documents import Document, DocumentStatus
 from domain.files import StoredFile
 from domain.platform import DEFAULT_POLICY
 from domain.tutor import TutorProfile
+from tests.platform.store.shapes import parse, recorded, replay
 
 S, T, SUB, DOC = UUID(int=1), UUID(int=2), UUID(int=3), UUID(int=7)
 T0 = datetime(2031, 3, 1, 9, 0, tzinfo=UTC)
-MAPPER = MetaMapper(MsgspecTranscoder(), Clock())
 # What Booking and TutorProfile recorded when the proposal, review, response and documents were dicts (made by that
 # code, run through this mapper), without each event's timestamp and _meta
-RECORDED = [
-    tuple(line.split(" ", 1))
-    for line in """
+RECORDED = parse(
+    """
 Requested {"originator_topic":"domain.booking:Booking","student_id":"00000000-0000-0000-0000-000000000001","tutor_id":"00000000-0000-0000-0000-000000000002","subject_id":"00000000-0000-0000-0000-000000000003","start":"2031-03-02T15:00:00Z","end":"2031-03-02T16:00:00Z","duration_minutes":60,"note":"hi","policy":{"cancellation_window_hours":12,"late_cancel_refund_bps":5000,"no_show_refund_bps":0,"commission_bps":2000,"pending_expiry_hours":24,"auto_complete_hours":24},"settings_version":3,"requested_at":"2031-03-01T09:00:00Z"}
 Confirmed {"auto":false}
 RescheduleProposed {"start":"2031-03-02T17:00:00Z","end":"2031-03-02T18:00:00Z","proposed_by":"student"}
@@ -42,35 +35,10 @@ ReviewResponded {"tutor_id":"00000000-0000-0000-0000-000000000002","text":"thank
 Created {"originator_topic":"domain.tutor:TutorProfile","tutor_id":"00000000-0000-0000-0000-000000000002"}
 DocumentRequested {"document_id":"00000000-0000-0000-0000-000000000007","filename":"cv.pdf","content_type":"application/pdf","size":1000,"key":"tutors/x/cv.pdf","requested_at":"2031-03-01T09:00:00Z"}
 DocumentUploaded {"document_id":"00000000-0000-0000-0000-000000000007","size":900,"uploaded_at":"2031-03-01T09:05:00Z","key":"checked/documents/7"}
-""".strip().splitlines()
-]
+"""
+)
 BOOKING, PROFILE = RECORDED[:9], RECORDED[9:]
 PDF = b"%PDF-1.4 x"
-
-
-def recorded(events: list[Any]) -> list[tuple[str, str]]:
-    """(event name, stored JSON without the event's timestamp and _meta) as the store would write them."""
-    out = []
-    for e in events:
-        state = msgspec.json.decode(MAPPER.to_stored_event(e).state)
-        del state["timestamp"], state["_meta"]
-        out.append((type(e).__name__, msgspec.json.encode(state).decode()))
-    return out
-
-
-def replay(cls: type, shapes: list[tuple[str, str]]) -> Any:
-    """An aggregate from a stream as an older version of the code stored it."""
-    aggregate: Any = None
-    for v, (name, json) in enumerate(shapes, start=1):
-        stored = StoredEvent(
-            originator_id=UUID(int=99),
-            originator_version=v,
-            topic=f"{cls.__module__}:{cls.__qualname__}.{name}",
-            state=msgspec.json.encode({**msgspec.json.decode(json), "timestamp": "2031-03-01T09:00:00Z"}),
-        )
-        aggregate = MAPPER.to_domain_event(stored).mutate(aggregate)
-    assert isinstance(aggregate, cls)
-    return aggregate
 
 
 def lesson() -> Booking:
