@@ -21,6 +21,7 @@ from api.admin_users import AdminUsersController
 from api.analytics import AnalyticsController
 from api.audit import AuditController
 from api.bookings import BookingsController, NotificationsController, TutorCalendarController
+from api.console import console_routes, template_config
 from api.deps import providers
 from api.finance import FinanceController, SettingsController
 from api.identity import IdentityController
@@ -79,10 +80,11 @@ ROUTES: list[ControllerRouterHandler] = [
 ]
 
 
-def routes() -> list[ControllerRouterHandler]:
-    """The versioned API, the probes, and the files Swagger UI needs."""
+def routes(settings: Settings) -> list[ControllerRouterHandler]:
+    """The versioned API, the probes, the files Swagger UI needs, and the console (with `/`)."""
     return [
         Router(path="/api/v1", route_handlers=ROUTES),
+        *console_routes(settings),
         healthz,
         readyz,
         create_static_files_router(
@@ -131,7 +133,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         svc.close()
 
     return Litestar(
-        route_handlers=routes(),
+        route_handlers=routes(settings),
+        template_config=template_config(),
         state=State({"services": svc}),
         dependencies=providers(svc),
         exception_handlers=problems.HANDLERS,

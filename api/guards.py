@@ -27,8 +27,14 @@ async def authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Accoun
     auth = connection.headers.get("authorization", "")
     if not auth.lower().startswith("bearer ") or not auth[7:].strip():
         raise Unauthenticated("a bearer access token is required")
+    return await account_of_token(connection, auth[7:].strip())
+
+
+async def account_of_token(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> Account:
+    """The account an access token names, checked as every request is (the console's cookie carries the same
+    token: api/console/session.py)."""
     svc = services(connection.app.state)
-    user_id, session_id = token_subject(svc.settings.jwt_secret, auth[7:].strip())
+    user_id, session_id = token_subject(svc.settings.jwt_secret, token)
     account = svc.accounts.get(user_id, session_id)
     if account is None:  # not seen by this process since it last changed (api/accounts.py): ask the database
         generation = svc.accounts.generation

@@ -22,6 +22,7 @@ COMMAND_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 TOKEN_ROUTES = PREFIX + "/auth/"
 NOT_REPLAYED = (TOKEN_ROUTES,)
 UNLIMITED = (PREFIX + "/webhooks/",)
+CONSOLE_LOGIN = "/console/login"  # counted with POST /auth/login: one password-guessing budget per IP
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -175,12 +176,13 @@ class RateLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith(PREFIX) or path.startswith(UNLIMITED):
+        console_login = path == CONSOLE_LOGIN and scope["method"] == "POST"
+        if scope["type"] != "http" or not (path.startswith(PREFIX) or console_login) or path.startswith(UNLIMITED):
             await self.app(scope, receive, send)
             return
         if path == PREFIX + "/auth/register" and scope["method"] == "POST":
             rule, who = "register", "ip:" + client_ip(scope)
-        elif path == PREFIX + "/auth/login" and scope["method"] == "POST":
+        elif (path == PREFIX + "/auth/login" and scope["method"] == "POST") or console_login:
             rule, who = "login", "ip:" + client_ip(scope)
         else:
             sub = bearer_subject(scope, self.settings.jwt_secret)

@@ -63,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projector_gather_ms: float = 20.0
     pre_ping: bool = False
     aggregate_cache: int = 10000
+    console_insecure_cookies: bool = False
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -93,6 +94,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             projector_gather_ms=float(e.get("PROJECTOR_GATHER_MS", 20.0)),
             pre_ping=e.get("DB_PRE_PING", "") in ("1", "true", "yes"),
             aggregate_cache=int(e.get("AGGREGATE_CACHE_SIZE", 10000)),
+            console_insecure_cookies=e.get("CONSOLE_INSECURE_COOKIES", "") in ("1", "true", "yes"),
         )
 
     def eventsourcing_env(self) -> dict[str, str]:

@@ -1,0 +1,7 @@
+"""Every console page, by area (one module each)."""
+
+from __future__ import annotations
+
+from api.console import events
+
+PAGES = [*events.PAGES]

@@ -1,0 +1,105 @@
+"""The console over HTTP through the real app: the landing page, sign-in with the API's accounts, CSRF on every
+form, the API's authorisation on every page, and pages rendering what the read models hold."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from litestar.testing import TestClient
+
+from api.app import create_app
+from application.settings import Settings
+from tests.support.api import PASSWORD, Actor, signup, staff_login
+
+pytestmark = pytest.mark.cloned_database
+
+
+@pytest.fixture
+def browser(prepared: Settings, projectors: Any) -> Iterator[TestClient[Any]]:
+    """A cookie-keeping client over HTTPS (the session cookies are Secure)."""
+    with TestClient(create_app(prepared), base_url="https://console.test", timeout=30) as c:
+        yield c
+
+
+def csrf(html: str) -> str:
+    m = re.search(r'name="_csrf_token" value="([^"]+)"', html)
+    assert m, "the form carries a CSRF token"
+    return m.group(1)
+
+
+def sign_in(c: TestClient[Any], email: str, password: str = PASSWORD, next_: str = "/console/events") -> Any:
+    page = c.get("/console/login", params={"next": next_})
+    assert page.status_code == 200
+    return c.post(
+        "/console/login",
+        data={"_csrf_token": csrf(page.text), "email": email, "password": password, "next": next_},
+        follow_redirects=False,
+    )
+
+
+def test_landing_page_links_the_console_and_the_api_docs(browser: TestClient[Any]) -> None:
+    r = browser.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert 'href="/console/"' in r.text and 'href="/schema/swagger"' in r.text
+
+
+def test_pages_send_a_visitor_to_sign_in_and_back(browser: TestClient[Any], prepared: Settings) -> None:
+    r = browser.get("/console/events?type=User.Registered", follow_redirects=False)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/console/login?next=/console/events%3Ftype%3DUser.Registered"
+    admin = staff_login(browser, prepared, "admin")
+    r = sign_in(browser, admin["email"], next_="/console/events?type=User.Registered")
+    assert r.status_code == 303 and r.headers["location"] == "/console/events?type=User.Registered"
+    cookie = r.headers.get_list("set-cookie")
+    session = [c for c in cookie if c.startswith("tc_access=")]
+    assert session and all(k in session[0].lower() for k in ("httponly", "samesite=strict", "secure", "path=/console"))
+    page = browser.get("/console/events?type=User.Registered")
+    assert page.status_code == 200
+    me = browser.get("/api/v1/me", headers={"Authorization": f"Bearer {admin['access_token']}"}).json()
+    assert f"/console/aggregates/{me['id']}?version=1" in page.text
+    assert set(re.findall(r"<td><code>([\w.]+)</code></td>", page.text)) == {"User.Registered"}
+
+
+def test_wrong_password_is_the_same_refusal_as_the_api(browser: TestClient[Any], prepared: Settings) -> None:
+    admin = staff_login(browser, prepared, "admin")
+    r = sign_in(browser, admin["email"], "Wrong-passw0rd")
+    assert r.status_code == 401 and "Sign in" in r.text
+    assert "tc_access" not in browser.cookies
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(browser: TestClient[Any], prepared: Settings) -> None:
+    admin = staff_login(browser, prepared, "admin")
+    browser.get("/console/login")  # the CSRF cookie is set, the form's token is left out
+    r = browser.post("/console/login", data={"email": admin["email"], "password": PASSWORD}, follow_redirects=False)
+    assert r.status_code == 403
+    assert "tc_access" not in browser.cookies
+    r = browser.post(
+        "/console/login",
+        data={"_csrf_token": "forged", "email": admin["email"], "password": PASSWORD},
+        follow_redirects=False,
+    )
+    assert r.status_code == 403
+
+
+def test_a_student_gets_403_on_admin_pages(browser: TestClient[Any]) -> None:
+    student: Actor = signup(browser, "student")[0]
+    assert sign_in(browser, student.email).status_code == 303
+    for path in ("/console/events", "/console/correlations/x"):
+        r = browser.get(path)
+        assert r.status_code == 403, path
+        assert "403" in r.text and "text/html" in r.headers["content-type"]
+
+
+def test_signing_out_ends_the_session_everywhere(browser: TestClient[Any], prepared: Settings) -> None:
+    admin = staff_login(browser, prepared, "admin")
+    sign_in(browser, admin["email"])
+    access = browser.cookies["tc_access"]
+    page = browser.get("/console/events")
+    r = browser.post("/console/logout", data={"_csrf_token": csrf(page.text)}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/console/login"
+    assert browser.get("/console/events", follow_redirects=False).status_code == 303
+    # the revoked session's access token is refused by the API too
+    assert browser.get("/api/v1/me", headers={"Authorization": f"Bearer {access}"}).status_code == 401
