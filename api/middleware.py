@@ -83,8 +83,8 @@ def _request_id(scope: Scope) -> str:
 API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 PAGE_CSP = (
     b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:;"
-    b" font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
-)
+    b" font-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)  # pages post their forms to this origin only (the console: api/console)
 STAMPED = (
     b"x-request-id",
     b"x-content-type-options",
