@@ -221,8 +221,10 @@ def read_csv(client: Any, url: str, token: str) -> dict[str, Any]:
 def read_json(client: Any, url: str, token: str) -> dict[str, Any]:
     """Stream the JSON journal: count entries and postings by their keys, check the page's first and last bytes."""
     keys = {b'"entry_id":': 0, b'"account":': 0}
-    keep = max(len(k) for k in keys) - 1  # a key split over two chunks is found in the carried tail + next chunk
-    tail = head = last = b""
+    # a key split over two chunks is found in its carried tail + the next chunk; the tail is one byte shorter than
+    # the key, so a key wholly inside it (counted already) is not counted twice
+    tails = dict.fromkeys(keys, b"")
+    head = last = b""
     size = 0
     t0 = time.perf_counter()
     ttfb = float("nan")
@@ -235,10 +237,10 @@ def read_json(client: Any, url: str, token: str) -> dict[str, Any]:
             size += len(chunk)
             if len(head) < 16:
                 head += chunk[:16]
-            window = tail + chunk
             for k in keys:
+                window = tails[k] + chunk
                 keys[k] += window.count(k)
-            tail = window[-keep:]
+                tails[k] = window[-(len(k) - 1) :]
             last = (last + chunk)[-32:]
     seconds = time.perf_counter() - t0
     return {
