@@ -27,118 +27,13 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-import msgspec
-from _common import emit, machine, make_settings, parser, percentile, rnd, say, temp_database
-from search import LogBuilder, copy_events
+from _common import emit, machine, make_settings, parser, percentile, rnd, say, seed_money, temp_database
 
 TARGET_POSTINGS_PER_S = 50_000
 TARGET_BALANCE_P99_MS = 10.0
-COMMISSION_BPS = 2000
-VALIDITY = timedelta(days=180)
-
-
-class Economy:
-    """Students buying, booking and settling, tutors accruing and being paid, interleaved in one log."""
-
-    def __init__(self, rng: random.Random, log: LogBuilder, n_tutors: int) -> None:
-        from domain.payouts import TutorPayouts
-
-        self.rng = rng
-        self.log = log
-        self.tutors = [uuid.uuid4() for _ in range(n_tutors)]
-        self.rates = {t: rng.choice(range(2000, 9001, 500)) for t in self.tutors}
-        self.payouts = {t: TutorPayouts(tutor_id=t) for t in self.tutors}
-        self.postings = 0
-        self.money_events = 0
-        self.counts: dict[str, int] = {}
-        self.accounts: dict[str, set[str]] = {"student_credit": set(), "tutor_payable": set(), "booking_hold": set()}
-        self.students = 0
-        self.target = 0
-
-    def record(self, aggregates: list[Any], actor: Any, role: str) -> None:
-        """One command's events: count their postings, map them with MetaMapper."""
-        from application import context
-        from domain.ledger import postings_for
-
-        self.log._n += 1
-        with context.acting(
-            actor_id=str(actor) if actor else None, actor_role=role, correlation_id=f"seed-{self.log._n}"
-        ):
-            for agg in aggregates:
-                for e in agg.collect_events():
-                    kind = type(e).__qualname__
-                    self.counts[kind] = self.counts.get(kind, 0) + 1
-                    # the event as its stored JSON reads (lots, parts and holds are values in memory)
-                    _, rows = postings_for(kind, msgspec.to_builtins(vars(e)))
-                    if rows:
-                        self.money_events += 1
-                        self.postings += len(rows)
-                        for account, *_ in rows:
-                            head = account.split(":", 1)[0]
-                            if head in self.accounts:
-                                self.accounts[head].add(account)
-                    se = self.log.mapper.to_stored_event(e)
-                    self.log.rows.append((se.originator_id, se.originator_version, se.topic, se.state))
-
-    def student(self) -> Iterator[tuple[list[Any], Any, str]]:
-        """One student's life: packages, lessons held and settled, leftovers expiring, buying again."""
-        from domain.credits import CreditAccount
-
-        rng = self.rng
-        sid = uuid.uuid4()
-        self.students += 1
-        account = CreditAccount(student_id=sid)
-        while True:
-            tutor = rng.choice(self.tutors)
-            lessons = rng.choice((5, 10, 10, 20))
-            discount = {5: 0, 10: 500, 20: 1000}[lessons]
-            price = self.rates[tutor] * lessons * (10_000 - discount) // 10_000
-            lot = str(uuid.uuid4())
-            account.grant(lot, lot, str(tutor), lessons * 60, price, "USD", self.log.clock.t + VALIDITY)
-            yield [account], None, "system"
-            used = lessons if rng.random() >= 0.3 else rng.randint(0, lessons - 1)
-            for _ in range(used):
-                booking = str(uuid.uuid4())
-                account.hold(booking, str(tutor), 60, self.log.clock.t, COMMISSION_BPS)
-                yield [account], sid, "student"
-                r = rng.random()
-                capture, outcome = (60, "captured") if r < 0.75 else (0, "released") if r < 0.90 else (30, "cancelled")
-                result = account.resolve(booking, capture, outcome)
-                payouts = self.payouts[tutor]
-                if result["tutor_net"] > 0:
-                    payouts.accrue(booking, result["tutor_net"], "USD")
-                    yield [account, payouts], tutor, "tutor"
-                    if len(payouts.bookings) % 15 == 0 and payouts.payable("USD") > 0:
-                        payouts.pay_out(str(uuid.uuid4()), payouts.payable("USD"), "USD", f"batch-{self.log._n}")
-                        yield [payouts], None, "finance"
-                else:
-                    yield [account], tutor, "tutor"
-            if used < lessons and account.expire(self.log.clock.t + VALIDITY + timedelta(days=1)):
-                yield [account], None, "system"
-            if rng.random() < 0.4 or self.postings >= self.target:
-                return  # past the target, the students in flight finish their current package and stop
-
-    def run(self, target_postings: int, parallel: int) -> None:
-        """Advance `parallel` students at a time in random order until the postings reach the target."""
-        self.target = target_postings
-        active = [self.student() for _ in range(parallel)]
-        while active:
-            i = self.rng.randrange(len(active))
-            try:
-                aggregates, actor, role = next(active[i])
-            except StopIteration:
-                if self.postings < target_postings:
-                    active[i] = self.student()
-                else:
-                    active[i] = active[-1]
-                    active.pop()
-                continue
-            self.record(aggregates, actor, role)
 
 
 def timed_ledger() -> tuple[Any, dict[str, float]]:
@@ -202,32 +97,15 @@ def main() -> None:
         settings = make_settings(dsn)
         prepare(settings)
 
-        say(f"generating a year of money events implying {target:,} postings (real aggregates, MetaMapper)")
-        t0 = time.perf_counter()
-        span = timedelta(days=365)
-        start = datetime.now(UTC) - span - timedelta(days=1)
-        log = LogBuilder(start, span / (target * 0.62))
-        economy = Economy(rng, log, n_tutors)
-        economy.run(target, parallel=max(50, target // 1000))
-        rows = log.rows
-        first, last = start, log.clock.t
-        say(
-            f"  {len(rows):,} events ({economy.money_events:,} money events, {economy.postings:,} postings,"
-            f" {economy.students:,} students, {n_tutors:,} tutors) over {(last - first).days} days"
-            f" in {time.perf_counter() - t0:.1f}s"
-        )
-        say("  " + ", ".join(f"{k} {v:,}" for k, v in sorted(economy.counts.items())))
-        t0 = time.perf_counter()
-        copy_events(dsn, rows)
-        say(f"  COPY + VACUUM ANALYZE in {time.perf_counter() - t0:.1f}s")
+        economy = seed_money(dsn, rng, target, n_tutors)
+        first, last = economy.first, economy.last
         figures.update(
-            events=len(rows),
+            events=economy.events,
             money_events=economy.money_events,
             postings_seeded=economy.postings,
             students=economy.students,
             tutors=n_tutors,
         )
-        del rows
 
         say("replay: rebuild(dsn, Ledger()) — a new generation from the whole log, then the switch")
         projection, box = timed_ledger()
