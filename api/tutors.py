@@ -15,12 +15,14 @@ from api.params import instant
 from api.schemas.tutoring import (
     PublicTutorPage,
     TutorDetailOut,
+    TutorDocumentOut,
     TutorProfileOut,
     TutorQueuePage,
     TutorSlotList,
     public_tutor_out,
     slot_out,
     tutor_detail_out,
+    tutor_document_out,
     tutor_profile_out,
     tutor_queue_item_out,
 )
@@ -230,3 +232,11 @@ class AdminTutorsController(Controller):
     ) -> Response[TutorProfileOut]:
         """Undo a suspension."""
         return self._decide(request, tutoring, tutor_id, "reinstate")
+
+    @post("/{tutor_id:uuid}/documents/{document_id:uuid}/verify", status_code=200, sync_to_thread=True)
+    def verify_document(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, tutor_id: UUID, document_id: UUID
+    ) -> Response[TutorDocumentOut]:
+        """Mark an uploaded document verified (again: no change); unknown 404, not yet uploaded 409."""
+        doc, position = tutoring.verify_document(request.user, tutor_id, document_id)
+        return command(request, tutor_document_out(doc, tutoring), position)

@@ -283,6 +283,11 @@ def _document_uploaded(row: Row, d: dict[str, Any]) -> None:
     row["documents"] = [{**x, **patch} if x.get("id") == d["document_id"] else x for x in row["documents"]]
 
 
+def _document_verified(row: Row, d: dict[str, Any]) -> None:
+    patch = {"verified_at": d["verified_at"], "verified_by": d["verified_by"]}
+    row["documents"] = [{**x, **patch} if x.get("id") == d["document_id"] else x for x in row["documents"]]
+
+
 # What each event the projection reads does to the batch's rows; `topics` is these classes.
 ON_EVENT: dict[type, Callable[[TutorBatch, Envelope], None]] = {
     Booking.Reviewed: TutorBatch.reviewed,
@@ -301,6 +306,7 @@ ON_EVENT: dict[type, Callable[[TutorBatch, Envelope], None]] = {
     ),
     TutorProfile.DocumentRequested: _profile(_document_requested),
     TutorProfile.DocumentUploaded: _profile(_document_uploaded),
+    TutorProfile.DocumentVerified: _profile(_document_verified),
     TutorProfile.Submitted: _profile(
         lambda row, d: row.update(status="pending_approval", submitted_at=d["submitted_at"])
     ),

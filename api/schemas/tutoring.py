@@ -119,9 +119,13 @@ class _TutorDocumentFields(msgspec.Struct):
 
 
 class TutorDocumentOut(_TutorDocumentFields):
-    """A tutor's document; uploaded ones carry a 24-hour download URL, pending ones none."""
+    """A tutor's document; uploaded ones carry a 24-hour download URL, pending ones none. `verified`: an admin
+    checked it (when, and who: the admin's user id)."""
 
     download_url: str | None
+    verified: bool
+    verified_at: datetime | None
+    verified_by: UUID | None
 
 
 class TutorDocumentPage(msgspec.Struct):
@@ -155,7 +159,20 @@ def tutor_document_out(record: Document | Mapping[str, Any], tutoring: Tutoring)
     only asked for those)."""
     doc = _document(record)
     uploaded = doc.status is DocumentStatus.UPLOADED
-    return TutorDocumentOut(*_document_fields(doc), download_url=tutoring.document_url(doc) if uploaded else None)
+    return TutorDocumentOut(
+        *_document_fields(doc),
+        download_url=tutoring.document_url(doc) if uploaded else None,
+        **_verification(doc),
+    )
+
+
+def _verification(doc: Document) -> dict[str, Any]:
+    """A document's verified, verified_at (UTC) and verified_by."""
+    return {
+        "verified": doc.verified,
+        "verified_at": doc.verified_at.astimezone(UTC) if doc.verified_at else None,
+        "verified_by": UUID(doc.verified_by) if doc.verified_by else None,
+    }
 
 
 def tutor_document_upload_out(doc: Document, upload_url: str, expires_at: datetime) -> TutorDocumentUploadOut:

@@ -56,6 +56,7 @@ ROUTES: dict[tuple[str, str], tuple[tuple[str, ...] | None, int | None]] = {
     ("POST", "/api/v1/admin/tutors/{tutor_id}/reject"): (ADMIN, 404),
     ("POST", "/api/v1/admin/tutors/{tutor_id}/suspend"): (ADMIN, 404),
     ("POST", "/api/v1/admin/tutors/{tutor_id}/reinstate"): (ADMIN, 404),
+    ("POST", "/api/v1/admin/tutors/{tutor_id}/documents/{document_id}/verify"): (ADMIN, 404),
     ("GET", "/api/v1/student/favorites"): (STUDENT, 200),
     ("POST", "/api/v1/student/favorites/{tutor_id}"): (STUDENT, 404),
     ("DELETE", "/api/v1/student/favorites/{tutor_id}"): (STUDENT, None),
