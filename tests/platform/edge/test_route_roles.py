@@ -52,6 +52,7 @@ ROUTES: dict[tuple[str, str], tuple[tuple[str, ...] | None, int | None]] = {
     ("GET", "/api/v1/tutors/{tutor_id}"): (ANYONE, 404),
     ("GET", "/api/v1/tutors/{tutor_id}/slots"): (ANYONE, 422),  # from/to are required
     ("GET", "/api/v1/admin/tutors"): (ADMIN, 200),
+    ("GET", "/api/v1/admin/tutors/{tutor_id}"): (ADMIN, 404),
     ("POST", "/api/v1/admin/tutors/{tutor_id}/approve"): (ADMIN, 404),
     ("POST", "/api/v1/admin/tutors/{tutor_id}/reject"): (ADMIN, 404),
     ("POST", "/api/v1/admin/tutors/{tutor_id}/suspend"): (ADMIN, 404),
