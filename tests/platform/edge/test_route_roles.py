@@ -40,6 +40,7 @@ ROUTES: dict[tuple[str, str], tuple[tuple[str, ...] | None, int | None]] = {
     ("POST", "/api/v1/admin/subjects"): (ADMIN, 422),
     ("PATCH", "/api/v1/admin/subjects/{subject_id}"): (ADMIN, 404),
     ("DELETE", "/api/v1/admin/subjects/{subject_id}"): (ADMIN, 404),
+    ("POST", "/api/v1/admin/subjects/{subject_id}/restore"): (ADMIN, 404),
     ("PUT", "/api/v1/admin/test-clock"): (ADMIN, None),
     ("DELETE", "/api/v1/admin/test-clock"): (ADMIN, None),
     ("GET", "/api/v1/tutor/profile"): (TUTOR, 200),
