@@ -33,9 +33,9 @@ from api.schemas.audit import (
     UserExportRow,
 )
 from api.schemas.common import MoneyOut
+from api.services import Services
 from application.clock import Clock
 from application.identity import Account
-from application.settings import Settings
 from domain.booking import BookingStatus
 from domain.errors import NotFound, ValidationFailed
 
@@ -225,20 +225,24 @@ class AnalyticsController(Controller):
     def export(
         self,
         request: Request[Account, Any, Any],
-        settings: Settings,
+        services: Services,
         dataset: str,
         format: Literal["csv", "json"] = "csv",  # noqa: A002
     ) -> Stream:
-        """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array."""
+        """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array; each export
+        is recorded first (Export.Started: who, dataset, format, filters; in GET /admin/events)."""
         actor = request.user
         if dataset not in EXPORTS:
             raise NotFound(f"no dataset {dataset!r}; one of {', '.join(EXPORTS)}")
         name, sql, shape = EXPORTS[dataset]
         with reading(request, (name,), actor) as (_conn, pos):
             pass
-        rows = _rows(settings.database_url, sql)
+        filters = {k: v for k, v in request.query_params.items() if k != "format"}
+        recorded = services.exports.record_export(actor, dataset, format, filters)
+        rows = _rows(services.settings.database_url, sql)
         headers = {
             "X-Projection-Position": str(pos),
+            "X-Event-Position": str(recorded),
             "Content-Disposition": f'attachment; filename="{dataset}.{format}"',
         }
         if format == "csv":
