@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal, LiteralString
+from typing import Annotated, Any, Literal, LiteralString
 
 import msgspec
 import psycopg
 from litestar import Controller, Request, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, OpenAPIType, Operation, Schema
+from litestar.params import Parameter
 from litestar.response import Stream
 
 from api import csvout
@@ -31,29 +33,54 @@ from api.schemas.audit import (
     UserExportRow,
 )
 from api.schemas.common import MoneyOut
+from api.services import Services
 from application.clock import Clock
 from application.identity import Account
-from application.settings import Settings
+from domain.booking import BookingStatus
 from domain.errors import NotFound, ValidationFailed
 
-METRICS = {
-    "bookings": (
-        "SELECT date_trunc(%s, created_at AT TIME ZONE 'UTC') AS p, count(*) AS v FROM bookings"
-        " WHERE created_at >= %s AND created_at < %s GROUP BY 1 ORDER BY 1",
-        ("bookings",),
-    ),
+# metric: (read models, the data per period: p = the period's start, v = its value). Each runs with the named
+# parameters interval, frm, to, status (bookings) and currency (money metrics; null: every currency).
+METRICS: dict[str, tuple[tuple[str, ...], LiteralString]] = {
     "signups": (
-        "SELECT date_trunc(%s, registered_at AT TIME ZONE 'UTC') AS p, count(*) AS v FROM users_directory"
-        " WHERE registered_at >= %s AND registered_at < %s GROUP BY 1 ORDER BY 1",
         ("users_directory",),
+        "SELECT date_trunc(%(interval)s, registered_at AT TIME ZONE 'UTC') AS p, count(*) AS v FROM users_directory"
+        " WHERE registered_at >= %(frm)s AND registered_at < %(to)s GROUP BY 1",
     ),
-    "revenue": (
-        "SELECT date_trunc(%s, recorded_at AT TIME ZONE 'UTC') AS p, sum(signed) AS v FROM ledger_postings"
-        " WHERE account = 'platform_commission' AND recorded_at >= %s AND recorded_at < %s GROUP BY 1"
-        " ORDER BY 1",
-        ("ledger",),
+    "bookings": (
+        ("bookings",),
+        "SELECT date_trunc(%(interval)s, created_at AT TIME ZONE 'UTC') AS p, count(*) AS v FROM bookings"
+        " WHERE created_at >= %(frm)s AND created_at < %(to)s AND (%(status)s::text IS NULL OR status = %(status)s)"
+        " GROUP BY 1",
     ),
 }
+# the money metrics: the signed postings of one ledger account (positive: the platform earned it)
+LEDGER_METRICS = {"revenue": "platform_commission", "commission": "platform_commission", "breakage": "breakage"}
+LEDGER_SQL: LiteralString = (
+    "SELECT date_trunc(%(interval)s, recorded_at AT TIME ZONE 'UTC') AS p, sum(signed) AS v FROM ledger_postings"
+    " WHERE account = %(account)s AND recorded_at >= %(frm)s AND recorded_at < %(to)s"
+    " AND (%(currency)s::text IS NULL OR currency = %(currency)s) GROUP BY 1"
+)
+# every period of [from, to) with the metric's value, 0 where it has none (a continuous series)
+SERIES_SQL: LiteralString = (
+    "WITH data AS ({data}) SELECT s.p, coalesce(d.v, 0) AS v FROM generate_series("
+    " date_trunc(%(interval)s, %(frm)s AT TIME ZONE 'UTC'), (%(to)s AT TIME ZONE 'UTC') - interval '1 microsecond',"
+    " ('1 ' || %(interval)s)::interval) AS s(p) LEFT JOIN data d USING (p) ORDER BY s.p"
+)
+METRIC_DOC = (
+    "What to count per period: `signups` new accounts (every role); `bookings` lesson requests made in the period"
+    " (with `status`: only those now in that status); `revenue` the platform's commission income, as in the"
+    " overview (minor units); `commission` the same commission income under its own name; `breakage` the value of"
+    " expired, unused credit the platform keeps (minor units). Money metrics sum every currency unless `currency`"
+    " names one."
+)
+BOOKING_STATUSES = tuple(str(s) for s in BookingStatus)
+METRIC = Parameter(description=METRIC_DOC)
+INTERVAL = Parameter(description="The period: a UTC day, a week from Monday 00:00 UTC, or a calendar month (UTC)")
+STATUS = Parameter(
+    description=f"metric=bookings only: count bookings now in this status ({', '.join(BOOKING_STATUSES)})"
+)
+CURRENCY = Parameter(description="Money metrics only: sum this currency alone (ISO 4217, e.g. USD)")
 # dataset: (read model, query, row shape); the query's column names are the row shape's fields
 EXPORTS: dict[str, tuple[str, LiteralString, type[ExportRow]]] = {
     "users": (
@@ -153,20 +180,35 @@ class AnalyticsController(Controller):
         self,
         request: Request[Account, Any, Any],
         clock: Clock,
-        metric: Literal["bookings", "revenue", "signups"],
-        interval: Literal["day", "week", "month"] = "day",
+        metric: Annotated[Literal["signups", "bookings", "revenue", "commission", "breakage"], METRIC],
+        interval: Annotated[Literal["day", "week", "month"], INTERVAL] = "day",
+        status: Annotated[str | None, STATUS] = None,
+        currency: Annotated[str | None, CURRENCY] = None,
     ) -> Response[AnalyticsTimeseriesPage]:
-        """A metric per day, week or month in [from, to) (default: the last 30 days)."""
+        """A metric per UTC day, week (from Monday) or month in [from, to) (default: the last 30 days), every period
+        listed (0 where nothing happened), oldest first."""
         actor = request.user
         now = clock.now()
         to = instant("to", request.query_params.get("to")) or now
         frm = instant("from", request.query_params.get("from")) or to - timedelta(days=30)
         if to <= frm or to - frm > timedelta(days=3660):
             raise ValidationFailed([("to", "after from, at most ten years later")])
-        sql, names = METRICS[metric]
+        if status is not None and (metric != "bookings" or status not in BOOKING_STATUSES):
+            raise ValidationFailed([("status", f"with metric=bookings only: one of {', '.join(BOOKING_STATUSES)}")])
+        if currency is not None and (metric not in LEDGER_METRICS or not re.fullmatch("[A-Z]{3}", currency)):
+            raise ValidationFailed([("currency", "with a money metric only: an ISO 4217 code such as USD")])
+        params = {"interval": interval, "frm": frm, "to": to, "status": status, "currency": currency}
+        if metric in LEDGER_METRICS:
+            names, data = ("ledger",), LEDGER_SQL
+            params["account"] = LEDGER_METRICS[metric]
+        else:
+            names, data = METRICS[metric]
+        sql = SERIES_SQL.replace("{data}", data)
         with reading(request, names, actor) as (conn, pos):
-            rows = conn.execute(sql, (interval, frm, to)).fetchall()
-        return query(AnalyticsTimeseriesPage([AnalyticsPointOut.of(r) for r in rows], None), pos)
+            rows = conn.execute(sql, params).fetchall()
+        unit = "minor_units" if metric in LEDGER_METRICS else "count"
+        points = [AnalyticsPointOut.of(r) for r in rows]
+        return query(AnalyticsTimeseriesPage(points, None, metric, interval, unit, currency), pos)
 
     @get(
         "/exports/{dataset:str}",
@@ -183,20 +225,24 @@ class AnalyticsController(Controller):
     def export(
         self,
         request: Request[Account, Any, Any],
-        settings: Settings,
+        services: Services,
         dataset: str,
         format: Literal["csv", "json"] = "csv",  # noqa: A002
     ) -> Stream:
-        """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array."""
+        """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array; each export
+        is recorded first (Export.Started: who, dataset, format, filters; in GET /admin/events)."""
         actor = request.user
         if dataset not in EXPORTS:
             raise NotFound(f"no dataset {dataset!r}; one of {', '.join(EXPORTS)}")
         name, sql, shape = EXPORTS[dataset]
         with reading(request, (name,), actor) as (_conn, pos):
             pass
-        rows = _rows(settings.database_url, sql)
+        filters = {k: v for k, v in request.query_params.items() if k != "format"}
+        recorded = services.exports.record_export(actor, dataset, format, filters)
+        rows = _rows(services.settings.database_url, sql)
         headers = {
             "X-Projection-Position": str(pos),
+            "X-Event-Position": str(recorded),
             "Content-Disposition": f'attachment; filename="{dataset}.{format}"',
         }
         if format == "csv":

@@ -50,6 +50,7 @@ def providers(svc: Services) -> dict[str, Provide]:
         "identity": svc.identity,
         "catalog": svc.catalog,
         "audit": svc.audit,
+        "exports": svc.exports,
         "tutoring": svc.tutoring,
         "money": svc.money,
         "scheduling": svc.scheduling,

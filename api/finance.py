@@ -33,6 +33,7 @@ from api.schemas.money import (
     platform_settings_out,
     reconciliation_out,
 )
+from api.services import Services
 from application.clock import Clock
 from application.identity import Account
 from application.money import Money
@@ -124,20 +125,24 @@ class FinanceController(Controller):
     def journal(
         self,
         request: Request[Account, Any, Any],
-        settings: Settings,
+        services: Services,
         format: Literal["json", "csv"] = "json",  # noqa: A002
     ) -> Stream:
-        """Every entry with its postings in [from, to), streamed as JSON or CSV (one row per posting)."""
+        """Every entry with its postings in [from, to), streamed as JSON or CSV (one row per posting); a CSV export
+        is recorded first (Export.Started, dataset `journal`, with its filters)."""
         actor = request.user
         frm = instant("from", request.query_params.get("from"))
         to = instant("to", request.query_params.get("to"))
-        dsn = settings.database_url
+        dsn = services.settings.database_url
         with reading(request, ("ledger",), actor) as (_conn, pos):
             pass
+        headers = {"X-Projection-Position": str(pos)}
         rows = _journal_rows(dsn, frm, to, pos)
         if format == "csv":
-            return Stream(_csv(rows), media_type="text/csv", headers={"X-Projection-Position": str(pos)})
-        return Stream(_json(rows), media_type="application/json", headers={"X-Projection-Position": str(pos)})
+            filters = {k: v for k, v in request.query_params.items() if k != "format"}
+            headers["X-Event-Position"] = str(services.exports.record_export(actor, "journal", "csv", filters))
+            return Stream(_csv(rows), media_type="text/csv", headers=headers)
+        return Stream(_json(rows), media_type="application/json", headers=headers)
 
     @post("/reconciliation", status_code=200, sync_to_thread=True)
     def reconciliation(self, request: Request[Any, Any, Any], settings: Settings) -> ReconciliationOut:

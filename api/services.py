@@ -19,6 +19,7 @@ from api.accounts import AccountCache
 from application.audit import Audit
 from application.catalog import Catalog
 from application.clock import Clock
+from application.exports import Exports
 from application.identity import Identity
 from application.messaging import Messaging
 from application.money import Money
@@ -70,6 +71,7 @@ class Services:
     identity: Identity
     catalog: Catalog
     audit: Audit
+    exports: Exports
     tutoring: Tutoring
     money: Money
     scheduling: Scheduling
@@ -133,6 +135,7 @@ class Services:
             identity=Identity(settings, clock),
             catalog=Catalog(settings, clock),
             audit=Audit(settings, clock),
+            exports=Exports(settings, clock),
             tutoring=Tutoring(settings, clock),
             money=Money(settings, clock),
             scheduling=Scheduling(settings, clock),

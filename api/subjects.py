@@ -21,10 +21,11 @@ class SubjectIn(msgspec.Struct):
     category: str
 
 
-class SubjectRename(msgspec.Struct):
-    """PATCH /admin/subjects/{id}."""
+class SubjectPatch(msgspec.Struct):
+    """PATCH /admin/subjects/{id}: a new name, a new category, or both."""
 
-    name: str
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    category: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class SubjectsController(Controller):
@@ -78,14 +79,22 @@ class AdminSubjectsController(Controller):
 
     @patch("/{subject_id:uuid}", sync_to_thread=True)
     def rename(
-        self, request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID, data: SubjectRename
+        self, request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID, data: SubjectPatch
     ) -> Response[SubjectOut]:
-        """Rename a subject."""
-        view, position = catalog.rename_subject(subject_id, data.name)
+        """Rename and/or recategorise a subject (its id stays)."""
+        name = None if data.name is msgspec.UNSET else data.name
+        category = None if data.category is msgspec.UNSET else data.category
+        view, position = catalog.change_subject(subject_id, name, category)
         return command(request, subject_out(view), position)
 
     @delete("/{subject_id:uuid}", status_code=200, sync_to_thread=True)
     def retire(self, request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID) -> Response[SubjectOut]:
         """Retire a subject (kept in history and on past bookings)."""
         view, position = catalog.retire_subject(subject_id)
+        return command(request, subject_out(view), position)
+
+    @post("/{subject_id:uuid}/restore", status_code=200, sync_to_thread=True)
+    def restore(self, request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID) -> Response[SubjectOut]:
+        """Bring a retired subject back to the catalog (409 when it is active)."""
+        view, position = catalog.restore_subject(subject_id)
         return command(request, subject_out(view), position)

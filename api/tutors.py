@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -13,11 +14,15 @@ from api.deps import command, decode_cursor, encode_cursor, limit_of, query, rea
 from api.guards import ADMIN, BEARER
 from api.params import instant
 from api.schemas.tutoring import (
+    AdminTutorDocumentOut,
+    AdminTutorOut,
     PublicTutorPage,
     TutorDetailOut,
     TutorProfileOut,
     TutorQueuePage,
     TutorSlotList,
+    admin_document_out,
+    admin_tutor_out,
     public_tutor_out,
     slot_out,
     tutor_detail_out,
@@ -27,6 +32,7 @@ from api.schemas.tutoring import (
 from application.clock import Clock
 from application.identity import Account
 from application.tutoring import Tutoring
+from domain.documents import Document
 from domain.errors import NotFound, ValidationFailed
 from projections.bookings import taken
 from projections.schedule import next_slots, slots_for
@@ -153,6 +159,26 @@ class Decision(msgspec.Struct):
     reason: str = ""
 
 
+def tutor_for_review(conn: Any, tutor_id: UUID, document_url: Callable[[Document], str]) -> AdminTutorOut:
+    """A tutor's whole profile for an admin's review, from the `tutors` read model (404 when there is none): the
+    API's GET /admin/tutors/{id} and the console's page both answer with this. `document_url` presigns a download
+    (Tutoring.document_url)."""
+    row = conn.execute(
+        "SELECT tutor_id, full_name, email, status, completeness, feedback, submitted_at, account_open, listed, bio,"
+        " location, languages, experience, subject_ids, hourly_amount, currency, availability, auto_confirm,"
+        " min_notice_minutes, rating_avg, rating_count, documents FROM tutors WHERE tutor_id = %s",
+        (tutor_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound("no such tutor")
+    subjects = conn.execute(
+        "SELECT subject_id, name, category, active FROM tutors_subject_names WHERE subject_id = ANY(%s)"
+        " ORDER BY array_position(%s::uuid[], subject_id)",
+        (row["subject_ids"], row["subject_ids"]),
+    ).fetchall()
+    return admin_tutor_out(row, subjects, document_url)
+
+
 class AdminTutorsController(Controller):
     """Admins work the approval queue."""
 
@@ -199,6 +225,15 @@ class AdminTutorsController(Controller):
         )
         return query(TutorQueuePage(items=items, next_cursor=next_cursor), pos)
 
+    @get("/{tutor_id:uuid}", sync_to_thread=True)
+    def review(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, tutor_id: UUID
+    ) -> Response[AdminTutorOut]:
+        """A tutor's whole profile for review, with documents' download URLs and verification (any status)."""
+        with reading(request, ("tutors",), request.user) as (conn, pos):
+            body = tutor_for_review(conn, tutor_id, tutoring.document_url)
+        return query(body, pos)
+
     def _decide(
         self, request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID, action: str, text: str = ""
     ) -> Response[TutorProfileOut]:
@@ -230,3 +265,11 @@ class AdminTutorsController(Controller):
     ) -> Response[TutorProfileOut]:
         """Undo a suspension."""
         return self._decide(request, tutoring, tutor_id, "reinstate")
+
+    @post("/{tutor_id:uuid}/documents/{document_id:uuid}/verify", status_code=200, sync_to_thread=True)
+    def verify_document(
+        self, request: Request[Account, Any, Any], tutoring: Tutoring, tutor_id: UUID, document_id: UUID
+    ) -> Response[AdminTutorDocumentOut]:
+        """Mark an uploaded document verified (again: no change); unknown 404, not yet uploaded 409."""
+        doc, position = tutoring.verify_document(request.user, tutor_id, document_id)
+        return command(request, admin_document_out(doc, tutoring.document_url), position)

@@ -1,4 +1,4 @@
-"""Catalog context: admins create, rename and retire subjects."""
+"""Catalog context: admins create, rename, recategorise, retire and restore subjects."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 from uuid import UUID
 
 from application.store import EventStoreApp, Loaded
+from domain.errors import ValidationFailed
 from domain.subject import Subject
 
 
@@ -24,13 +25,24 @@ class Catalog(EventStoreApp):
 
     def rename_subject(self, subject_id: UUID, name: str) -> tuple[dict[str, Any], int]:
         """Rename a subject."""
+        return self.change_subject(subject_id, name=name)
 
-        def rename(got: Loaded) -> tuple[dict[str, Any], int]:
+    def change_subject(
+        self, subject_id: UUID, name: str | None = None, category: str | None = None
+    ) -> tuple[dict[str, Any], int]:
+        """Rename and/or recategorise a subject (at least one of them), in one command."""
+        if name is None and category is None:
+            raise ValidationFailed([("name", "give a name, a category or both")])
+
+        def change(got: Loaded) -> tuple[dict[str, Any], int]:
             s = got.need(Subject, subject_id, "no such subject")
-            s.rename(name)
+            if name is not None:
+                s.rename(name)
+            if category is not None:
+                s.recategorise(category)
             return subject_view(s), self.record(s)
 
-        return self.command(rename, changes=[subject_id])
+        return self.command(change, changes=[subject_id])
 
     def retire_subject(self, subject_id: UUID) -> tuple[dict[str, Any], int]:
         """Retire a subject (it stays in history)."""
@@ -41,3 +53,13 @@ class Catalog(EventStoreApp):
             return subject_view(s), self.record(s)
 
         return self.command(retire, changes=[subject_id])
+
+    def restore_subject(self, subject_id: UUID) -> tuple[dict[str, Any], int]:
+        """Bring a retired subject back (409 when it is active)."""
+
+        def restore(got: Loaded) -> tuple[dict[str, Any], int]:
+            s = got.need(Subject, subject_id, "no such subject")
+            s.restore()
+            return subject_view(s), self.record(s)
+
+        return self.command(restore, changes=[subject_id])

@@ -163,6 +163,17 @@ class Tutoring(EventStoreApp):
 
         return self.command(complete, changes=[profile_id])
 
+    def verify_document(self, actor: Account, tutor_id: UUID, document_id: UUID) -> tuple[Document, int]:
+        """An admin verifies one of a tutor's uploaded documents: the document as it now stands."""
+        profile_id = TutorProfile.create_id(tutor_id)
+
+        def verify(got: Loaded) -> tuple[Document, int]:
+            p = got.need(TutorProfile, profile_id, "no such tutor")
+            p.verify_document(str(document_id), actor.user_id, self.now())
+            return p.documents[str(document_id)], self.record(p)
+
+        return self.command(verify, changes=[profile_id])
+
     def document_url(self, doc: Document) -> str:
         """A 24-hour download URL of an uploaded document (the profile's, or a read model's record of it)."""
         return self.storage.download_url(doc.key, doc.filename, doc.content_type)

@@ -2,7 +2,8 @@
 it, a frozen value (a change replaces the value).
 
 The events record their fields as they always did (`DocumentRequested {document_id, filename, content_type, size,
-key, requested_at}`, `DocumentUploaded {document_id, size, uploaded_at, key}`); the value is only state."""
+key, requested_at}`, `DocumentUploaded {document_id, size, uploaded_at, key}`, `DocumentVerified {document_id,
+verified_at, verified_by}`); the value is only state."""
 
 from __future__ import annotations
 
@@ -35,8 +36,19 @@ class Document(Value):
     key: str
     status: DocumentStatus = DocumentStatus.PENDING
     uploaded_at: datetime | None = None
+    verified_at: datetime | None = None
+    verified_by: str | None = None  # the admin who checked it (a user id)
+
+    @property
+    def verified(self) -> bool:
+        """An admin checked this document."""
+        return self.verified_at is not None
 
     def uploaded(self, size: int, at: datetime, key: str | None) -> Document:
         """This document once its file was checked: the checked size, and served from the checked copy's `key` (none
         for documents checked before copies were made: the upload key stays)."""
         return replace(self, size=size, status=DocumentStatus.UPLOADED, uploaded_at=at, key=key or self.key)
+
+    def checked(self, at: datetime, by: str) -> Document:
+        """This document once an admin verified it."""
+        return replace(self, verified_at=at, verified_by=by)

@@ -1,10 +1,10 @@
-"""Catalog context: a Subject can be renamed and retired without breaking history."""
+"""Catalog context: a Subject can be renamed, recategorised, retired and restored without breaking history."""
 
 from __future__ import annotations
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.errors import ValidationFailed
+from domain.errors import ValidationFailed, WrongStatus
 
 
 def _check_name(field: str, value: str) -> str:
@@ -38,6 +38,16 @@ class Subject(Aggregate):
     def _renamed(self, name: str) -> None:
         self.name = name
 
+    def recategorise(self, category: str) -> None:
+        """Move the subject to another category; its id (and so its history) stays."""
+        category = _check_name("category", category)
+        if category != self.category:
+            self._recategorised(category=category, previous=self.category)
+
+    @event("Recategorised")
+    def _recategorised(self, category: str, previous: str) -> None:
+        self.category = category
+
     def retire(self) -> None:
         """Take the subject off the catalog; retiring twice records nothing."""
         if self.active:
@@ -46,3 +56,13 @@ class Subject(Aggregate):
     @event("Retired")
     def _retired(self) -> None:
         self.active = False
+
+    def restore(self) -> None:
+        """Bring a retired subject back to the catalog; an active one cannot be restored."""
+        if self.active:
+            raise WrongStatus("the subject is active: only a retired subject can be restored")
+        self._restored()
+
+    @event("Restored")
+    def _restored(self) -> None:
+        self.active = True

@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate, event
 from domain.availability import available, covers, on_grid, parse_rules
 from domain.booking import OutsideAvailability, TooShortNotice
 from domain.documents import DOCUMENT_TYPES, MAX_DOCUMENT_BYTES, Document, DocumentStatus
-from domain.errors import DomainError, ValidationFailed, WrongStatus
+from domain.errors import DomainError, NotFound, ValidationFailed, WrongStatus
 from domain.files import FileTooLarge, StoredFile, UnsupportedFile, check_stored
 from domain.ids import derived_id
 from domain.money import Money
@@ -256,6 +256,21 @@ class TutorProfile(Aggregate):
     @event("DocumentUploaded")
     def _document_uploaded(self, document_id: str, size: int, uploaded_at: datetime, key: str | None = None) -> None:
         self.documents[document_id] = self.documents[document_id].uploaded(size, uploaded_at, key)
+
+    def verify_document(self, document_id: str, by: UUID, now: datetime) -> None:
+        """An admin marks an uploaded document as checked: unknown 404, not yet uploaded 409 (nothing to check);
+        verifying a verified document again records nothing (the first verification stands)."""
+        doc = self.documents.get(document_id)
+        if doc is None:
+            raise NotFound("no such document")
+        if doc.status is not DocumentStatus.UPLOADED:
+            raise WrongStatus("the document is not uploaded yet: there is nothing to verify")
+        if not doc.verified:
+            self._document_verified(document_id=document_id, verified_at=now, verified_by=by)
+
+    @event("DocumentVerified")
+    def _document_verified(self, document_id: str, verified_at: datetime, verified_by: UUID) -> None:
+        self.documents[document_id] = self.documents[document_id].checked(verified_at, str(verified_by))
 
     # ------------------------------------------------------------------------------------------- lifecycle
 

@@ -1,10 +1,11 @@
-"""notifications: each user's inbox, derived from booking, review and approval events."""
+"""notifications: each user's inbox, derived from booking, review and approval events, and the admins' notice of
+each submitted tutor profile."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
-from uuid import uuid5
+from uuid import UUID, uuid5
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -13,7 +14,10 @@ from domain.booking import Booking
 from domain.ids import NAMESPACE
 from domain.inbox import Inbox
 from domain.tutor import TutorProfile
-from projections.runner import Envelope, FoldedProjection, by_type, topic_of
+from domain.user import User
+from projections.runner import Envelope, FoldedProjection, by_type, replace_rows, topic_of
+
+USER_COLUMNS = ("user_id", "full_name", "role", "active")
 
 
 class Inboxes:
@@ -22,10 +26,21 @@ class Inboxes:
     the batch's bookings are read with one SELECT. Why: folding live, a batch holds a few bookings' events, and a
     statement per notification and per party lookup was most of this projection's cost per booking
     (bench/booking.py). An event's notice depends on the parties its booking's first event recorded, maybe in the
-    same batch: those are kept in memory (`born`)."""
+    same batch: those are kept in memory (`born`).
+
+    Who is an admin, and a tutor's name, come from the user events this projection reads into its own
+    `notification_users` (never from another read model): a submitted profile is announced to the admins as of
+    that event's position, so a rebuild gives the same inboxes. The batch's users are folded in memory like the
+    rest: the rows its user events and submissions need (and, when it holds a submission, every admin's) are
+    read with one SELECT and the changed ones written back at the end."""
 
     def __init__(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
-        self.cur, self.inbox, self.parties = cur, t["notifications"], t["notification_bookings"]
+        self.cur, self.inbox, self.parties, self.users_t = (
+            cur,
+            t["notifications"],
+            t["notification_bookings"],
+            t["notification_users"],
+        )
         self.notices: list[tuple[Any, ...]] = []
         self.born: dict[Any, tuple[Any, Any]] = {}  # booking (or tutor profile) id -> (student, tutor), this batch
         self.reads: list[tuple[Any, Any]] = []
@@ -38,6 +53,33 @@ class Inboxes:
             else []
         )
         self.known: dict[Any, tuple[Any, Any]] = {r[0]: (r[1], r[2]) for r in rows}
+        self.users, self.stored_users, self.changed_users = self._load_users(events)
+
+    def _load_users(self, events: Sequence[Envelope]) -> tuple[dict[UUID, dict[str, Any]], set[UUID], set[UUID]]:
+        """The `notification_users` rows this batch reads or changes: users of its user events (but those it
+        registers), the tutors whose profiles it submits, and every active admin if it submits any."""
+        profiles = {e.aggregate_id: e.data["tutor_id"] for e in events if e.type == "TutorProfile.Created"}
+        submitted = [e.aggregate_id for e in events if e.type == "TutorProfile.Submitted"]
+        wanted = {e.aggregate_id for e in events if e.type in USER_TYPES and e.type != "User.Registered"}
+        for pid in submitted:
+            tutor = profiles.get(pid) or (self.known.get(pid) or (None, None))[1]
+            if tutor is not None:
+                wanted.add(UUID(str(tutor)))
+        if not wanted and not submitted:
+            return {}, set(), set()
+        rows = self.cur.execute(
+            f"SELECT {', '.join(USER_COLUMNS)} FROM {self.users_t}"
+            " WHERE user_id = ANY(%s) OR (%s AND role = 'admin' AND active)",
+            (list(wanted), bool(submitted)),
+        ).fetchall()
+        users = {r[0]: dict(zip(USER_COLUMNS, r, strict=True)) for r in rows}
+        return users, set(users), set()
+
+    def user(self, e: Envelope, **changes: Any) -> None:
+        """A user event: change the user's row (if the projection knows the user)."""
+        if (row := self.users.get(e.aggregate_id)) is not None:
+            row.update(changes)
+            self.changed_users.add(e.aggregate_id)
 
     def add(self, e: Envelope, user_id: Any, kind: str, data: dict[str, Any]) -> None:
         """One notification; its id is derived from the event position so a rebuild gives the same ids."""
@@ -49,8 +91,11 @@ class Inboxes:
         return self.born.get(e.aggregate_id) or self.known.get(e.aggregate_id)
 
     def write(self) -> None:
-        """The batch's rows: parties first, then notifications, then read receipts (which name notifications
-        that exist by then, maybe written in this batch)."""
+        """The batch's rows: users and parties first, then notifications, then read receipts (which name
+        notifications that exist by then, maybe written in this batch)."""
+        if self.changed_users:
+            changed = [self.users[u] for u in self.changed_users]
+            replace_rows(self.cur, self.users_t, USER_COLUMNS, changed, self.changed_users & self.stored_users)
         if self.born:
             with self.cur.copy(f"COPY {self.parties} (booking_id, student_id, tutor_id) FROM STDIN") as copy:
                 for booking_id, (student_id, tutor_id) in self.born.items():
@@ -81,6 +126,31 @@ class Inboxes:
         self.born[e.aggregate_id] = (d["student_id"], d["tutor_id"])
         data = {"booking_id": str(e.aggregate_id), "student_id": d["student_id"], "start": d["start"]}
         self.add(e, d["tutor_id"], "booking.requested", data)
+
+    def registered(self, e: Envelope) -> None:
+        d = e.data
+        self.users[e.aggregate_id] = {
+            "user_id": e.aggregate_id,
+            "full_name": d["full_name"],
+            "role": d["role"],
+            "active": True,
+        }
+        self.changed_users.add(e.aggregate_id)
+
+    def profile_updated(self, e: Envelope) -> None:
+        if "full_name" in e.data["changes"]:
+            self.user(e, full_name=e.data["changes"]["full_name"])
+
+    def submitted(self, e: Envelope) -> None:
+        """A tutor sent their profile for approval: each admin (active, as of this event) hears of it."""
+        if (parties := self.parties_of(e)) is None:
+            return
+        tutor_id = UUID(str(parties[1]))
+        tutor = self.users.get(tutor_id)
+        data = {"tutor_id": str(tutor_id), "name": tutor["full_name"] if tutor else ""}
+        admins = sorted(u for u, r in self.users.items() if r["role"] == "admin" and r["active"])
+        for admin in admins:
+            self.add(e, admin, "tutor.submitted", data)
 
     def expired(self, e: Envelope) -> None:
         if (parties := self.parties_of(e)) is not None:
@@ -144,24 +214,35 @@ ON_EVENT: dict[type, Handler] = {
     Booking.Reviewed: Inboxes.reviewed,
     Booking.ReviewResponded: _to_student("review.responded"),
     TutorProfile.Created: Inboxes.tutor_created,
+    TutorProfile.Submitted: Inboxes.submitted,
     TutorProfile.Approved: _to_tutor("tutor.approved"),
     TutorProfile.Rejected: _to_tutor("tutor.rejected"),
     Inbox.Read: Inboxes.read,
     Inbox.Reminded: Inboxes.reminded,
+    User.Registered: Inboxes.registered,
+    User.ProfileUpdated: Inboxes.profile_updated,
+    User.RoleChanged: lambda w, e: w.user(e, role=e.data["role"]),
+    User.Deactivated: lambda w, e: w.user(e, active=False),
+    User.Reactivated: lambda w, e: w.user(e, active=True),
+    User.Deleted: lambda w, e: w.user(e, active=False),
 }
 HANDLERS = by_type(ON_EVENT)
+USER_EVENTS = (User.Registered, User.ProfileUpdated, User.RoleChanged, User.Deactivated, User.Reactivated, User.Deleted)
+USER_TYPES = frozenset(by_type(dict.fromkeys(USER_EVENTS, 0)))  # what notification_users folds
 # the events whose handlers do not look up their booking's parties
-NO_LOOKUP = frozenset(by_type({Booking.Requested: 0, TutorProfile.Created: 0, Inbox.Read: 0, Inbox.Reminded: 0}))
+NO_LOOKUP = (
+    frozenset(by_type({Booking.Requested: 0, TutorProfile.Created: 0, Inbox.Read: 0, Inbox.Reminded: 0})) | USER_TYPES
+)
 
 
 class Notifications(FoldedProjection):
     """Inbox rows, by the handler of each event's type (ON_EVENT), written once per batch (Inboxes)."""
 
     name = "notifications"
-    version = 1
+    version = 2  # 2: notification_users (admins and names, for tutor.submitted)
     # one inbox item per event: at worst one notification is missing (and recorded), not every later one
     skippable = True
-    tables = ("notifications", "notification_bookings")
+    tables = ("notifications", "notification_bookings", "notification_users")
     topics = tuple(topic_of(c) for c in ON_EVENT)
     fold = Inboxes
     handlers = HANDLERS

@@ -19,7 +19,10 @@ class Subjects(Projection):
     name = "subjects"
     version = 1
     tables = ("subjects",)
-    topics = tuple(topic_of(c) for c in (Subject.Created, Subject.Renamed, Subject.Retired))
+    topics = tuple(
+        topic_of(c)
+        for c in (Subject.Created, Subject.Renamed, Subject.Recategorised, Subject.Retired, Subject.Restored)
+    )
 
     def apply(self, cur: psycopg.Cursor[Any], events: Sequence[Envelope], t: dict[str, str]) -> None:
         # Folded per batch in memory: one SELECT, one DELETE and one COPY (see runner.load_rows).
@@ -39,6 +42,10 @@ class Subjects(Projection):
             elif (row := rows.get(e.aggregate_id)) is not None:
                 if e.type == "Subject.Renamed":
                     row["name"] = e.data["name"]
+                elif e.type == "Subject.Recategorised":
+                    row["category"] = e.data["category"]
                 elif e.type == "Subject.Retired":
                     row["active"] = False
+                elif e.type == "Subject.Restored":
+                    row["active"] = True
         replace_rows(cur, table, COLUMNS, rows.values(), stored)

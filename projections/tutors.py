@@ -59,6 +59,7 @@ NAME_COLUMNS = ("subject_id", "name", "category", "active")
 
 
 Row = dict[str, Any]
+SUBJECT_CHANGES = ("Subject.Renamed", "Subject.Recategorised", "Subject.Retired", "Subject.Restored")
 
 
 class TutorBatch:
@@ -74,7 +75,7 @@ class TutorBatch:
         profiles = {e.aggregate_id for e in events if e.type.startswith("TutorProfile.")} - created
         reviewed = {UUID(str(e.data["tutor_id"])) for e in events if e.type == "Booking.Reviewed"}
         new_names = {e.aggregate_id for e in events if e.type == "Subject.Created"}
-        changed_names = {e.aggregate_id for e in events if e.type in ("Subject.Renamed", "Subject.Retired")}
+        changed_names = {e.aggregate_id for e in events if e.type in SUBJECT_CHANGES}
 
         self.people = load_rows(cur, t["tutors_people"], PEOPLE_COLUMNS, (named | creators) - new_people)
         self.stored_people = set(self.people)
@@ -122,9 +123,18 @@ class TutorBatch:
             subject["name"] = e.data["name"]
         self.renamed.add(e.aggregate_id)
 
+    def subject_recategorised(self, e: Envelope) -> None:
+        if (subject := self.names.get(e.aggregate_id)) is not None:
+            subject["category"] = e.data["category"]
+        self.renamed.add(e.aggregate_id)  # the category is in the search vector and the public subjects too
+
     def subject_retired(self, e: Envelope) -> None:
         if (subject := self.names.get(e.aggregate_id)) is not None:
             subject["active"] = False
+
+    def subject_restored(self, e: Envelope) -> None:
+        if (subject := self.names.get(e.aggregate_id)) is not None:
+            subject["active"] = True
 
     def tutor_created(self, e: Envelope) -> None:
         tutor_id = UUID(str(e.data["tutor_id"]))
@@ -283,6 +293,11 @@ def _document_uploaded(row: Row, d: dict[str, Any]) -> None:
     row["documents"] = [{**x, **patch} if x.get("id") == d["document_id"] else x for x in row["documents"]]
 
 
+def _document_verified(row: Row, d: dict[str, Any]) -> None:
+    patch = {"verified_at": d["verified_at"], "verified_by": d["verified_by"]}
+    row["documents"] = [{**x, **patch} if x.get("id") == d["document_id"] else x for x in row["documents"]]
+
+
 # What each event the projection reads does to the batch's rows; `topics` is these classes.
 ON_EVENT: dict[type, Callable[[TutorBatch, Envelope], None]] = {
     Booking.Reviewed: TutorBatch.reviewed,
@@ -290,7 +305,9 @@ ON_EVENT: dict[type, Callable[[TutorBatch, Envelope], None]] = {
     User.ProfileUpdated: TutorBatch.profile_updated,
     Subject.Created: TutorBatch.subject_created,
     Subject.Renamed: TutorBatch.subject_renamed,
+    Subject.Recategorised: TutorBatch.subject_recategorised,
     Subject.Retired: TutorBatch.subject_retired,
+    Subject.Restored: TutorBatch.subject_restored,
     TutorProfile.Created: TutorBatch.tutor_created,
     TutorProfile.PersonalSet: _profile(_personal_set),
     TutorProfile.ExperienceSet: _profile(lambda row, d: row.update(experience=d["experience"])),
@@ -301,6 +318,7 @@ ON_EVENT: dict[type, Callable[[TutorBatch, Envelope], None]] = {
     ),
     TutorProfile.DocumentRequested: _profile(_document_requested),
     TutorProfile.DocumentUploaded: _profile(_document_uploaded),
+    TutorProfile.DocumentVerified: _profile(_document_verified),
     TutorProfile.Submitted: _profile(
         lambda row, d: row.update(status="pending_approval", submitted_at=d["submitted_at"])
     ),

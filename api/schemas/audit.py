@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
@@ -92,10 +92,16 @@ class AnalyticsPointOut(msgspec.Struct):
 
 
 class AnalyticsTimeseriesPage(msgspec.Struct):
-    """A metric per period, oldest first, all in one page (`next_cursor` is null)."""
+    """A metric per period, oldest first, every period of the span (0 where nothing happened), all in one page
+    (`next_cursor` is null); `unit` says whether values are counts or minor units (of `currency` when one was asked
+    for)."""
 
     items: list[AnalyticsPointOut]
     next_cursor: str | None
+    metric: Literal["signups", "bookings", "revenue", "commission", "breakage"]
+    interval: Literal["day", "week", "month"]
+    unit: Literal["count", "minor_units"]
+    currency: str | None
 
 
 class UserExportRow(msgspec.Struct):

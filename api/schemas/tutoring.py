@@ -4,7 +4,7 @@ function here, from read-model rows or from the tutoring application's views."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -124,6 +124,17 @@ class TutorDocumentOut(_TutorDocumentFields):
     download_url: str | None
 
 
+class AdminTutorDocumentOut(TutorDocumentOut):
+    """A tutor's document as admins see it (approval queue, review, verification): `verified` once an admin
+    checked it (`verified_at`, and `verified_by` the admin's user id); `url` is the download URL again (null until
+    uploaded), the name the review page uses."""
+
+    verified: bool
+    verified_at: datetime | None
+    verified_by: UUID | None
+    url: str | None
+
+
 class TutorDocumentPage(msgspec.Struct):
     """The tutor's documents (all of them, on one page)."""
 
@@ -158,6 +169,22 @@ def tutor_document_out(record: Document | Mapping[str, Any], tutoring: Tutoring)
     return TutorDocumentOut(*_document_fields(doc), download_url=tutoring.document_url(doc) if uploaded else None)
 
 
+def admin_document_out(
+    record: Document | Mapping[str, Any], document_url: Callable[[Document], str]
+) -> AdminTutorDocumentOut:
+    """A document (the profile's or a `tutors` row's) as admins see it; `document_url` presigns uploaded ones."""
+    doc = _document(record)
+    url = document_url(doc) if doc.status is DocumentStatus.UPLOADED else None
+    return AdminTutorDocumentOut(
+        *_document_fields(doc),
+        download_url=url,
+        verified=doc.verified,
+        verified_at=doc.verified_at.astimezone(UTC) if doc.verified_at else None,
+        verified_by=UUID(doc.verified_by) if doc.verified_by else None,
+        url=url,
+    )
+
+
 def tutor_document_upload_out(doc: Document, upload_url: str, expires_at: datetime) -> TutorDocumentUploadOut:
     """A document just announced, with its presigned PUT."""
     return TutorDocumentUploadOut(
@@ -181,7 +208,7 @@ class TutorQueueItemOut(msgspec.Struct):
     completeness: int
     status: TutorStatus
     feedback: str | None
-    documents: list[TutorDocumentOut]
+    documents: list[AdminTutorDocumentOut]
 
 
 class TutorQueuePage(msgspec.Struct):
@@ -201,7 +228,88 @@ def tutor_queue_item_out(row: Mapping[str, Any], tutoring: Tutoring) -> TutorQue
         completeness=row["completeness"],
         status=row["status"],
         feedback=row["feedback"],
-        documents=[tutor_document_out(d, tutoring) for d in row["documents"]],
+        documents=[admin_document_out(d, tutoring.document_url) for d in row["documents"]],
+    )
+
+
+# ------------------------------------------------------------------------------------- a tutor under review
+
+
+class AdminTutorSubjectOut(msgspec.Struct):
+    """A subject the tutor chose, as the catalog now has it (`active`: false once retired)."""
+
+    id: UUID
+    name: str
+    category: str
+    active: bool
+
+
+class AdminTutorOut(msgspec.Struct):
+    """A tutor's whole profile for review (id = the tutor's user id): the five builder steps, booking preferences,
+    approval status, feedback, submission time, whether the account is open and the tutor listed, ratings, and each
+    document with its download URL and verification."""
+
+    id: UUID
+    full_name: str
+    email: str
+    status: TutorStatus
+    completeness: int
+    feedback: str | None
+    submitted_at: datetime | None
+    account_open: bool
+    listed: bool
+    personal: TutorPersonalOut
+    experience: TutorExperienceOut
+    subjects: list[AdminTutorSubjectOut]
+    hourly_rate: MoneyOut | None
+    availability: TutorAvailabilityOut
+    auto_confirm: bool
+    min_notice_minutes: int
+    rating_average: float | None
+    rating_count: int
+    documents: list[AdminTutorDocumentOut]
+
+
+def _stored_intervals(raw: Sequence[Mapping[str, str]] | None) -> list[Interval]:
+    """Blocks or openings as a `tutors` row stores them (ISO text, UTC)."""
+    return [
+        Interval(datetime.fromisoformat(x["start"]).astimezone(UTC), datetime.fromisoformat(x["end"]).astimezone(UTC))
+        for x in raw or ()
+    ]
+
+
+def admin_tutor_out(
+    row: Mapping[str, Any], subjects: Sequence[Mapping[str, Any]], document_url: Callable[[Document], str]
+) -> AdminTutorOut:
+    """A `tutors` row with its subjects (`tutors_subject_names` rows, in the tutor's order) for review;
+    `document_url` presigns an uploaded document's download."""
+    a = row["availability"] or {}
+    rating = row["rating_avg"]
+    return AdminTutorOut(
+        id=row["tutor_id"],
+        full_name=row["full_name"],
+        email=row["email"],
+        status=row["status"],
+        completeness=row["completeness"],
+        feedback=row["feedback"],
+        submitted_at=row["submitted_at"].astimezone(UTC) if row["submitted_at"] else None,
+        account_open=row["account_open"],
+        listed=row["listed"],
+        personal=TutorPersonalOut(row["bio"], row["location"], list(row["languages"])),
+        experience=tutor_experience_out(row["experience"] or {}),
+        subjects=[AdminTutorSubjectOut(s["subject_id"], s["name"], s["category"], s["active"]) for s in subjects],
+        hourly_rate=MoneyOut(row["hourly_amount"], row["currency"]) if row["hourly_amount"] is not None else None,
+        availability=TutorAvailabilityOut(
+            timezone=a.get("timezone"),
+            weekly=[TutorWeeklyRuleOut(r["weekday"], r["start"], r["end"]) for r in a.get("weekly") or ()],
+            blocks=_stored_intervals(a.get("blocks")),
+            openings=_stored_intervals(a.get("openings")),
+        ),
+        auto_confirm=row["auto_confirm"],
+        min_notice_minutes=row["min_notice_minutes"],
+        rating_average=round(rating, 2) if rating is not None else None,
+        rating_count=row["rating_count"],
+        documents=[admin_document_out(d, document_url) for d in row["documents"] or ()],
     )
 
 

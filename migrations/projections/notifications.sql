@@ -14,3 +14,11 @@ CREATE TABLE {notification_bookings} (
     student_id uuid,
     tutor_id uuid NOT NULL
 );
+-- every user's name, role and whether they are active (not deactivated or deleted), from the user events: the
+-- admins a submitted tutor profile is announced to, and the tutor's name in that notice
+CREATE TABLE {notification_users} (
+    user_id uuid PRIMARY KEY,
+    full_name text NOT NULL,
+    role text NOT NULL,
+    active boolean NOT NULL
+);
