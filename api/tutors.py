@@ -179,6 +179,33 @@ def tutor_for_review(conn: Any, tutor_id: UUID, document_url: Callable[[Document
     return admin_tutor_out(row, subjects, document_url)
 
 
+def tutor_queue(conn: Any, status: str, n: int, cursor: str | None, tutoring: Tutoring) -> TutorQueuePage:
+    """Tutors in `status`, oldest submission first, with their documents (GET /admin/tutors and the console's
+    approval queue)."""
+    if status not in ("draft", "pending_approval", "approved", "rejected", "suspended"):
+        raise ValidationFailed([("status", "a tutor profile status")])
+    where: list[str] = ["status = %s"]
+    params: list[Any] = [status]
+    after = decode_cursor(cursor, tuple[datetime, UUID])
+    if after is not None:
+        where.append("(coalesce(submitted_at, 'epoch'::timestamptz), tutor_id) > (%s::timestamptz, %s::uuid)")
+        params.extend(after)
+    rows = conn.execute(
+        "SELECT tutor_id, full_name, email, submitted_at, completeness, documents, status, feedback"
+        f" FROM tutors WHERE {' AND '.join(where)}"
+        " ORDER BY coalesce(submitted_at, 'epoch'::timestamptz), tutor_id LIMIT %s",
+        (*params, n + 1),
+    ).fetchall()
+    items = [tutor_queue_item_out(r, tutoring) for r in rows[:n]]
+    last = rows[n - 1] if len(rows) > n else None
+    next_cursor = (
+        encode_cursor([(last["submitted_at"] or datetime(1970, 1, 1, tzinfo=UTC)).isoformat(), str(last["tutor_id"])])
+        if last
+        else None
+    )
+    return TutorQueuePage(items=items, next_cursor=next_cursor)
+
+
 class AdminTutorsController(Controller):
     """Admins work the approval queue."""
 
@@ -197,33 +224,9 @@ class AdminTutorsController(Controller):
         cursor: str | None = None,
     ) -> Response[TutorQueuePage]:
         """Tutors by status (default: the approval queue, oldest submission first), with their documents."""
-        actor = request.user
-        if status not in ("draft", "pending_approval", "approved", "rejected", "suspended"):
-            raise ValidationFailed([("status", "a tutor profile status")])
         n = limit_of(limit)
-        where: list[str] = ["status = %s"]
-        params: list[Any] = [status]
-        after = decode_cursor(cursor, tuple[datetime, UUID])
-        if after is not None:
-            where.append("(coalesce(submitted_at, 'epoch'::timestamptz), tutor_id) > (%s::timestamptz, %s::uuid)")
-            params.extend(after)
-        with reading(request, ("tutors",), actor) as (conn, pos):
-            rows = conn.execute(
-                "SELECT tutor_id, full_name, email, submitted_at, completeness, documents, status, feedback"
-                f" FROM tutors WHERE {' AND '.join(where)}"
-                " ORDER BY coalesce(submitted_at, 'epoch'::timestamptz), tutor_id LIMIT %s",
-                (*params, n + 1),
-            ).fetchall()
-        items = [tutor_queue_item_out(r, tutoring) for r in rows[:n]]
-        last = rows[n - 1] if len(rows) > n else None
-        next_cursor = (
-            encode_cursor(
-                [(last["submitted_at"] or datetime(1970, 1, 1, tzinfo=UTC)).isoformat(), str(last["tutor_id"])]
-            )
-            if last
-            else None
-        )
-        return query(TutorQueuePage(items=items, next_cursor=next_cursor), pos)
+        with reading(request, ("tutors",), request.user) as (conn, pos):
+            return query(tutor_queue(conn, status, n, cursor, tutoring), pos)
 
     @get("/{tutor_id:uuid}", sync_to_thread=True)
     def review(

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from api.console import events
+from api.console import events, tutors
 
-PAGES = [*events.PAGES]
+PAGES = [*events.PAGES, *tutors.PAGES]

@@ -6,18 +6,22 @@ API's problem document (api/problems.py), shown as a page with the same status."
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
 from litestar import Request, Response
+from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
+from litestar.params import Body
 from litestar.response import Redirect, Template
 
 from api import problems
 from api.console.session import ROOT, SignInNeeded, login_url
 from api.middleware import WRITTEN
 from api.text import MESSAGE, unstorable
+from application import context
 from application.identity import Account
 from domain.errors import DomainError, ValidationFailed
 
@@ -48,6 +52,7 @@ def page(request: Request[Any, Any, Any], template: str, status: int = 200, **co
             "nav": nav,
             "path": request.url.path,
             "done": request.query_params.get("done", ""),
+            "recorded": request.query_params.get("recorded", ""),
             **context,
         },
         headers={"Cache-Control": "no-store"},
@@ -60,15 +65,22 @@ def back(path: str, done: str = "", **params: str) -> Redirect:
     return Redirect(path + (("?" + urlencode(query)) if query else ""), status_code=303)
 
 
-async def form(request: Request[Any, Any, Any]) -> dict[str, str]:
-    """The posted form's fields (the first value of each), without the CSRF token; unstorable text is refused
-    as in a JSON body."""
-    data = await request.form()
-    fields = {k: v for k, v in data.items() if isinstance(v, str) and k != "_csrf_token"}
-    bad = [k for k, v in fields.items() if unstorable(k) or unstorable(v)]
+# A sync handler's posted form (`data: Form`): Litestar parses it (the CSRF middleware has read it already)
+Form = Annotated[dict[str, Any], Body(media_type=RequestEncodingType.URL_ENCODED)]
+
+
+def fields(data: Mapping[str, Any]) -> dict[str, str]:
+    """A posted form's text fields, without the CSRF token; unstorable text is refused as in a JSON body."""
+    found = {k: v for k, v in data.items() if isinstance(v, str) and k != "_csrf_token"}
+    bad = [k for k, v in found.items() if unstorable(k) or unstorable(v)]
     if bad:
         raise ValidationFailed([(k, MESSAGE) for k in bad])
-    return fields
+    return found
+
+
+async def form(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """An async handler's posted form (`fields` of it)."""
+    return fields(await request.form())
 
 
 def convert(fields: dict[str, Any], shape: type[T]) -> T:
@@ -105,8 +117,9 @@ def refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 def done(request: Request[Any, Any, Any], position: int, path: str, notice: str, **params: str) -> Redirect:
     """After a command: remember its position for the caller's next page (read-your-writes, as an API command's
-    X-Event-Position: api/deps.py `command`), then redirect there with a notice."""
+    X-Event-Position: api/deps.py `command`), then redirect there with a notice and the request's correlation id
+    (the page links what it recorded in the event explorer)."""
     user = request.scope.get("user")
     if isinstance(user, Account):
         request.scope.setdefault("state", {})[WRITTEN] = (str(user.user_id), position)
-    return back(path, notice, **params)
+    return back(path, notice, recorded=context.current().correlation_id, **params)
