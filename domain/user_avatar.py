@@ -56,10 +56,12 @@ def check_avatar_file(filename: str, content_type: str, size: int) -> None:
 
 
 def check_reason(reason: str) -> str:
-    """Why an admin changed someone's avatar: required, not blank, at most 500 characters; returned trimmed."""
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
+    """Why an admin changed someone's avatar: required, not blank, at most 500 characters once trimmed (what is
+    recorded); returned trimmed."""
+    why = reason.strip() if isinstance(reason, str) else ""
+    if not why or len(why) > MAX_REASON_CHARS:
         raise ValidationFailed([("reason", f"1 to {MAX_REASON_CHARS} characters, not blank")])
-    return reason.strip()
+    return why
 
 
 class AvatarUpload(Aggregate):
