@@ -134,7 +134,9 @@ def test_a_non_image_or_a_missing_upload_is_refused_at_completion(s3_client: Any
     assert ok(s3_client.get(f"{API}/me", headers=s.auth))["avatar_url"] is None
     # fixed within the URL's life, the same upload is accepted
     _put(liar["upload_url"], PNG, "image/png")
-    assert _download(ok(s3_client.post(f"{ME_AVATAR}/{liar['id']}/complete", headers=s.auth))["avatar_url"]).content == PNG
+    assert (
+        _download(ok(s3_client.post(f"{ME_AVATAR}/{liar['id']}/complete", headers=s.auth))["avatar_url"]).content == PNG
+    )
 
 
 def test_an_upload_is_completed_only_by_whoever_made_it(s3_client: Any) -> None:
@@ -194,7 +196,9 @@ def test_an_override_is_checked_before_anything_changes(s3_client: Any, admin3: 
     ):
         r = s3_client.put(url, json=body, headers=admin3.auth)
         assert error_fields(problem(r, 422, "validation-failed")) == {field}, (body, r.text)
-    assert ok(s3_client.put(url, json={"upload_id": None, "reason": "x" * 500}, headers=admin3.auth))["avatar_url"] is None
+    assert (
+        ok(s3_client.put(url, json={"upload_id": None, "reason": "x" * 500}, headers=admin3.auth))["avatar_url"] is None
+    )
     liar = _uploaded(s3_client, admin3, PAGE, "image/png")
     problem(s3_client.put(url, json={"upload_id": liar["id"], "reason": "x"}, headers=admin3.auth), 422,
             "unsupported-file")  # fmt: skip
