@@ -1,8 +1,9 @@
-"""Identity endpoints: register, login, refresh, logout, /me."""
+"""Identity endpoints: register, login, refresh, logout, /me and the caller's avatar."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
@@ -10,7 +11,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from api.deps import command, min_position, query
 from api.guards import BEARER, USER
-from api.schemas.identity import RegistrationOut, TokenPairOut, UserAccountOut
+from api.schemas.identity import AvatarUploadOut, RegistrationOut, TokenPairOut, UserAccountOut
 from api.services import Services
 from application.identity import Account, Identity
 
@@ -46,14 +47,33 @@ class RefreshRequest(msgspec.Struct):
     refresh_token: str
 
 
-class MeUpdate(msgspec.Struct):
-    """PATCH /me: any subset."""
+class ProfileUpdate(msgspec.Struct):
+    """The profile fields a user edits on /me and an admin on PATCH /admin/users/{id}: decoded by this one Struct
+    and checked by the one rule (domain.user.check_profile)."""
 
     full_name: Name | msgspec.UnsetType = msgspec.UNSET
     timezone: str | msgspec.UnsetType = msgspec.UNSET
     language: str | msgspec.UnsetType = msgspec.UNSET
     currency: str | msgspec.UnsetType = msgspec.UNSET
+
+    def changes(self, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The fields the body set (of `names`, if given)."""
+        given = {k: v for k, v in msgspec.structs.asdict(self).items() if v is not msgspec.UNSET}
+        return given if names is None else {k: v for k, v in given.items() if k in names}
+
+
+class MeUpdate(ProfileUpdate):
+    """PATCH /me: any subset."""
+
     avatar_url: str | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class AvatarIn(msgspec.Struct):
+    """POST /me/avatar: the image about to be uploaded (png, jpeg, webp or gif; at most 5 MB)."""
+
+    filename: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    content_type: str
+    size: int
 
 
 class IdentityController(Controller):
@@ -113,6 +133,22 @@ class IdentityController(Controller):
         self, request: Request[Account, Any, Any], identity: Identity, data: MeUpdate
     ) -> Response[UserAccountOut]:
         """Change the caller's name, time zone, language, currency or avatar."""
-        changes = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
-        o = identity.update_profile(request.user, changes)
+        o = identity.update_profile(request.user, data.changes())
+        return command(request, UserAccountOut.of(o.user), o.position)
+
+    @post("/me/avatar", status_code=201, sync_to_thread=True, security=BEARER, guards=USER)
+    def request_avatar(
+        self, request: Request[Account, Any, Any], identity: Identity, data: AvatarIn
+    ) -> Response[AvatarUploadOut]:
+        """A presigned upload URL for a png, jpeg, webp or gif image of at most 5 MB (the caller's own upload)."""
+        ticket = identity.request_avatar(request.user, data.filename, data.content_type, data.size)
+        return command(request, AvatarUploadOut.of(ticket), ticket.position, 201)
+
+    @post("/me/avatar/{upload_id:uuid}/complete", status_code=200, sync_to_thread=True, security=BEARER, guards=USER)
+    def complete_avatar(
+        self, request: Request[Account, Any, Any], identity: Identity, upload_id: UUID
+    ) -> Response[UserAccountOut]:
+        """Check the uploaded image (it exists, is stored as announced, no larger, really of that type) and make it
+        the caller's avatar: the account, `avatar_url` a download URL of the checked copy."""
+        o = identity.complete_avatar(request.user, upload_id)
         return command(request, UserAccountOut.of(o.user), o.position)

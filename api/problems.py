@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import psycopg
@@ -95,6 +96,9 @@ def domain_error(_: Request[Any, Any, Any], exc: Exception) -> Response[dict[str
     return unexpected(_, exc)
 
 
+MISSING_FIELD = re.compile(r"Object missing required field `([^`]+)`")
+
+
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     """Framework errors (malformed bodies, unknown routes, wrong methods, oversized bodies)."""
     status = exc.status_code
@@ -113,7 +117,10 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
         for item in exc.extra if isinstance(exc.extra, list) else []:
             if isinstance(item, dict):
                 field = str(item.get("key") or item.get("field") or "body")
-                errors.append({"field": field, "message": str(item.get("message", "invalid"))})
+                message = str(item.get("message", "invalid"))
+                if missing := MISSING_FIELD.match(message):  # named by its object (the body is `data`): name it
+                    field = missing[1] if field in ("data", "body") else f"{field}.{missing[1]}"
+                errors.append({"field": field, "message": message})
         if not errors:
             errors = [{"field": "body", "message": exc.detail}]
         return problem(422, "validation-failed", "Validation failed", exc.detail, errors=errors)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -12,12 +12,22 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from eventsourcing.application import AggregateNotFoundError
 
+from application.storage import UPLOAD_TTL, Storage, safe_name
 from application.store import EventStoreApp, Loaded, SideWrite, is_unique_violation
 from application.tokens import digest, issue_access, new_refresh_token, verify_access
-from domain.errors import EmailTaken, Forbidden, InvalidCredentials, NotFound, Unauthenticated
+from domain.errors import (
+    DomainError,
+    EmailTaken,
+    Forbidden,
+    InvalidCredentials,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+)
 from domain.ids import normalise_email
 from domain.tutor import TutorProfile
-from domain.user import EmailClaim, User, check_password
+from domain.user import ADMIN_PROFILE_FIELDS, EmailClaim, User, check_password
+from domain.user_avatar import Avatar, AvatarUpload, avatar_filename, check_reason
 
 
 @dataclass(frozen=True)
@@ -46,8 +56,19 @@ class Outcome:
     tokens: Tokens | None = None
 
 
+@dataclass(frozen=True)
+class AvatarUploadTicket:
+    """An announced avatar upload and where its owner PUTs the image, until `expires_at`."""
+
+    upload: AvatarUpload
+    upload_url: str
+    expires_at: datetime
+    position: int
+
+
 def user_view(user: User) -> dict[str, Any]:
-    """The /me shape of a User aggregate."""
+    """The /me shape of a User aggregate (`avatar_url` as the user set it; Identity.view gives an uploaded
+    avatar's download URL instead)."""
     return {
         "id": str(user.id),
         "email": user.email,
@@ -66,6 +87,14 @@ class Identity(EventStoreApp):
 
     _hasher: PasswordHasher | None = None
     _dummy_hash: str = ""
+    _storage: Storage | None = None
+
+    @property
+    def storage(self) -> Storage:
+        """S3 for avatars (StorageUnavailable when not configured)."""
+        if self._storage is None:
+            self._storage = Storage(self.settings)
+        return self._storage
 
     @property
     def hasher(self) -> PasswordHasher:
@@ -103,7 +132,7 @@ class Identity(EventStoreApp):
             if is_unique_violation(e) and self._account_by_email(user.email) is not None:
                 raise EmailTaken(f"an account with {user.email} already exists") from None
             raise
-        return Outcome(user_view(user), position, tokens)
+        return Outcome(self.view(user), position, tokens)
 
     def login(self, email: str, password: str) -> Outcome:
         """Check the password and start a session; every failure looks the same to the caller."""
@@ -122,7 +151,7 @@ class Identity(EventStoreApp):
             user = got.need(User, user_id, "no such user")
             writes: list[SideWrite] = []
             tokens = self._open_session(user, writes)
-            return Outcome(user_view(user), self.record(user, side_writes=writes), tokens)
+            return Outcome(self.view(user), self.record(user, side_writes=writes), tokens)
 
         return self.command(log_in, changes=[user_id])
 
@@ -198,34 +227,86 @@ class Identity(EventStoreApp):
         def update(got: Loaded) -> Outcome:
             user = got.need(User, actor.user_id, "no such user")
             user.update_profile(changes)
-            return Outcome(user_view(user), self.record(user))
+            return Outcome(self.view(user), self.record(user))
 
         return self.command(update, changes=[actor.user_id])
 
     def admin_update(
-        self, user_id: UUID, role: str | None = None, is_active: bool | None = None, *, by: UUID | None = None
+        self,
+        user_id: UUID,
+        role: str | None = None,
+        is_active: bool | None = None,
+        *,
+        profile: dict[str, Any] | None = None,
+        by: UUID | None = None,
     ) -> Outcome:
-        """An admin (`by`, never on their own account) changes a user's role and/or activity."""
+        """An admin (`by`, never on their own account) changes a user's role and/or activity, and/or edits their
+        `profile` (full_name, timezone, language, currency: the rule PATCH /me follows), all in one transaction."""
 
         profile_id = TutorProfile.create_id(user_id)
 
         def update(got: Loaded) -> Outcome:
             user = got.need(User, user_id, "no such user")
+            if profile:
+                user.update_profile(profile, ADMIN_PROFILE_FIELDS)
             if role is not None:
                 user.change_role(role, by=by)
             if is_active is True:
                 user.reactivate()
             elif is_active is False:
                 user.deactivate(by=by)
+            if role is None and is_active is None:
+                return Outcome(self.view(user), self.record(user))
             write = (
                 "UPDATE identity_accounts SET role = %s, is_active = %s WHERE user_id = %s",
                 (user.role, user.is_active, user.id),
             )
             reason = "deactivated" if not user.is_active else "no longer a tutor"
-            profile = _tutor_side(user, got.get(TutorProfile, profile_id), reason)
-            return Outcome(user_view(user), self.record(user, profile, side_writes=[write, _account_changed(user.id)]))
+            tutor = _tutor_side(user, got.get(TutorProfile, profile_id), reason)
+            return Outcome(self.view(user), self.record(user, tutor, side_writes=[write, _account_changed(user.id)]))
 
         return self.command(update, changes=[user_id, profile_id])
+
+    def request_avatar(self, actor: Account, filename: str, content_type: str, size: int) -> AvatarUploadTicket:
+        """Announce an avatar upload (an image of at most 5 MB, checked first) and sign its PUT URL."""
+        upload_id = uuid.uuid4()
+        key = f"users/{actor.user_id}/avatars/{upload_id}/{safe_name(filename)}"
+        upload = AvatarUpload.announce(upload_id, actor.user_id, filename, content_type, size, key)
+        url = self.storage.upload_url(key)
+        return AvatarUploadTicket(upload, url, self.clock.now() + UPLOAD_TTL, self.record(upload))
+
+    def complete_avatar(self, actor: Account, upload_id: UUID) -> Outcome:
+        """Check the caller's uploaded image (domain/files.py) and make it their avatar."""
+
+        def complete(got: Loaded) -> Outcome:
+            upload = got.get(AvatarUpload, upload_id)
+            if upload is None or upload.owner_id != actor.user_id:
+                raise NotFound("no such avatar upload")
+            user = got.need(User, actor.user_id, "no such user")
+            self._check_upload(upload)
+            user.change_avatar(upload.avatar)
+            return Outcome(self.view(user), self.record(upload, user))
+
+        return self.command(complete, changes=[upload_id, actor.user_id])
+
+    def override_avatar(self, user_id: UUID, upload_id: UUID | None, reason: str, *, by: UUID) -> Outcome:
+        """An admin (`by`) replaces a user's avatar with an image the admin uploaded (checked like any avatar), or
+        removes it (`upload_id` None), saying why: the User records AvatarOverridden with the reason."""
+        check_reason(reason)  # the body's own rule, before anything is read
+
+        def override(got: Loaded) -> Outcome:
+            user = got.need(User, user_id, "no such user")
+            avatar: Avatar | None = None
+            upload = got.get(AvatarUpload, upload_id) if upload_id is not None else None
+            if upload_id is not None:
+                if upload is None or upload.owner_id != by:
+                    raise ValidationFailed([("upload_id", "not an avatar upload of yours")])
+                self._check_upload(upload)
+                avatar = upload.avatar
+            user.override_avatar(avatar, reason)
+            return Outcome(self.view(user), self.record(upload, user))
+
+        return self.command(override, changes=[user_id] if upload_id is None else [user_id, upload_id])
 
     def admin_delete(self, user_id: UUID, *, by: UUID | None = None) -> Outcome:
         """Soft-delete a user (`by`: the admin, never themselves): the stream stays, the account and its sessions
@@ -246,7 +327,7 @@ class Identity(EventStoreApp):
                 _account_changed(user.id),
             ]
             profile = _tutor_side(user, got.get(TutorProfile, profile_id), "deleted")
-            return Outcome(user_view(user), self.record(user, profile, side_writes=writes))
+            return Outcome(self.view(user), self.record(user, profile, side_writes=writes))
 
         return self.command(delete, changes=[user_id, profile_id])
 
@@ -259,9 +340,20 @@ class Identity(EventStoreApp):
             row = conn.execute(ACCOUNT_SQL, (session_id, user_id), prepare=True).fetchone()
         return account_of(user_id, row)
 
+    def view(self, user: User) -> dict[str, Any]:
+        """The /me shape of a User; an uploaded avatar as a 24-hour download URL of its checked copy."""
+        out = user_view(user)
+        if user.avatar is not None:
+            out["avatar_url"] = self.avatar_url(user.avatar.key, user.avatar.content_type)
+        return out
+
+    def avatar_url(self, key: str, content_type: str) -> str:
+        """A 24-hour download URL of an avatar's checked copy (of a User, or of a read model's record of one)."""
+        return self.storage.download_url(key, avatar_filename(content_type), content_type)
+
     def me(self, actor: Account) -> dict[str, Any]:
         """The caller's own account (a single-stream read of their own User)."""
-        return user_view(self._user(actor.user_id))
+        return self.view(self._user(actor.user_id))
 
     # ------------------------------------------------------------------------------------------- helpers
 
@@ -273,6 +365,20 @@ class Identity(EventStoreApp):
         if not isinstance(user, User):
             raise NotFound("no such user")
         return user
+
+    def _check_upload(self, upload: AvatarUpload) -> None:
+        """The first time an avatar upload is used, copy it to a key its owner cannot write and check that copy
+        (deleted again when it is not the announced image); avatars are served from the copy."""
+        if upload.checked_key is not None:
+            return
+        checked_key = f"checked/avatars/{upload.id}"
+        stored = self.storage.copy_to_check(upload.key, checked_key)
+        try:
+            upload.check_stored(stored, checked_key)
+        except DomainError:
+            if stored is not None:
+                self.storage.remove(checked_key)
+            raise
 
     def _account_by_email(self, email: str) -> Any:
         with self.connection() as conn:

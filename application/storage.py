@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from urllib.parse import quote, urlsplit
 
@@ -16,6 +17,11 @@ from domain.files import HEAD_BYTES, StoredFile
 
 UPLOAD_TTL = timedelta(minutes=15)  # long enough to upload 25 MB on a slow line; what was uploaded is copied anyway
 DOWNLOAD_TTL = timedelta(hours=24)
+
+
+def safe_name(filename: str) -> str:
+    """A client's file name as the last part of a storage key: plain characters only, at most 100 of them."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", filename.strip())[-100:] or "file"
 
 
 class StorageUnavailable(DomainError):

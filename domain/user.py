@@ -12,11 +12,14 @@ from eventsourcing.domain import Aggregate, event
 
 from domain.errors import DomainError, NotFound, ValidationFailed, WrongStatus
 from domain.ids import derived_id, normalise_email
+from domain.user_avatar import Avatar, check_reason
 
 ROLES = ("student", "tutor", "admin", "finance")
 SELF_SERVICE_ROLES = ("student", "tutor")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PROFILE_FIELDS = ("full_name", "timezone", "language", "currency", "avatar_url")
+# What an admin may edit of someone else's profile (PATCH /admin/users/{id}); the avatar has its own command
+ADMIN_PROFILE_FIELDS = ("full_name", "timezone", "language", "currency")
 _ZONES: frozenset[str] | None = None
 
 
@@ -48,11 +51,11 @@ def check_password(password: str) -> None:
         raise ValidationFailed([("password", "at least 8 characters with a letter and a digit")])
 
 
-def check_profile(changes: dict[str, Any]) -> None:
-    """Validate a /me change set."""
+def check_profile(changes: dict[str, Any], fields: tuple[str, ...] = PROFILE_FIELDS) -> None:
+    """Validate a profile change set (PATCH /me; an admin's PATCH /admin/users/{id} with fewer `fields`)."""
     errors: list[tuple[str, str]] = []
     for key, value in changes.items():
-        if key not in PROFILE_FIELDS:
+        if key not in fields:
             errors.append((key, "unknown field"))
         elif key == "full_name" and (not isinstance(value, str) or not value.strip() or len(value) > 200):
             errors.append((key, "1 to 200 characters"))
@@ -88,7 +91,8 @@ class User(Aggregate):
         self.timezone = "UTC"
         self.language = "en"
         self.currency = "USD"
-        self.avatar_url: str | None = None
+        self.avatar_url: str | None = None  # a picture elsewhere, set through PATCH /me
+        self.avatar: Avatar | None = None  # or an uploaded one (never both)
 
     @classmethod
     def register(cls, email: str, full_name: str, role: str, now: datetime, *, staff: bool = False) -> User:
@@ -107,13 +111,16 @@ class User(Aggregate):
         if self.deleted:
             raise NotFound("no such user")
 
-    def update_profile(self, changes: dict[str, Any]) -> None:
-        """Change the user's own profile fields; unchanged values record nothing."""
+    def update_profile(self, changes: dict[str, Any], fields: tuple[str, ...] = PROFILE_FIELDS) -> None:
+        """Change profile fields (the user's own, or by an admin `ADMIN_PROFILE_FIELDS`); unchanged values record
+        nothing. An `avatar_url` replaces an uploaded avatar (null: no picture at all)."""
         self._alive()
-        check_profile(changes)
+        check_profile(changes, fields)
         if "full_name" in changes:
             changes = {**changes, "full_name": changes["full_name"].strip()}
-        diff = {k: v for k, v in changes.items() if getattr(self, k) != v}
+        diff = {
+            k: v for k, v in changes.items() if getattr(self, k) != v or (k == "avatar_url" and self.avatar is not None)
+        }
         if diff:
             self._profile_updated(changes=diff)
 
@@ -121,6 +128,40 @@ class User(Aggregate):
     def _profile_updated(self, changes: dict[str, Any]) -> None:
         for key, value in changes.items():
             setattr(self, key, value)
+        if "avatar_url" in changes:
+            self.avatar = None
+
+    def change_avatar(self, avatar: Avatar) -> None:
+        """The user's own checked upload becomes their picture (the same one again records nothing)."""
+        self._alive()
+        if avatar != self.avatar:
+            self._avatar_changed(upload_id=avatar.upload_id, key=avatar.key, content_type=avatar.content_type)
+
+    @event("AvatarChanged")
+    def _avatar_changed(self, upload_id: UUID, key: str, content_type: str) -> None:
+        self.avatar = Avatar(upload_id, key, content_type)
+        self.avatar_url = None
+
+    def override_avatar(self, avatar: Avatar | None, reason: str) -> None:
+        """An admin replaces (or, with None, removes) the user's picture, saying why (1 to 500 characters); the
+        event carries the reason, its metadata the admin. Leaving the picture as it is records nothing."""
+        self._alive()
+        why = check_reason(reason)
+        if avatar == self.avatar and (avatar is not None or self.avatar_url is None):
+            return
+        if avatar is None:
+            self._avatar_overridden(upload_id=None, key=None, content_type=None, reason=why)
+        else:
+            self._avatar_overridden(
+                upload_id=avatar.upload_id, key=avatar.key, content_type=avatar.content_type, reason=why
+            )
+
+    @event("AvatarOverridden")
+    def _avatar_overridden(
+        self, upload_id: UUID | None, key: str | None, content_type: str | None, reason: str
+    ) -> None:
+        self.avatar = Avatar(upload_id, key, content_type) if upload_id and key and content_type else None
+        self.avatar_url = None
 
     def _not_by_self(self, by: UUID | None, what: str) -> None:
         if by == self.id:

@@ -21,6 +21,8 @@ COLUMNS = (
     "language",
     "currency",
     "avatar_url",
+    "avatar_key",
+    "avatar_type",
     "registered_at",
     "registered_position",
     "updated_position",
@@ -29,13 +31,14 @@ PROFILE_FIELDS = ("full_name", "timezone", "language", "currency", "avatar_url")
 
 
 class UsersDirectory(Projection):
-    """Users by role, activity and text; soft-deleted users stay, marked inactive.
+    """Users by role, activity and text; soft-deleted users stay, marked inactive. A user's picture is either
+    `avatar_url` (set through PATCH /me) or an uploaded avatar (`avatar_key` of its checked copy, `avatar_type`).
 
     A batch is folded in memory (see runner.load_rows): the rows it touches are read once, the events applied to
     them in order, and the rows written back with one DELETE and one COPY. `search` is a generated column."""
 
     name = "users_directory"
-    version = 2
+    version = 3
     tables = ("users_directory",)
     topics = tuple(
         topic_of(c)
@@ -46,6 +49,8 @@ class UsersDirectory(Projection):
             User.Deactivated,
             User.Reactivated,
             User.Deleted,
+            User.AvatarChanged,
+            User.AvatarOverridden,
         )
     )
 
@@ -68,6 +73,8 @@ class UsersDirectory(Projection):
                     "language": "en",
                     "currency": "USD",
                     "avatar_url": None,
+                    "avatar_key": None,
+                    "avatar_type": None,
                     "registered_at": d["registered_at"],
                     "registered_position": e.position,
                     "updated_position": e.position,
@@ -81,11 +88,16 @@ class UsersDirectory(Projection):
                 if not changes:
                     continue
                 row.update(changes)
+                if "avatar_url" in changes:  # a picture elsewhere (or none) replaces an uploaded one
+                    row["avatar_key"] = row["avatar_type"] = None
             elif e.type == "User.RoleChanged":
                 row["role"] = d["role"]
             elif e.type in ("User.Deactivated", "User.Reactivated"):
                 row["is_active"] = e.type == "User.Reactivated"
             elif e.type == "User.Deleted":
                 row["deleted"], row["is_active"] = True, False
+            elif e.type in ("User.AvatarChanged", "User.AvatarOverridden"):
+                # the checked copy's key and type (none: the avatar was removed); the API signs its download URL
+                row["avatar_key"], row["avatar_type"], row["avatar_url"] = d["key"], d["content_type"], None
             row["updated_position"] = e.position
         replace_rows(cur, table, COLUMNS, rows.values(), stored)

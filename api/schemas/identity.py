@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
 
-from application.identity import Outcome
+from api.schemas.common import Interval, MoneyOut
+from api.schemas.tutoring import (
+    TutorAvailabilityOut,
+    TutorDocumentOut,
+    TutorExperienceOut,
+    TutorStatus,
+    TutorWeeklyRuleOut,
+    tutor_document_out,
+    tutor_experience_out,
+)
+from application.identity import AvatarUploadTicket, Identity, Outcome
+from application.tutoring import Tutoring
 from projections.failures import Failure
 
 Role = Literal["student", "tutor", "admin", "finance"]
@@ -75,6 +87,42 @@ class RegistrationOut(msgspec.Struct):
         return cls(UserAccountOut.of(o.user), pair.access_token, pair.refresh_token, pair.token_type, pair.expires_in)
 
 
+class AvatarUploadOut(msgspec.Struct):
+    """An announced avatar image and where to PUT it (with that Content-Type) until `expires_at`; then complete it
+    (POST /me/avatar/{id}/complete) or, as an admin, give it to a user (PUT /admin/users/{user_id}/avatar)."""
+
+    id: UUID
+    filename: str
+    content_type: str
+    size: int
+    status: Literal["pending"]
+    upload_url: str
+    upload_method: Literal["PUT"]
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, ticket: AvatarUploadTicket) -> AvatarUploadOut:
+        """From the application's announced upload."""
+        u = ticket.upload
+        return cls(
+            id=u.id,
+            filename=u.filename,
+            content_type=u.content_type,
+            size=u.size,
+            status="pending",
+            upload_url=ticket.upload_url,
+            upload_method="PUT",
+            expires_at=ticket.expires_at.astimezone(UTC),
+        )
+
+
+def avatar_url_of(row: Mapping[str, Any], identity: Identity) -> str | None:
+    """A users_directory row's picture: an uploaded avatar's 24-hour download URL, or the URL the user set."""
+    if row["avatar_key"] is not None:
+        return identity.avatar_url(row["avatar_key"], row["avatar_type"])
+    return row["avatar_url"]  # type: ignore[no-any-return]
+
+
 class AdminUserOut(msgspec.Struct):
     """A user as the admin's list shows them, deleted ones included."""
 
@@ -91,8 +139,8 @@ class AdminUserOut(msgspec.Struct):
     created_at: datetime
 
     @classmethod
-    def of(cls, r: dict[str, Any]) -> AdminUserOut:
-        """From a users_directory row."""
+    def of(cls, r: dict[str, Any], identity: Identity) -> AdminUserOut:
+        """From a users_directory row (`identity` signs an uploaded avatar's URL)."""
         return cls(
             id=r["user_id"],
             email=r["email"],
@@ -103,7 +151,7 @@ class AdminUserOut(msgspec.Struct):
             timezone=r["timezone"],
             language=r["language"],
             currency=r["currency"],
-            avatar_url=r["avatar_url"],
+            avatar_url=avatar_url_of(r, identity),
             created_at=r["registered_at"],
         )
 
@@ -113,6 +161,116 @@ class AdminUserPage(msgspec.Struct):
 
     items: list[AdminUserOut]
     next_cursor: str | None
+
+
+class AdminTutorSubjectOut(msgspec.Struct):
+    """A subject the tutor's profile names, retired ones included (`active: false`)."""
+
+    id: UUID
+    name: str
+    category: str
+    active: bool
+
+
+class AdminTutorProfileOut(msgspec.Struct):
+    """A tutor's whole profile as an admin sees it: status and review, the builder steps, documents (uploaded ones
+    with a 24-hour download URL), booking preferences, whether the public sees them (`listed`: approved and the
+    account open) and their rating."""
+
+    status: TutorStatus
+    bio: str
+    location: str
+    languages: list[str]
+    experience: TutorExperienceOut
+    subjects: list[AdminTutorSubjectOut]
+    hourly_rate: MoneyOut | None
+    availability: TutorAvailabilityOut
+    documents: list[TutorDocumentOut]
+    completeness: int
+    feedback: str | None
+    submitted_at: datetime | None
+    auto_confirm: bool
+    min_notice_minutes: int
+    account_open: bool
+    listed: bool
+    rating_average: float | None
+    rating_count: int
+
+
+class AdminUserDetailOut(msgspec.Struct):
+    """One user as the admin console shows them: the account, and their tutor profile (null for anyone who never
+    had one)."""
+
+    id: UUID
+    email: str
+    full_name: str
+    role: Role
+    is_active: bool
+    deleted: bool
+    timezone: str
+    language: str
+    currency: str
+    avatar_url: str | None
+    registered_at: datetime
+    tutor_profile: AdminTutorProfileOut | None
+
+
+def _interval(stored: Mapping[str, str]) -> Interval:
+    return Interval(
+        datetime.fromisoformat(stored["start"]).astimezone(UTC), datetime.fromisoformat(stored["end"]).astimezone(UTC)
+    )
+
+
+def admin_tutor_profile_out(row: Mapping[str, Any], tutoring: Tutoring) -> AdminTutorProfileOut:
+    """A `tutors` row (with its `subjects`, [{id, name, category, active}]) as the admin sees it."""
+    a = row["availability"] or {}
+    rate = row["hourly_amount"]
+    rating = row["rating_avg"]
+    return AdminTutorProfileOut(
+        status=row["status"],
+        bio=row["bio"],
+        location=row["location"],
+        languages=list(row["languages"]),
+        experience=tutor_experience_out(row["experience"] or {}),
+        subjects=[msgspec.convert(s, AdminTutorSubjectOut) for s in row["subjects"]],
+        hourly_rate=MoneyOut(rate, row["currency"]) if rate is not None else None,
+        availability=TutorAvailabilityOut(
+            timezone=a.get("timezone"),
+            weekly=[TutorWeeklyRuleOut(r["weekday"], r["start"], r["end"]) for r in a.get("weekly", [])],
+            blocks=[_interval(b) for b in a.get("blocks", [])],
+            openings=[_interval(b) for b in a.get("openings", [])],
+        ),
+        documents=[tutor_document_out(d, tutoring) for d in row["documents"]],
+        completeness=row["completeness"],
+        feedback=row["feedback"],
+        submitted_at=row["submitted_at"].astimezone(UTC) if row["submitted_at"] else None,
+        auto_confirm=row["auto_confirm"],
+        min_notice_minutes=row["min_notice_minutes"],
+        account_open=row["account_open"],
+        listed=row["listed"],
+        rating_average=round(rating, 2) if rating is not None else None,
+        rating_count=row["rating_count"],
+    )
+
+
+def admin_user_detail_out(
+    user: Mapping[str, Any], tutor: Mapping[str, Any] | None, identity: Identity, tutoring: Tutoring
+) -> AdminUserDetailOut:
+    """A users_directory row and the user's `tutors` row, if any (`admin_tutor_profile_out`)."""
+    return AdminUserDetailOut(
+        id=user["user_id"],
+        email=user["email"],
+        full_name=user["full_name"],
+        role=user["role"],
+        is_active=user["is_active"],
+        deleted=user["deleted"],
+        timezone=user["timezone"],
+        language=user["language"],
+        currency=user["currency"],
+        avatar_url=avatar_url_of(user, identity),
+        registered_at=user["registered_at"].astimezone(UTC),
+        tutor_profile=admin_tutor_profile_out(tutor, tutoring) if tutor is not None else None,
+    )
 
 
 class TestClockOut(msgspec.Struct):

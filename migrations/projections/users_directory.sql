@@ -9,7 +9,10 @@ CREATE TABLE {users_directory} (
     timezone text NOT NULL DEFAULT 'UTC',
     language text NOT NULL DEFAULT 'en',
     currency text NOT NULL DEFAULT 'USD',
+    -- a picture elsewhere (PATCH /me), or an uploaded avatar: the key of its checked copy and its type
     avatar_url text,
+    avatar_key text,
+    avatar_type text,
     registered_at timestamptz NOT NULL,
     registered_position bigint NOT NULL,
     updated_position bigint NOT NULL,
