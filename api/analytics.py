@@ -126,6 +126,109 @@ class ExportOperation(Operation):
             ok.content = {"text/csv": CSV_BODY, **(ok.content or {})}
 
 
+OVERVIEW_READ_MODELS = ("users_directory", "tutors", "bookings", "ledger")
+
+
+def overview_of(conn: Any, now: datetime) -> AnalyticsOverviewOut:
+    """Users by role, listed tutors, today's lessons (by start, UTC day), commission revenue, bookings by status
+    (GET /admin/analytics/overview and the console's dashboard)."""
+    day = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
+    roles = {
+        r["role"]: int(r["n"])
+        for r in conn.execute("SELECT role, count(*) AS n FROM users_directory WHERE NOT deleted GROUP BY role")
+    }
+    tutors = conn.execute("SELECT count(*) AS n FROM tutors WHERE listed").fetchone()
+    today = conn.execute(
+        "SELECT count(*) AS n FROM bookings WHERE start_at >= %s AND start_at < %s", (day, day + timedelta(days=1))
+    ).fetchone()
+    status = {r["status"]: r["n"] for r in conn.execute("SELECT status, count(*) AS n FROM bookings GROUP BY status")}
+    revenue = conn.execute(
+        "SELECT currency, sum(signed) AS v FROM ledger_postings"
+        " WHERE account = 'platform_commission' GROUP BY currency ORDER BY 2 DESC"
+    ).fetchall()
+    return AnalyticsOverviewOut(
+        users_by_role=AnalyticsUsersByRole(
+            student=roles.get("student", 0),
+            tutor=roles.get("tutor", 0),
+            admin=roles.get("admin", 0),
+            finance=roles.get("finance", 0),
+        ),
+        active_tutors=int(tutors["n"]) if tutors else 0,
+        bookings_today=int(today["n"]) if today else 0,
+        revenue=MoneyOut(int(revenue[0]["v"]), revenue[0]["currency"]) if revenue else MoneyOut(0, "USD"),
+        bookings_by_status=status,
+    )
+
+
+Metric = Literal["signups", "bookings", "revenue", "commission", "breakage"]
+Interval = Literal["day", "week", "month"]
+
+
+@dataclass(frozen=True)
+class Series:
+    """One time series asked for: a metric per interval in [frm, to), checked (422 naming the parameter)."""
+
+    metric: Metric
+    interval: Interval
+    frm: datetime
+    to: datetime
+    status: str | None = None
+    currency: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.to <= self.frm or self.to - self.frm > timedelta(days=3660):
+            raise ValidationFailed([("to", "after from, at most ten years later")])
+        if self.status is not None and (self.metric != "bookings" or self.status not in BOOKING_STATUSES):
+            raise ValidationFailed([("status", f"with metric=bookings only: one of {', '.join(BOOKING_STATUSES)}")])
+        if self.currency is not None and (
+            self.metric not in LEDGER_METRICS or not re.fullmatch("[A-Z]{3}", self.currency)
+        ):
+            raise ValidationFailed([("currency", "with a money metric only: an ISO 4217 code such as USD")])
+
+    @property
+    def read_models(self) -> tuple[str, ...]:
+        return ("ledger",) if self.metric in LEDGER_METRICS else METRICS[self.metric][0]
+
+    def points(self, conn: Any) -> AnalyticsTimeseriesPage:
+        """Every period with its value, oldest first (GET /admin/analytics/timeseries and the dashboard's charts)."""
+        params = {
+            "interval": self.interval,
+            "frm": self.frm,
+            "to": self.to,
+            "status": self.status,
+            "currency": self.currency,
+        }
+        if self.metric in LEDGER_METRICS:
+            data = LEDGER_SQL
+            params["account"] = LEDGER_METRICS[self.metric]
+        else:
+            data = METRICS[self.metric][1]
+        rows = conn.execute(SERIES_SQL.replace("{data}", data), params).fetchall()
+        unit = "minor_units" if self.metric in LEDGER_METRICS else "count"
+        points = [AnalyticsPointOut.of(r) for r in rows]
+        return AnalyticsTimeseriesPage(points, None, self.metric, self.interval, unit, self.currency)
+
+
+def export_stream(
+    services: Services, actor: Account, dataset: str, fmt: str, filters: dict[str, str], pos: int
+) -> Stream:
+    """A dataset streamed as CSV or a JSON array, recorded first as an export (Export.Started): the API's
+    GET /admin/exports/{dataset} and the console's download."""
+    if dataset not in EXPORTS:
+        raise NotFound(f"no dataset {dataset!r}; one of {', '.join(EXPORTS)}")
+    _name, sql, shape = EXPORTS[dataset]
+    recorded = services.exports.record_export(actor, dataset, fmt, filters)
+    rows = _rows(services.settings.database_url, sql)
+    headers = {
+        "X-Projection-Position": str(pos),
+        "X-Event-Position": str(recorded),
+        "Content-Disposition": f'attachment; filename="{dataset}.{fmt}"',
+    }
+    if fmt == "csv":
+        return Stream(_csv(rows), media_type="text/csv", headers=headers)
+    return Stream(_json(rows, shape), media_type="application/json", headers=headers)
+
+
 class AnalyticsController(Controller):
     """Admins see the business at a glance."""
 
@@ -137,78 +240,26 @@ class AnalyticsController(Controller):
     @get("/analytics/overview", sync_to_thread=True)
     def overview(self, request: Request[Account, Any, Any], clock: Clock) -> Response[AnalyticsOverviewOut]:
         """Users by role, active tutors, bookings today (by start), commission revenue, bookings by status."""
-        actor = request.user
-        now = clock.now()
-        day = datetime.combine(now.astimezone(UTC).date(), time(), UTC)
-        names = ("users_directory", "tutors", "bookings", "ledger")
-        with reading(request, names, actor) as (conn, pos):
-            roles = {
-                r["role"]: int(r["n"])
-                for r in conn.execute(
-                    "SELECT role, count(*) AS n FROM users_directory WHERE NOT deleted GROUP BY role"
-                ).fetchall()
-            }
-            tutors = conn.execute("SELECT count(*) AS n FROM tutors WHERE listed").fetchone()
-            today = conn.execute(
-                "SELECT count(*) AS n FROM bookings WHERE start_at >= %s AND start_at < %s",
-                (day, day + timedelta(days=1)),
-            ).fetchone()
-            status = {
-                r["status"]: r["n"]
-                for r in conn.execute("SELECT status, count(*) AS n FROM bookings GROUP BY status").fetchall()
-            }
-            revenue = conn.execute(
-                "SELECT currency, sum(signed) AS v FROM ledger_postings"
-                " WHERE account = 'platform_commission' GROUP BY currency ORDER BY 2 DESC"
-            ).fetchall()
-        body = AnalyticsOverviewOut(
-            users_by_role=AnalyticsUsersByRole(
-                student=roles.get("student", 0),
-                tutor=roles.get("tutor", 0),
-                admin=roles.get("admin", 0),
-                finance=roles.get("finance", 0),
-            ),
-            active_tutors=int(tutors["n"]) if tutors else 0,
-            bookings_today=int(today["n"]) if today else 0,
-            revenue=MoneyOut(int(revenue[0]["v"]), revenue[0]["currency"]) if revenue else MoneyOut(0, "USD"),
-            bookings_by_status=status,
-        )
-        return query(body, pos)
+        with reading(request, OVERVIEW_READ_MODELS, request.user) as (conn, pos):
+            return query(overview_of(conn, clock.now()), pos)
 
     @get("/analytics/timeseries", sync_to_thread=True)
     def timeseries(
         self,
         request: Request[Account, Any, Any],
         clock: Clock,
-        metric: Annotated[Literal["signups", "bookings", "revenue", "commission", "breakage"], METRIC],
-        interval: Annotated[Literal["day", "week", "month"], INTERVAL] = "day",
+        metric: Annotated[Metric, METRIC],
+        interval: Annotated[Interval, INTERVAL] = "day",
         status: Annotated[str | None, STATUS] = None,
         currency: Annotated[str | None, CURRENCY] = None,
     ) -> Response[AnalyticsTimeseriesPage]:
         """A metric per UTC day, week (from Monday) or month in [from, to) (default: the last 30 days), every period
         listed (0 where nothing happened), oldest first."""
-        actor = request.user
-        now = clock.now()
-        to = instant("to", request.query_params.get("to")) or now
+        to = instant("to", request.query_params.get("to")) or clock.now()
         frm = instant("from", request.query_params.get("from")) or to - timedelta(days=30)
-        if to <= frm or to - frm > timedelta(days=3660):
-            raise ValidationFailed([("to", "after from, at most ten years later")])
-        if status is not None and (metric != "bookings" or status not in BOOKING_STATUSES):
-            raise ValidationFailed([("status", f"with metric=bookings only: one of {', '.join(BOOKING_STATUSES)}")])
-        if currency is not None and (metric not in LEDGER_METRICS or not re.fullmatch("[A-Z]{3}", currency)):
-            raise ValidationFailed([("currency", "with a money metric only: an ISO 4217 code such as USD")])
-        params = {"interval": interval, "frm": frm, "to": to, "status": status, "currency": currency}
-        if metric in LEDGER_METRICS:
-            names, data = ("ledger",), LEDGER_SQL
-            params["account"] = LEDGER_METRICS[metric]
-        else:
-            names, data = METRICS[metric]
-        sql = SERIES_SQL.replace("{data}", data)
-        with reading(request, names, actor) as (conn, pos):
-            rows = conn.execute(sql, params).fetchall()
-        unit = "minor_units" if metric in LEDGER_METRICS else "count"
-        points = [AnalyticsPointOut.of(r) for r in rows]
-        return query(AnalyticsTimeseriesPage(points, None, metric, interval, unit, currency), pos)
+        series = Series(metric, interval, frm, to, status, currency)
+        with reading(request, series.read_models, request.user) as (conn, pos):
+            return query(series.points(conn), pos)
 
     @get(
         "/exports/{dataset:str}",
@@ -231,23 +282,12 @@ class AnalyticsController(Controller):
     ) -> Stream:
         """Stream a dataset (users, bookings, tutors, payments) as CSV with a header row or a JSON array; each export
         is recorded first (Export.Started: who, dataset, format, filters; in GET /admin/events)."""
-        actor = request.user
         if dataset not in EXPORTS:
             raise NotFound(f"no dataset {dataset!r}; one of {', '.join(EXPORTS)}")
-        name, sql, shape = EXPORTS[dataset]
-        with reading(request, (name,), actor) as (_conn, pos):
+        with reading(request, (EXPORTS[dataset][0],), request.user) as (_conn, pos):
             pass
         filters = {k: v for k, v in request.query_params.items() if k != "format"}
-        recorded = services.exports.record_export(actor, dataset, format, filters)
-        rows = _rows(services.settings.database_url, sql)
-        headers = {
-            "X-Projection-Position": str(pos),
-            "X-Event-Position": str(recorded),
-            "Content-Disposition": f'attachment; filename="{dataset}.{format}"',
-        }
-        if format == "csv":
-            return Stream(_csv(rows), media_type="text/csv", headers=headers)
-        return Stream(_json(rows, shape), media_type="application/json", headers=headers)
+        return export_stream(services, request.user, dataset, format, filters, pos)
 
 
 def _rows(dsn: str, sql: LiteralString) -> Iterator[tuple[list[str], tuple[Any, ...]]]:
