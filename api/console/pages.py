@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-from api.console import events
+from api.console import events, finance, settings
 
 PAGES = [*events.PAGES]
+PAGES += finance.PAGES
+PAGES += settings.PAGES
