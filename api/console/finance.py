@@ -16,7 +16,7 @@ from litestar.response import Redirect, Stream, Template
 
 from api.console.render import convert, done, form, page
 from api.console.session import MONEY_PAGE
-from api.deps import decode_cursor, encode_cursor, reading
+from api.deps import decode_cursor, encode_cursor, limit_of, reading
 from api.finance import ACCOUNT_KINDS, PayoutIn, _csv, _journal_rows, balance, checked_account
 from api.schemas.common import MoneyOut
 from api.schemas.money import JournalEntryOut, JournalPostingOut, payout_out, purchase_refund_out, reconciliation_out
@@ -151,14 +151,14 @@ def _window(request: Request[Any, Any, Any]) -> tuple[datetime | None, datetime 
 
 
 @get("/finance/journal", guards=MONEY_PAGE, sync_to_thread=True)
-def journal(request: Request[Any, Any, Any], cursor: str | None = None) -> Template:
+def journal(request: Request[Any, Any, Any], cursor: str | None = None, limit: int | None = None) -> Template:
     """The most recent journal entries in [from, to) (UTC), each with its postings, a page at a time; the whole
     window as the API's CSV."""
     frm, to = _window(request)
     before = decode_cursor(cursor, int)
     with reading(request, ("ledger",), request.user) as (conn, _):
-        entries, more = recent_entries(conn, frm, to, PAGE_SIZE, before)
-    window = {"from": local(frm), "to": local(to)}
+        entries, more = recent_entries(conn, frm, to, limit_of(limit or PAGE_SIZE), before)
+    window = {"from": local(frm), "to": local(to), "limit": str(limit or "")}
     return page(
         request,
         "finance_journal.html",

@@ -165,6 +165,13 @@ def test_the_journal_lists_what_the_api_lists_and_its_csv_is_the_apis(books: Boo
     assert listed == [e["position"] for e in reversed(api)] and len(listed) == 5  # grant, 2 holds, capture, payout
     assert "debits 3800 = credits 3800 USD" in re.sub(r"\s+", " ", page.text)
     assert page.text.count('<span class="badge good">balanced</span>') == 5 and "badge bad" not in page.text
+    newest, older = listed[:2], listed[2:4]
+    first = books.browser.get("/console/finance/journal", params={**window, "limit": "2"})
+    assert [int(p) for p in re.findall(r'data-position="(\d+)"', first.text)] == newest
+    more = re.search(r'<p class="pager"><a href="([^"]+)"', first.text)
+    assert more, "a link to older entries"
+    second = books.browser.get("/console/finance/journal" + html.unescape(more.group(1)))
+    assert [int(p) for p in re.findall(r'data-position="(\d+)"', second.text)] == older
     narrow = books.browser.get(
         "/console/finance/journal", params={"from": "2031-03-02T00:00", "to": "2031-03-02T11:30"}
     )
