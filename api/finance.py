@@ -67,6 +67,14 @@ class PayoutIn(msgspec.Struct):
     reference: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
+def checked_account(account: str) -> str:
+    """A ledger account name as GET /finance/accounts/{account}/balance accepts it (a kind, with :id where needed);
+    422 naming `account` otherwise."""
+    if account.split(":", 1)[0] not in ACCOUNT_KINDS or len(account) > 200:
+        raise ValidationFailed([("account", f"one of {', '.join(ACCOUNT_KINDS)} (with :id where needed)")])
+    return account
+
+
 def balance(conn: Any, account: str, as_of: datetime) -> list[tuple[str, int]]:
     """(currency, balance) of an account at an instant: daily deltas before that day plus that day's postings."""
     day = as_of.astimezone(UTC).date()
@@ -109,8 +117,7 @@ class FinanceController(Controller):
     ) -> Response[AccountBalanceOut]:
         """Balance of a ledger account at `as_of` (default now), positive in its normal direction."""
         actor = request.user
-        if account.split(":", 1)[0] not in ACCOUNT_KINDS or len(account) > 200:
-            raise ValidationFailed([("account", f"one of {', '.join(ACCOUNT_KINDS)} (with :id where needed)")])
+        checked_account(account)
         as_of = instant("as_of", request.query_params.get("as_of")) or clock.now()
         with reading(request, ("ledger",), actor) as (conn, pos):
             found = balance(conn, account, as_of)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from api.console import events, tutors
+from api.console import events, finance, settings, tutors
 
-PAGES = [*events.PAGES, *tutors.PAGES]
+PAGES = [*events.PAGES, *tutors.PAGES, *finance.PAGES, *settings.PAGES]
