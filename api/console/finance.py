@@ -17,7 +17,7 @@ from litestar.response import Redirect, Stream, Template
 from api.console.render import convert, done, form, page
 from api.console.session import MONEY_PAGE
 from api.deps import decode_cursor, encode_cursor, limit_of, reading
-from api.finance import ACCOUNT_KINDS, PayoutIn, _csv, _journal_rows, balance, checked_account
+from api.finance import ACCOUNT_KINDS, PayoutIn, balance, checked_account, journal_csv
 from api.schemas.common import MoneyOut
 from api.schemas.money import JournalEntryOut, JournalPostingOut, payout_out, purchase_refund_out, reconciliation_out
 from api.services import Services
@@ -169,20 +169,13 @@ def journal(request: Request[Any, Any, Any], cursor: str | None = None, limit: i
 
 
 @get("/finance/journal.csv", guards=MONEY_PAGE, sync_to_thread=True)
-def journal_csv(request: Request[Any, Any, Any], settings: Settings) -> Stream:
-    """The journal of [from, to) as CSV: the same rows and writer as GET /finance/journal?format=csv."""
+def journal_download(request: Request[Any, Any, Any], services: Services) -> Stream:
+    """The journal of [from, to) as CSV: GET /finance/journal?format=csv's stream, recorded as an export too."""
     frm, to = _window(request)
     with reading(request, ("ledger",), request.user) as (_conn, pos):
         pass
-    return Stream(
-        _csv(_journal_rows(settings.database_url, frm, to, pos)),
-        media_type="text/csv",
-        headers={
-            "X-Projection-Position": str(pos),
-            "Content-Disposition": 'attachment; filename="journal.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    filters = {k: v for k, v in request.query_params.items() if k in ("from", "to")}
+    return journal_csv(services, request.user, frm, to, filters, pos)
 
 
 @post("/finance/reconciliation", guards=MONEY_PAGE, status_code=200)
@@ -232,4 +225,4 @@ async def _in_thread(fn: Callable[[], T]) -> T:
     return await to_thread.run_sync(fn)
 
 
-PAGES = [finance, journal, journal_csv, reconciliation, payout, refund]
+PAGES = [finance, journal, journal_download, reconciliation, payout, refund]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from api.console import events, finance, settings, tutors
+from api.console import dashboard, events, finance, settings, tutors
 
-PAGES = [*events.PAGES, *tutors.PAGES, *finance.PAGES, *settings.PAGES]
+PAGES = [*dashboard.PAGES, *events.PAGES, *tutors.PAGES, *finance.PAGES, *settings.PAGES]

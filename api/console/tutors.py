@@ -26,7 +26,7 @@ def queue(
     """Tutors by status; the approval queue (oldest submission first) by default."""
     with reading(request, ("tutors",), request.user) as (conn, _):
         found = tutor_queue(conn, status, limit_of(50), cursor, tutoring)
-    return page(request, "tutors.html", status=status, statuses=STATUSES, tutors=found.items, next=found.next_cursor)
+    return page(request, "tutors.html", shown=status, statuses=STATUSES, tutors=found.items, next=found.next_cursor)
 
 
 @get("/tutors/{tutor_id:uuid}", guards=ADMIN_PAGE, sync_to_thread=True)
