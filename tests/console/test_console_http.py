@@ -103,3 +103,54 @@ def test_signing_out_ends_the_session_everywhere(browser: TestClient[Any], prepa
     assert browser.get("/console/events", follow_redirects=False).status_code == 303
     # the revoked session's access token is refused by the API too
     assert browser.get("/api/v1/me", headers={"Authorization": f"Bearer {access}"}).status_code == 401
+
+
+def _console_routes(app: Any) -> list[tuple[str, str, tuple[str, ...] | None]]:
+    """(method, path, roles) of every console page route; roles None when the route has no page guard."""
+    from litestar.routes import HTTPRoute
+
+    out = []
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute) or not route.path.startswith("/console"):
+            continue
+        for handler in route.route_handlers:
+            roles = next((tuple(g.roles) for g in handler.resolve_guards() if hasattr(g, "roles")), None)
+            out.extend((m, route.path, roles) for m in handler.http_methods if m not in ("HEAD", "OPTIONS"))
+    return out
+
+
+OPEN = {
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("GET", "/console/renew"),
+    ("POST", "/console/logout"),
+    ("GET", "/console/static/{file_path:path}"),
+}
+
+
+def test_every_console_page_checks_the_session_and_role(browser: TestClient[Any], prepared: Settings) -> None:
+    routes = _console_routes(browser.app)
+    assert len(routes) > 15, routes
+    assert {(m, p) for m, p, roles in routes if roles is None} == OPEN
+    # anonymous: a page sends the browser to sign in; a form posted without a session is refused (its CSRF first)
+    token = csrf(browser.get("/console/login").text)
+    guarded = [(m, re.sub(r"\{[^}]+\}", "00000000-0000-4000-8000-000000000000", p), r) for m, p, r in routes if r]
+    for method, path, _ in guarded:
+        if method == "GET":
+            r = browser.get(path, params={"from": "x", "limit": "many"}, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/console/login?next="), path
+        else:
+            r = browser.request(method, path, data={"_csrf_token": token, "x": "\x00"}, follow_redirects=False)
+            assert r.status_code == 303 and r.headers["location"].startswith("/console/login"), path
+            r = browser.request(method, path, data={"x": "1"}, follow_redirects=False)
+            assert r.status_code == 403, path
+    # a student and a tutor: 403 on every page but none for their role (finance pages admit finance and admin)
+    for role in ("student", "tutor"):
+        actor: Actor = signup(browser, role)[0]
+        browser.cookies.clear()
+        sign_in(browser, actor.email)
+        token = csrf(browser.get("/console/login").text)
+        for method, path, roles in guarded:
+            assert role not in (roles or ()), path
+            r = browser.request(method, path, data={"_csrf_token": token} if method != "GET" else None)
+            assert r.status_code == 403 and "text/html" in r.headers["content-type"], (method, path)
