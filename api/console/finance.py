@@ -4,17 +4,15 @@ reconciliation, payouts and refunds -- through the same queries and commands as 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
 import msgspec
-from anyio import to_thread
 from litestar import Request, get, post
 from litestar.response import Redirect, Stream, Template
 
-from api.console.render import convert, done, form, page
+from api.console.render import convert, done, form, in_thread, page
 from api.console.session import MONEY_PAGE
 from api.deps import decode_cursor, encode_cursor, limit_of, reading
 from api.finance import ACCOUNT_KINDS, PayoutIn, balance, checked_account, journal_csv
@@ -182,7 +180,7 @@ def journal_download(request: Request[Any, Any, Any], services: Services) -> Str
 async def reconciliation(request: Request[Any, Any, Any], settings: Settings) -> Template:
     """Replay the ledger from the event store and check every invariant, as POST /finance/reconciliation."""
     await form(request)  # the CSRF token was checked by the middleware; nothing else is read
-    result = await _in_thread(lambda: reconciliation_out(reconcile(settings.database_url)))
+    result = await in_thread(lambda: reconciliation_out(reconcile(settings.database_url)))
     return page(request, "finance_reconciliation.html", result=result)
 
 
@@ -198,7 +196,7 @@ async def payout(request: Request[Any, Any, Any], services: Services) -> Redirec
         },
         PayoutIn,
     )
-    body, position = await _in_thread(
+    body, position = await in_thread(
         lambda: services.money.pay_out(data.tutor_id, data.amount.amount, data.amount.currency, data.reference)
     )
     out = payout_out(body)
@@ -211,18 +209,13 @@ async def refund(request: Request[Any, Any, Any], services: Services) -> Redirec
     """Refund the unused part of a paid package through Stripe, as POST /admin/purchases/{id}/refund."""
     f = await form(request)
     data = convert({"purchase_id": f.get("purchase_id", "").strip()}, RefundIn)
-    body, position = await _in_thread(lambda: services.money.refund_unused(data.purchase_id))
+    body, position = await in_thread(lambda: services.money.refund_unused(data.purchase_id))
     out = purchase_refund_out(body)
     notice = (
         f"Refunded {out.refunded.amount} {out.refunded.currency} (minor units) of purchase {data.purchase_id};"
         f" {out.minutes_removed} minutes of credit removed"
     )
     return done(request, position, HOME, notice)
-
-
-async def _in_thread(fn: Callable[[], T]) -> T:
-    """A blocking call (the event store, Stripe, the replay) off the event loop."""
-    return await to_thread.run_sync(fn)
 
 
 PAGES = [finance, journal, journal_download, reconciliation, payout, refund]

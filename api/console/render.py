@@ -6,11 +6,12 @@ API's problem document (api/problems.py), shown as a page with the same status."
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
+from anyio import to_thread
 from litestar import Request, Response
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import HTTPException
@@ -61,7 +62,7 @@ def page(request: Request[Any, Any, Any], template: str, status: int = 200, **co
 
 def back(path: str, done: str = "", **params: str) -> Redirect:
     """POST/redirect/GET: back to `path` with a notice of what was done."""
-    query = {k: v for k, v in {**params, "done": done}.items() if v}
+    query = {k: v for k, v in {"done": done, **params}.items() if v}
     return Redirect(path + (("?" + urlencode(query)) if query else ""), status_code=303)
 
 
@@ -91,6 +92,12 @@ def convert(fields: dict[str, Any], shape: type[T]) -> T:
     except msgspec.ValidationError as e:
         path = str(e).rsplit("$.", 1)[-1].rstrip("`") if "$." in str(e) else "form"
         raise ValidationFailed([(path, str(e).split(" - at ")[0])]) from None
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """A blocking call (the event store, Stripe, argon2, the ledger replay) off the event loop, in the request's
+    context (actor, correlation id)."""
+    return await to_thread.run_sync(fn, *args)
 
 
 def refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

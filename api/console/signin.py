@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from anyio import to_thread
 from litestar import Request, get, post
 from litestar.response import Redirect, Template
 
-from api.console.render import form, page
+from api.console.render import form, in_thread, page
 from api.console.session import ACCESS, REFRESH, ROOT, login_url, safe_next, with_tokens, without_tokens
 from api.guards import account_of_token
 from api.services import Services
@@ -28,7 +27,7 @@ async def login(request: Request[Any, Any, Any], services: Services) -> Redirect
     fields = await form(request)
     target = safe_next(fields.get("next"))
     try:
-        o = await _in_thread(services.identity.login, fields.get("email", ""), fields.get("password", ""))
+        o = await in_thread(services.identity.login, fields.get("email", ""), fields.get("password", ""))
     except Unauthenticated as e:
         return page(request, "login.html", status=401, next=target, error=e.detail, email=fields.get("email", ""))
     assert o.tokens is not None, "a login always opens a session"
@@ -58,12 +57,8 @@ async def logout(request: Request[Any, Any, Any], services: Services) -> Redirec
     if token and access:
         try:
             account = await account_of_token(request, access)
-            await _in_thread(services.identity.logout, account, token)
+            await in_thread(services.identity.logout, account, token)
             services.accounts.forget(account.user_id)
         except DomainError:
             pass  # already signed out or expired: clearing the cookies is all that is left to do
     return without_tokens(Redirect(f"{ROOT}/login", status_code=303), services.settings)
-
-
-async def _in_thread(fn: Any, *args: Any) -> Any:
-    return await to_thread.run_sync(fn, *args)
