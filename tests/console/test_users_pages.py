@@ -21,6 +21,7 @@ pytestmark = pytest.mark.cloned_database
 
 USERS = "/console/users"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 64
+BIG_PNG = PNG + b"\x00" * 2_000_000  # over the app's 1 MB body limit, under the avatar's 5 MB
 HTML = b"<!doctype html><html><script>document.title='pwned'</script></html>"
 
 
@@ -179,7 +180,11 @@ def test_an_avatar_override_with_a_real_png_shows_on_the_page_and_can_be_cleared
     student, _ = signup(browser, "student")
     page = f"{USERS}/{student.id}"
     r = submit(
-        browser, page, f"{page}/avatar", {"reason": " Not a photo of you. "}, {"image": ("me.png", PNG, "image/png")}
+        browser,
+        page,
+        f"{page}/avatar",
+        {"reason": " Not a photo of you. "},
+        {"image": ("me.png", BIG_PNG, "image/png")},
     )
     shown = landed(browser, r, page)
     assert "Avatar replaced" in shown.text
@@ -187,7 +192,7 @@ def test_an_avatar_override_with_a_real_png_shows_on_the_page_and_can_be_cleared
     assert "img-src 'self' data:" in shown.headers["content-security-policy"]
     assert f'<img id="avatar" class="avatar" src="/console/users/{student.id}/avatar"' in shown.text
     img = browser.get(f"{page}/avatar")
-    assert img.status_code == 200 and img.content == PNG and img.headers["content-type"] == "image/png"
+    assert img.status_code == 200 and img.content == BIG_PNG and img.headers["content-type"] == "image/png"
     assert detail(browser, admin, student.id)["avatar_url"]
     (event,) = all_events(browser, admin, aggregate_id=student.id, type="User.AvatarOverridden")
     assert event["data"]["reason"] == "Not a photo of you." and event["actor_id"] == admin.id
