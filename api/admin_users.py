@@ -20,7 +20,7 @@ from api.schemas.identity import (
     admin_user_detail_out,
 )
 from api.services import Services
-from application.identity import Account
+from application.identity import Account, Identity
 from domain.errors import NotFound, ValidationFailed
 from domain.user import ADMIN_PROFILE_FIELDS
 
@@ -77,6 +77,38 @@ def _bool(name: str, raw: str | None) -> bool | None:
     raise ValidationFailed([(name, "true or false")])
 
 
+def users_page(
+    conn: Any, role: str | None, is_active: str | None, q: str | None, n: int, cursor: str | None, identity: Identity
+) -> AdminUserPage:
+    """Users from `users_directory`, newest first, filtered by role, is_active ("true"/"false") and q (a literal
+    substring of name or email): GET /admin/users and the console's user list."""
+    where: list[str] = ["true"]
+    params: list[Any] = []
+    if role:
+        where.append("role = %s")
+        params.append(role)
+    active = _bool("is_active", is_active)
+    if active is not None:
+        where.append("is_active = %s")
+        params.append(active)
+    if q:
+        where.append("search LIKE %s ESCAPE '\\'")
+        params.append(like_pattern(q))
+    after = decode_cursor(cursor, int)
+    if after is not None:
+        where.append("registered_position < %s")
+        params.append(int(after))
+    sql = (
+        "SELECT user_id, email, full_name, role, is_active, deleted, timezone, language, currency, avatar_url,"
+        " avatar_key, avatar_type, registered_at, registered_position FROM users_directory WHERE "
+        + " AND ".join(where)
+        + " ORDER BY registered_position DESC LIMIT %s"
+    )
+    rows = conn.execute(sql, (*params, n + 1)).fetchall()
+    next_cursor = encode_cursor(rows[n - 1]["registered_position"]) if len(rows) > n else None
+    return AdminUserPage([AdminUserOut.of(r, identity) for r in rows[:n]], next_cursor)
+
+
 class AdminUsersController(Controller):
     """Admins manage accounts; every change is an event with the admin as actor."""
 
@@ -98,32 +130,8 @@ class AdminUsersController(Controller):
     ) -> Response[AdminUserPage]:
         """Users, newest first; filters role, is_active and q (literal substring of name or email)."""
         n = limit_of(limit)
-        where: list[str] = ["true"]
-        params: list[Any] = []
-        if role:
-            where.append("role = %s")
-            params.append(role)
-        active = _bool("is_active", is_active)
-        if active is not None:
-            where.append("is_active = %s")
-            params.append(active)
-        if q:
-            where.append("search LIKE %s ESCAPE '\\'")
-            params.append(like_pattern(q))
-        after = decode_cursor(cursor, int)
-        if after is not None:
-            where.append("registered_position < %s")
-            params.append(int(after))
-        sql = (
-            "SELECT user_id, email, full_name, role, is_active, deleted, timezone, language, currency, avatar_url,"
-            " avatar_key, avatar_type, registered_at, registered_position FROM users_directory WHERE "
-            + " AND ".join(where)
-            + " ORDER BY registered_position DESC LIMIT %s"
-        )
         with reading(request, ("users_directory",), request.user) as (conn, pos):
-            rows = conn.execute(sql, (*params, n + 1)).fetchall()
-        next_cursor = encode_cursor(rows[n - 1]["registered_position"]) if len(rows) > n else None
-        return query(AdminUserPage([AdminUserOut.of(r, services.identity) for r in rows[:n]], next_cursor), pos)
+            return query(users_page(conn, role, is_active, q, n, cursor, services.identity), pos)
 
     @get("/{user_id:uuid}", sync_to_thread=True)
     def user_detail(

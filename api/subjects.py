@@ -28,6 +28,27 @@ class SubjectPatch(msgspec.Struct):
     category: str | msgspec.UnsetType = msgspec.UNSET
 
 
+def subjects_page(conn: Any, category: str | None, n: int, cursor: str | None, *, retired: bool = False) -> SubjectPage:
+    """Subjects by name, active ones only unless `retired` (the console lists both): GET /subjects and the
+    console's subjects page."""
+    where: list[str] = ["true" if retired else "active"]
+    params: list[Any] = []
+    if category:
+        where.append("category = %s")
+        params.append(category)
+    after = decode_cursor(cursor, tuple[str, UUID])
+    if after is not None:
+        where.append("(name, subject_id) > (%s, %s::uuid)")
+        params.extend(after)
+    sql = (
+        f"SELECT subject_id AS id, name, category, active FROM subjects WHERE {' AND '.join(where)}"
+        " ORDER BY name, subject_id LIMIT %s"
+    )
+    rows = conn.execute(sql, (*params, n + 1)).fetchall()
+    next_cursor = encode_cursor([rows[n - 1]["name"], str(rows[n - 1]["id"])]) if len(rows) > n else None
+    return SubjectPage(items=[subject_out(r) for r in rows[:n]], next_cursor=next_cursor)
+
+
 class SubjectsController(Controller):
     """Anyone browses active subjects."""
 
@@ -44,23 +65,8 @@ class SubjectsController(Controller):
     ) -> Response[SubjectPage]:
         """Active subjects by name."""
         n = limit_of(limit)
-        where: list[str] = ["active"]
-        params: list[Any] = []
-        if category:
-            where.append("category = %s")
-            params.append(category)
-        after = decode_cursor(cursor, tuple[str, UUID])
-        if after is not None:
-            where.append("(name, subject_id) > (%s, %s::uuid)")
-            params.extend(after)
-        sql = (
-            f"SELECT subject_id AS id, name, category, active FROM subjects WHERE {' AND '.join(where)}"
-            " ORDER BY name, subject_id LIMIT %s"
-        )
         with reading(request, ("subjects",)) as (conn, pos):
-            rows = conn.execute(sql, (*params, n + 1)).fetchall()
-        next_cursor = encode_cursor([rows[n - 1]["name"], str(rows[n - 1]["id"])]) if len(rows) > n else None
-        return query(SubjectPage(items=[subject_out(r) for r in rows[:n]], next_cursor=next_cursor), pos)
+            return query(subjects_page(conn, category, n, cursor), pos)
 
 
 class AdminSubjectsController(Controller):

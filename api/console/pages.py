@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
-from api.console import dashboard, events, finance, settings, tutors
+from api.console import dashboard, events, finance, settings, subjects, tutors, users
 
-PAGES = [*dashboard.PAGES, *events.PAGES, *tutors.PAGES, *finance.PAGES, *settings.PAGES]
+PAGES = [
+    *dashboard.PAGES,
+    *users.PAGES,
+    *tutors.PAGES,
+    *subjects.PAGES,
+    *settings.PAGES,
+    *events.PAGES,
+    *finance.PAGES,
+]
