@@ -21,6 +21,9 @@ from domain.errors import ValidationFailed
 
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MESSAGE = "contains text that cannot be stored (U+0000 or an unpaired surrogate)"
+# Form bodies are checked field by field where they are read (api/console/render.py `fields`); reading one here
+# again would wait forever for a multipart body the CSRF middleware has already consumed.
+FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 RAW_BODY = "raw_body"  # a handler's opt flag: its body is bytes checked by the handler itself (signed webhooks)
 
 
@@ -54,7 +57,12 @@ async def refuse_unstorable(request: Request[Any, Any, Any]) -> None:
     for key, v in request.query_params.multi_items():
         if unstorable(key) or unstorable(v):
             fields.append(key if not unstorable(key) else "query")
-    if request.method in ("POST", "PUT", "PATCH", "DELETE") and not request.route_handler.opt.get(RAW_BODY):
+    form = request.headers.get("content-type", "").startswith(FORMS)  # the console's forms: api/console/render.py
+    if (
+        request.method in ("POST", "PUT", "PATCH", "DELETE")
+        and not request.route_handler.opt.get(RAW_BODY)
+        and not form
+    ):
         body = await request.body()
         if b"\\u" in body:
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,18 @@ def csrf_config(settings: Settings) -> CSRFConfig:
     )
 
 
+def when(t: datetime | None) -> str:
+    """An instant as the pages show it: UTC to the second."""
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if t else ""
+
+
 def template_config() -> TemplateConfig[JinjaTemplateEngine]:
-    """Jinja templates (autoescaped) from api/console/templates."""
-    return TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine)
+    """Jinja templates (autoescaped) from api/console/templates, with the `when` filter."""
+    return TemplateConfig(
+        directory=HERE / "templates",
+        engine=JinjaTemplateEngine,
+        engine_callback=lambda engine: engine.engine.filters.update(when=when),
+    )
 
 
 @get("/", include_in_schema=False)

@@ -43,7 +43,9 @@ def aggregate(
             "SELECT max(aggregate_version) AS v FROM audit_log WHERE aggregate_id = %s", (aggregate_id,)
         ).fetchone()
     before = audit.state_at(aggregate_id, h.version - 1)[1] if h.version > 1 else {}
-    changed = sorted(k for k in set(h.state) | set(before) if h.state.get(k) != before.get(k) and k != "version")
+    changed = sorted(
+        k for k in set(h.state) | set(before) if h.state.get(k) != before.get(k) and k not in ("version", "modified_on")
+    )
     return page(
         request,
         "aggregate.html",

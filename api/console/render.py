@@ -6,6 +6,7 @@ API's problem document (api/problems.py), shown as a page with the same status."
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlencode
@@ -90,8 +91,9 @@ def convert(fields: dict[str, Any], shape: type[T]) -> T:
     try:
         return msgspec.convert(fields, shape, strict=False)
     except msgspec.ValidationError as e:
-        path = str(e).rsplit("$.", 1)[-1].rstrip("`") if "$." in str(e) else "form"
-        raise ValidationFailed([(path, str(e).split(" - at ")[0])]) from None
+        text = str(e)
+        at = re.search(r"at `\$\.([^`]+)`", text) or re.search(r"missing required field `([^`]+)`", text)
+        raise ValidationFailed([(at.group(1) if at else "form", text.split(" - at ")[0])]) from None
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:

@@ -21,7 +21,6 @@ from api.console.render import Form, convert, done, fields, page
 from api.console.session import ADMIN_PAGE
 from api.deps import limit_of, reading
 from api.services import Services
-from api.text import RAW_BODY
 from application.identity import Identity
 from application.storage import StorageUnavailable
 from domain.errors import NotFound, ValidationFailed
@@ -135,9 +134,6 @@ def delete(request: Request[Any, Any, Any], services: Services, user_id: UUID, d
     guards=ADMIN_PAGE,
     sync_to_thread=True,
     request_max_body_size=AVATAR_FORM_BYTES,
-    # the CSRF middleware has streamed the multipart body into the form already (a second read would wait for
-    # more body forever); its text fields are checked here by `fields`
-    opt={RAW_BODY: True},
 )
 def override_avatar(
     request: Request[Any, Any, Any], identity: Identity, user_id: UUID, data: MultipartForm

@@ -6,6 +6,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import psycopg
+from psycopg.rows import dict_row
+
+from api.deps import services
+from projections.waiting import wait_for
 from tests.support.api import PASSWORD
 from tests.support.http import PROBLEMS
 
@@ -53,3 +58,12 @@ def problem_page(r: Any, status: int, slug: str) -> set[str]:
     assert "text/html" in r.headers["content-type"]
     assert f"Problem type <code>{PROBLEMS}{slug}</code>" in r.text, r.text
     return set(re.findall(r"<li><code>([^<]+)</code>:", r.text))
+
+
+def caught_up(c: Any, names: tuple[str, ...] = ("users_directory", "tutors", "bookings", "audit_log")) -> None:
+    """Wait until the read models `names` show every event recorded so far (other users' writes, which a page
+    does not wait for: read-your-writes covers the admin's own). `c` is a TestClient of the app or a database URL."""
+    dsn = c if isinstance(c, str) else services(c.app.state).settings.database_url
+    with psycopg.connect(dsn, row_factory=dict_row, autocommit=True) as conn:
+        row = conn.execute("SELECT coalesce(max(notification_id), 0) AS h FROM tutorconnect_events").fetchone()
+        assert row is not None and wait_for(conn, names, int(row["h"]), 15.0) is not None, f"{names} behind"

@@ -19,6 +19,7 @@ import pytest
 
 from application.money import Money
 from application.settings import Settings
+from tests.console.support import caught_up
 from tests.support.api import PASSWORD, staff_login
 from tests.support.world import grant
 from tests.tutoring.support import API, Actor, approved_tutor, create_subject, fill_profile, ok, signup, staff
@@ -90,6 +91,7 @@ def test_the_back_office_in_a_browser(site: tuple[str, Settings], tab: Any) -> N
         pending_tutor_with_document(api, admin, subject["id"])
         booking_id = a_booking(api, settings, admin, subject["id"])
         finance_email = staff_login(api, settings, "finance")["email"]
+    caught_up(settings.database_url)
 
     # sign in as admin: the dashboard with its figures and drawn charts
     sign_in(tab, root, admin.email)

@@ -67,7 +67,9 @@ def test_a_change_appears_as_a_new_version_with_its_actor(admin_console: tuple[T
         data={**shown, "commission_bps": "1500", "package_discount_bps.5": "250"},
         follow_redirects=False,
     )
-    assert r.status_code == 303 and r.headers["location"].startswith("/console/settings?done=Saved+as+version+2&recorded=")
+    assert r.status_code == 303 and r.headers["location"].startswith(
+        "/console/settings?done=Saved+as+version+2&recorded="
+    )
     api = ok(c.get(f"{API}/admin/settings", headers=admin.auth))
     assert api["version"] == 2 and api["commission_bps"] == 1500
     assert api["package_discount_bps"] == {"1": 0, "5": 250, "10": 500, "20": 1000}

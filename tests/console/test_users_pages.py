@@ -14,7 +14,7 @@ from litestar.testing import TestClient
 
 from api.app import create_app
 from application.settings import Settings
-from tests.console.support import BASE_URL, csrf, landed, problem_page, sign_in, submit
+from tests.console.support import BASE_URL, caught_up, csrf, landed, problem_page, sign_in, submit
 from tests.support.api import API, Actor, all_events, ok, problem, signup, staff
 
 pytestmark = pytest.mark.cloned_database
@@ -63,6 +63,7 @@ def listed(page: str) -> list[str]:
 def test_the_list_filters_like_the_api_and_pages_are_403_for_a_student(browser: TestClient[Any], admin: Actor) -> None:
     tutor, _ = signup(browser, "tutor", full_name="Quirinus Tutorfilter")
     student, _ = signup(browser, "student", full_name="Quirinus Studentfilter")
+    caught_up(browser)
     page = browser.get(USERS, params={"q": "quirinus"})
     assert page.status_code == 200
     assert set(listed(page.text)) == {tutor.id, student.id}
@@ -91,6 +92,7 @@ def test_the_list_filters_like_the_api_and_pages_are_403_for_a_student(browser: 
 def test_a_users_page_links_their_tutor_review_and_their_history(browser: TestClient[Any], admin: Actor) -> None:
     tutor, _ = signup(browser, "tutor", full_name="Tess Tutor")
     student, _ = signup(browser, "student", full_name="Stu Dent")
+    caught_up(browser)
     page = browser.get(f"{USERS}/{tutor.id}")
     assert page.status_code == 200 and "Tess Tutor" in page.text and tutor.email in page.text
     assert f'href="/console/tutors/{tutor.id}"' in page.text
@@ -105,6 +107,7 @@ def test_a_users_page_links_their_tutor_review_and_their_history(browser: TestCl
 
 def test_role_activity_and_profile_forms_do_what_the_api_does(browser: TestClient[Any], admin: Actor) -> None:
     student, _ = signup(browser, "student", full_name="Form Target")
+    caught_up(browser)
     page = f"{USERS}/{student.id}"
 
     shown = landed(browser, submit(browser, page, page, {"role": "tutor"}), page)
@@ -136,6 +139,7 @@ def test_role_activity_and_profile_forms_do_what_the_api_does(browser: TestClien
 
 def test_delete_needs_its_confirmation_and_closes_the_account(browser: TestClient[Any], admin: Actor) -> None:
     student, _ = signup(browser, "student")
+    caught_up(browser)
     page = f"{USERS}/{student.id}"
     assert problem_page(submit(browser, page, f"{page}/delete", {}), 422, "validation-failed") == {"confirm"}
     assert detail(browser, admin, student.id)["deleted"] is False
@@ -157,6 +161,8 @@ def test_an_admin_cannot_lock_themselves_out_and_forms_need_their_csrf_token(
     assert (got["role"], got["is_active"], got["deleted"]) == ("admin", True, False)
 
     student, _ = signup(browser, "student")
+
+    caught_up(browser)
     browser.get(f"{USERS}/{student.id}")
     for action, data in (("", {"role": "admin"}), ("/delete", {"confirm": "yes"}), ("/avatar/clear", {"reason": "x"})):
         r = browser.post(f"{USERS}/{student.id}{action}", data=data, follow_redirects=False)
@@ -178,6 +184,7 @@ def test_an_avatar_override_with_a_real_png_shows_on_the_page_and_can_be_cleared
     browser: TestClient[Any], admin: Actor
 ) -> None:
     student, _ = signup(browser, "student")
+    caught_up(browser)
     page = f"{USERS}/{student.id}"
     r = submit(
         browser,
@@ -207,6 +214,7 @@ def test_an_avatar_override_with_a_real_png_shows_on_the_page_and_can_be_cleared
 
 def test_a_non_image_or_a_missing_reason_is_refused_and_changes_nothing(browser: TestClient[Any], admin: Actor) -> None:
     student, _ = signup(browser, "student")
+    caught_up(browser)
     page = f"{USERS}/{student.id}"
     avatar = f"{page}/avatar"
     fields = problem_page(
