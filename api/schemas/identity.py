@@ -11,6 +11,7 @@ import msgspec
 
 from api.schemas.common import Interval, MoneyOut
 from api.schemas.tutoring import (
+    AdminTutorSubjectOut,
     TutorAvailabilityOut,
     TutorDocumentOut,
     TutorExperienceOut,
@@ -161,15 +162,6 @@ class AdminUserPage(msgspec.Struct):
 
     items: list[AdminUserOut]
     next_cursor: str | None
-
-
-class AdminTutorSubjectOut(msgspec.Struct):
-    """A subject the tutor's profile names, retired ones included (`active: false`)."""
-
-    id: UUID
-    name: str
-    category: str
-    active: bool
 
 
 class AdminTutorProfileOut(msgspec.Struct):

@@ -40,6 +40,7 @@ def test_user_state_at_each_version(prepared: Settings) -> None:
         "language": "en",
         "currency": "USD",
         "avatar_url": None,
+        "avatar": None,
     }
     changes: list[dict[str, Any]] = [
         {},

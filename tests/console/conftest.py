@@ -50,9 +50,10 @@ def site(s3_settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Settings]
             t.join(5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """One headless chromium for the session."""
+    """One headless chromium per module. Not per session: Playwright's sync API keeps an event loop running in
+    this thread until it stops, and later tests that run their own loop (asyncio.run) would fail."""
     if not (os.path.exists(CHROMIUM) or shutil.which("chromium")):
         pytest.skip(f"no chromium binary at {CHROMIUM} (apt-get install chromium): browser tests not run")
     from playwright.sync_api import sync_playwright

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from litestar.testing import TestClient
 
@@ -154,3 +155,27 @@ def test_every_console_page_checks_the_session_and_role(browser: TestClient[Any]
             assert role not in (roles or ()), path
             r = browser.request(method, path, data={"_csrf_token": token} if method != "GET" else None)
             assert r.status_code == 403 and "text/html" in r.headers["content-type"], (method, path)
+
+
+def test_a_database_outage_is_a_503_page_and_the_console_recovers(
+    browser: TestClient[Any], prepared: Settings, pg_admin_url: str
+) -> None:
+    """The database goes away under a signed-in admin (its connections cut, new ones refused): a page answers the
+    API's 503 `service-unavailable` as a page, never a 500, and works again once the database is back."""
+    admin = staff_login(browser, prepared, "admin")
+    assert sign_in(browser, admin["email"]).status_code == 303
+    assert browser.get("/console/events").status_code == 200
+    name = prepared.database_url.rsplit("/", 1)[1]
+    with psycopg.connect(pg_admin_url, autocommit=True) as pg:
+        pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        pg.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        try:
+            r = browser.get("/console/events")
+            assert r.status_code == 503 and "text/html" in r.headers["content-type"]
+            assert "service-unavailable" in r.text
+        finally:
+            pg.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    for _ in range(20):  # the pool replaces the connections it lost
+        if browser.get("/console/events").status_code == 200:
+            break
+    assert browser.get("/console/events").status_code == 200

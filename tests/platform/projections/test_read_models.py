@@ -87,6 +87,8 @@ def test_users_directory_follows_a_user_through_its_life(prepared: Settings, use
         "language": "en",
         "currency": "USD",
         "avatar_url": None,
+        "avatar_key": None,
+        "avatar_type": None,
         "registered_position": registered,
         "updated_position": registered,
         "search": "alice liddell alice.liddell@example.test",
