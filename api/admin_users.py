@@ -67,7 +67,8 @@ def admin_user_detail(conn: Any, user_id: UUID, services: Services) -> AdminUser
     return admin_user_detail_out(user, tutor, services.identity, services.tutoring)
 
 
-def _bool(name: str, raw: str | None) -> bool | None:
+def flag(name: str, raw: str | None) -> bool | None:
+    """A true/false query parameter (None when absent); 422 naming it otherwise."""
     if raw is None or raw == "":
         return None
     if raw.lower() in ("true", "1", "yes"):
@@ -78,23 +79,22 @@ def _bool(name: str, raw: str | None) -> bool | None:
 
 
 def users_page(
-    conn: Any, role: str | None, is_active: str | None, q: str | None, n: int, cursor: str | None, identity: Identity
+    conn: Any, role: str | None, active: bool | None, q: str | None, n: int, after: int | None, identity: Identity
 ) -> AdminUserPage:
-    """Users from `users_directory`, newest first, filtered by role, is_active ("true"/"false") and q (a literal
-    substring of name or email): GET /admin/users and the console's user list."""
+    """Users from `users_directory`, newest first (registered before position `after`, a decoded cursor), filtered
+    by role, activity and q (a literal substring of name or email): GET /admin/users and the console's user list.
+    The callers check the parameters (`flag`, `decode_cursor`) before they wait for the read model."""
     where: list[str] = ["true"]
     params: list[Any] = []
     if role:
         where.append("role = %s")
         params.append(role)
-    active = _bool("is_active", is_active)
     if active is not None:
         where.append("is_active = %s")
         params.append(active)
     if q:
         where.append("search LIKE %s ESCAPE '\\'")
         params.append(like_pattern(q))
-    after = decode_cursor(cursor, int)
     if after is not None:
         where.append("registered_position < %s")
         params.append(int(after))
@@ -129,9 +129,9 @@ class AdminUsersController(Controller):
         cursor: str | None = None,
     ) -> Response[AdminUserPage]:
         """Users, newest first; filters role, is_active and q (literal substring of name or email)."""
-        n = limit_of(limit)
+        n, active, after = limit_of(limit), flag("is_active", is_active), decode_cursor(cursor, int)
         with reading(request, ("users_directory",), request.user) as (conn, pos):
-            return query(users_page(conn, role, is_active, q, n, cursor, services.identity), pos)
+            return query(users_page(conn, role, active, q, n, after, services.identity), pos)
 
     @get("/{user_id:uuid}", sync_to_thread=True)
     def user_detail(

@@ -52,8 +52,10 @@ class EventFilter(msgspec.Struct, frozen=True):
         since: str | None,
         to: datetime | str | None,
         after_position: int | None,
+        cursor: str | None = None,
     ) -> EventFilter:
-        """From query parameters: 422 naming the parameter for a bad UUID or instant."""
+        """From query parameters: 422 naming the parameter for a bad UUID, instant or cursor (a cursor continues
+        after the position it holds)."""
         return cls(
             aggregate_id=_uuid("aggregate_id", aggregate_id),
             type=type or None,
@@ -61,7 +63,7 @@ class EventFilter(msgspec.Struct, frozen=True):
             correlation_id=correlation_id or None,
             since=_instant("from", since),
             to=to if isinstance(to, datetime) else _instant("to", to),
-            after_position=after_position or 0,
+            after_position=max(after_position or 0, decode_cursor(cursor, int) or 0),
         )
 
 
@@ -143,10 +145,10 @@ class AuditController(Controller):
         """Events in log order, filtered by aggregate, type, actor, correlation, time and position."""
         n = limit_of(limit)
         f = EventFilter.parse(
-            aggregate_id, type, actor_id, correlation_id, request.query_params.get("from"), to, after_position
+            aggregate_id, type, actor_id, correlation_id, request.query_params.get("from"), to, after_position, cursor
         )
         with reading(request, ("audit_log",), request.user) as (conn, pos):
-            return query(events_page(conn, f, n, cursor), pos)
+            return query(events_page(conn, f, n, None), pos)
 
     @get("/aggregates/{aggregate_id:uuid}/history", sync_to_thread=True)
     def history(

@@ -37,6 +37,7 @@ THREAD_FRAMES = {
     "Thread.MessageDeleted": "message.deleted",
     "Thread.ReadUpTo": "message.read",
 }
+FOLLOW_WAIT_S = 5.0  # how long a connecting socket waits for the hub to follow the log (the database is away)
 ENDS_EVERY_SESSION = ("User.Deactivated", "User.Deleted")
 ENDS_ONE_SESSION = "User.SessionRevoked"
 SESSION_TOPICS = [f"domain.user:{kind}" for kind in (*ENDS_EVERY_SESSION, ENDS_ONE_SESSION)]
@@ -66,6 +67,9 @@ class Hub:
         self.queues: dict[str, set[Subscription]] = defaultdict(set)
         self.task: asyncio.Task[None] | None = None
         self.parties: dict[UUID, list[str]] = {}
+        # set once the follower listens and knows where the log stands: what is recorded from then on reaches the
+        # subscribers (a socket is accepted only then, so a client's connect means "live from here")
+        self.following = asyncio.Event()
 
     def subscribe(self, user_id: str, session_id: str | None = None) -> Subscription:
         sub = Subscription(user_id, session_id)
@@ -116,14 +120,17 @@ class Hub:
                     last = int(head[0]) if head else 0
                     note = await (await conn.execute("SELECT coalesce(max(position), 0) FROM notifications")).fetchone()
                     last_note = int(note[0]) if note else 0
+                    self.following.set()
                     while self.queues:
                         last, last_note = await self._pump(conn, last, last_note)
                         gen = conn.notifies(timeout=1.0, stop_after=1)
                         async for _ in gen:
                             pass
             except Exception:
+                self.following.clear()
                 log.exception("websocket hub lost its connection; reconnecting")
                 await asyncio.sleep(1)
+        self.following.clear()
 
     async def _pump(self, conn: psycopg.AsyncConnection[Any], last: int, last_note: int) -> tuple[int, int]:
         # The head first, then the rows up to it: read the other way round, an event committed between the two
@@ -195,6 +202,12 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
     except DomainError:
         hub.unsubscribe(sub)
         await socket.close(code=4401, reason="invalid or missing token")
+        return
+    try:  # accepted once the hub follows the log, so nothing recorded after the client's connect is missed
+        await asyncio.wait_for(hub.following.wait(), FOLLOW_WAIT_S)
+    except TimeoutError:
+        hub.unsubscribe(sub)
+        await socket.close(code=1013, reason="live updates unavailable; try again")  # 1013: try again later
         return
     await socket.accept()
 

@@ -12,7 +12,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from eventsourcing.application import AggregateNotFoundError
 
-from application.storage import UPLOAD_TTL, Storage, safe_name
+from application.storage import UPLOAD_TTL, safe_name
 from application.store import EventStoreApp, Loaded, SideWrite, is_unique_violation
 from application.tokens import digest, issue_access, new_refresh_token, verify_access
 from domain.errors import (
@@ -87,14 +87,6 @@ class Identity(EventStoreApp):
 
     _hasher: PasswordHasher | None = None
     _dummy_hash: str = ""
-    _storage: Storage | None = None
-
-    @property
-    def storage(self) -> Storage:
-        """S3 for avatars (StorageUnavailable when not configured)."""
-        if self._storage is None:
-            self._storage = Storage(self.settings)
-        return self._storage
 
     @property
     def hasher(self) -> PasswordHasher:

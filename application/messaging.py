@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from application.identity import Account
-from application.storage import UPLOAD_TTL, Storage
+from application.storage import UPLOAD_TTL
 from application.store import EventStoreApp, Loaded, Turns
 from domain.errors import DomainError, NotFound, ValidationFailed
 from domain.files import FileTooLarge, UnsupportedFile
@@ -34,18 +34,10 @@ class AttachmentUpload:
 class Messaging(EventStoreApp):
     """Threads, messages and attachments."""
 
-    _storage: Storage | None = None
     # A thread is one stream that both participants (and their several devices) write at once: posts take turns
     # per thread in this process and retry against other processes (application/store.py Turns).
     turns = Turns()
     THREAD_ATTEMPTS = 20
-
-    @property
-    def storage(self) -> Storage:
-        """S3 for attachments."""
-        if self._storage is None:
-            self._storage = Storage(self.settings)
-        return self._storage
 
     def open_thread(self, actor: Account, participant_id: UUID) -> tuple[Thread, int, bool]:
         """The caller's one thread with another user (created on first use)."""

@@ -39,6 +39,7 @@ from application.aggregate_cache import CachingRepository
 from application.clock import SYSTEM, Clock
 from application.pg_arrays import ByteaArray, Int4Array, TextArray, UuidArray
 from application.settings import Settings
+from application.storage import Storage
 from domain.errors import ConcurrencyConflict, NotFound
 
 META = "_meta"
@@ -252,10 +253,20 @@ class EventStoreApp(Application[UUID]):
         # eventsourcing names each subclass after itself (and so its table); every context shares one log.
         cls.name = "tutorconnect"
 
+    _storage: Storage | None = None
+
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or SYSTEM
         super().__init__(env=settings.eventsourcing_env())
+
+    @property
+    def storage(self) -> Storage:
+        """S3 for uploads (documents, attachments, avatars), made on first use (StorageUnavailable when S3 is not
+        configured)."""
+        if self._storage is None:
+            self._storage = Storage(self.settings)
+        return self._storage
 
     def construct_factory(self, env: Any) -> InfrastructureFactory[Any]:
         # One factory (and so one connection pool) per process and database, shared by every context.

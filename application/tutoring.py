@@ -11,7 +11,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 
 from application.identity import Account
-from application.storage import UPLOAD_TTL, Storage
+from application.storage import UPLOAD_TTL
 from application.store import EventStoreApp, Loaded
 from domain.documents import Document, DocumentStatus
 from domain.errors import DomainError, NotFound, ValidationFailed
@@ -56,15 +56,6 @@ def _safe_name(filename: str) -> str:
 
 class Tutoring(EventStoreApp):
     """Tutor profiles (builder, documents, approval) and student profiles (bio, goals, favorites)."""
-
-    _storage: Storage | None = None
-
-    @property
-    def storage(self) -> Storage:
-        """S3 (StorageUnavailable when not configured)."""
-        if self._storage is None:
-            self._storage = Storage(self.settings)
-        return self._storage
 
     # ------------------------------------------------------------------------------------------- tutor
 

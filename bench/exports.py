@@ -30,6 +30,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -167,41 +168,58 @@ def idle_rss(pid: int, seconds: float = 2.0) -> int:
     return int(statistics.median(v for _, v in s.samples))
 
 
+class Download:
+    """One streamed GET: its chunks as they arrive, with the bytes, the time to the first byte and the total time."""
+
+    def __init__(self, client: Any, url: str, token: str) -> None:
+        self.client, self.url, self.token = client, url, token
+        self.size = 0
+        self.ttfb = float("nan")
+        self.seconds = 0.0
+
+    def chunks(self) -> Iterator[bytes]:
+        t0 = time.perf_counter()
+        with self.client.stream("GET", self.url, headers={"Authorization": f"Bearer {self.token}"}) as r:
+            if r.status_code != 200:
+                raise SystemExit(f"GET {self.url}: {r.status_code} {r.read()[:500]!r}")
+            for chunk in r.iter_raw():
+                if self.size == 0:
+                    self.ttfb = time.perf_counter() - t0
+                self.size += len(chunk)
+                yield chunk
+        self.seconds = time.perf_counter() - t0
+
+    def figures(self) -> dict[str, Any]:
+        return {"bytes": self.size, "seconds": self.seconds, "ttfb_s": self.ttfb}
+
+
 def read_csv(client: Any, url: str, token: str) -> dict[str, Any]:
     """Stream the CSV journal: count rows and entries, check the header and each entry's debits = credits."""
-    rows = entries = unbalanced = malformed = size = 0
+    rows = entries = unbalanced = malformed = 0
     header: list[str] | None = None
     position = ""
     sums: dict[str, int] = {}  # debits - credits of the current entry, per currency
     carry = b""
-    t0 = time.perf_counter()
-    ttfb = float("nan")
-    with client.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as r:
-        if r.status_code != 200:
-            raise SystemExit(f"GET {url}: {r.status_code} {r.read()[:500]!r}")
-        for chunk in r.iter_raw():
-            if size == 0:
-                ttfb = time.perf_counter() - t0
-            size += len(chunk)
-            lines = (carry + chunk).split(b"\r\n")
-            carry = lines.pop()
-            for rec in csv.reader(line.decode() for line in lines):
-                if header is None:
-                    header = rec
-                    continue
-                if len(rec) != len(HEADER):
-                    malformed += 1
-                    continue
-                rows += 1
-                if rec[1] != position:
-                    if any(sums.values()):
-                        unbalanced += 1
-                    sums = {}
-                    position = rec[1]
-                    entries += 1
-                amount = int(rec[6])
-                sums[rec[7]] = sums.get(rec[7], 0) + (amount if rec[5] == "debit" else -amount)
-    seconds = time.perf_counter() - t0
+    download = Download(client, url, token)
+    for chunk in download.chunks():
+        lines = (carry + chunk).split(b"\r\n")
+        carry = lines.pop()
+        for rec in csv.reader(line.decode() for line in lines):
+            if header is None:
+                header = rec
+                continue
+            if len(rec) != len(HEADER):
+                malformed += 1
+                continue
+            rows += 1
+            if rec[1] != position:
+                if any(sums.values()):
+                    unbalanced += 1
+                sums = {}
+                position = rec[1]
+                entries += 1
+            amount = int(rec[6])
+            sums[rec[7]] = sums.get(rec[7], 0) + (amount if rec[5] == "debit" else -amount)
     if any(sums.values()):
         unbalanced += 1
     if carry:
@@ -209,9 +227,7 @@ def read_csv(client: Any, url: str, token: str) -> dict[str, Any]:
     return {
         "rows": rows,
         "entries": entries,
-        "bytes": size,
-        "seconds": seconds,
-        "ttfb_s": ttfb,
+        **download.figures(),
         "header_ok": header == HEADER,
         "unbalanced_entries": unbalanced,
         "malformed_rows": malformed,
@@ -225,30 +241,19 @@ def read_json(client: Any, url: str, token: str) -> dict[str, Any]:
     # the key, so a key wholly inside it (counted already) is not counted twice
     tails = dict.fromkeys(keys, b"")
     head = last = b""
-    size = 0
-    t0 = time.perf_counter()
-    ttfb = float("nan")
-    with client.stream("GET", url, headers={"Authorization": f"Bearer {token}"}) as r:
-        if r.status_code != 200:
-            raise SystemExit(f"GET {url}: {r.status_code} {r.read()[:500]!r}")
-        for chunk in r.iter_raw():
-            if size == 0:
-                ttfb = time.perf_counter() - t0
-            size += len(chunk)
-            if len(head) < 16:
-                head += chunk[:16]
-            for k in keys:
-                window = tails[k] + chunk
-                keys[k] += window.count(k)
-                tails[k] = window[-(len(k) - 1) :]
-            last = (last + chunk)[-32:]
-    seconds = time.perf_counter() - t0
+    download = Download(client, url, token)
+    for chunk in download.chunks():
+        if len(head) < 16:
+            head += chunk[:16]
+        for k in keys:
+            window = tails[k] + chunk
+            keys[k] += window.count(k)
+            tails[k] = window[-(len(k) - 1) :]
+        last = (last + chunk)[-32:]
     return {
         "rows": keys[b'"account":'],
         "entries": keys[b'"entry_id":'],
-        "bytes": size,
-        "seconds": seconds,
-        "ttfb_s": ttfb,
+        **download.figures(),
         "shape_ok": head.startswith(b'{"items":[') and last.endswith(b'],"next_cursor":null}'),
     }
 
@@ -428,7 +433,9 @@ def main() -> None:
                 figures["meets_target"] = bool(res["meets_target"] and checks_ok)
 
                 if not a.no_json:
-                    time.sleep(1.0)  # let the API settle before the next idle reading
+                    # the CSV stream just ended: give granian and the allocator a moment to hand back its last
+                    # buffers, or the next idle reading would count them as the idle process
+                    time.sleep(1.0)
                     idle2 = idle_rss(api.pid)
                     figures["rss_after_csv_mb"] = rnd(idle2 / MB)
                     say(f"json: GET {JOURNAL}?format=json; API RSS now {idle2 / MB:.1f} MB idle")

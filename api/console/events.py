@@ -24,9 +24,12 @@ FILTERS = ("aggregate_id", "type", "actor_id", "correlation_id", "from", "to")
 def explorer(request: Request[Any, Any, Any], cursor: str | None = None, limit: int | None = None) -> Template:
     """The log, filtered by aggregate, event type, actor, correlation id and time, a page at a time."""
     q = {name: request.query_params.get(name, "").strip() for name in FILTERS}
-    f = EventFilter.parse(q["aggregate_id"], q["type"], q["actor_id"], q["correlation_id"], q["from"], q["to"], None)
+    f = EventFilter.parse(
+        q["aggregate_id"], q["type"], q["actor_id"], q["correlation_id"], q["from"], q["to"], None, cursor
+    )
+    n = limit_of(limit or 50)
     with reading(request, ("audit_log",), request.user) as (conn, _):
-        found = events_page(conn, f, limit_of(limit or 50), cursor)
+        found = events_page(conn, f, n, None)
         types = [r["type"] for r in conn.execute("SELECT DISTINCT type FROM audit_log ORDER BY 1").fetchall()]
     return page(request, "events.html", q=q, events=found.items, next_cursor=found.next_cursor, types=types)
 

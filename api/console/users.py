@@ -16,10 +16,10 @@ from litestar.enums import RequestEncodingType
 from litestar.params import Body
 from litestar.response import Redirect, Stream, Template
 
-from api.admin_users import DETAIL_READ_MODELS, USER_SQL, AdminUserUpdate, admin_user_detail, users_page
+from api.admin_users import DETAIL_READ_MODELS, USER_SQL, AdminUserUpdate, admin_user_detail, flag, users_page
 from api.console.render import Form, convert, done, fields, page
 from api.console.session import ADMIN_PAGE
-from api.deps import limit_of, reading
+from api.deps import decode_cursor, limit_of, reading
 from api.services import Services
 from application.identity import Identity
 from application.storage import StorageUnavailable
@@ -46,8 +46,9 @@ def users(
     cursor: str | None = None,
 ) -> Template:
     """Users, newest first, filtered by role, activity and a name or email substring, a page at a time."""
+    is_active, after = flag("active", active), decode_cursor(cursor, int)
     with reading(request, ("users_directory",), request.user) as (conn, _):
-        found = users_page(conn, role or None, active or None, q or None, limit_of(50), cursor, identity)
+        found = users_page(conn, role or None, is_active, q or None, limit_of(50), after, identity)
     filters = {"role": role or "", "active": active or "", "q": q or ""}
     return page(request, "users.html", q=filters, roles=ROLES, users=found.items, next=found.next_cursor)
 

@@ -124,6 +124,23 @@ def avatar_url_of(row: Mapping[str, Any], identity: Identity) -> str | None:
     return row["avatar_url"]  # type: ignore[no-any-return]
 
 
+def account_fields(r: Mapping[str, Any], identity: Identity) -> dict[str, Any]:
+    """The account fields of a users_directory row, as the admin's list and detail show them (`identity` signs an
+    uploaded avatar's URL)."""
+    return {
+        "id": r["user_id"],
+        "email": r["email"],
+        "full_name": r["full_name"],
+        "role": r["role"],
+        "is_active": r["is_active"],
+        "deleted": r["deleted"],
+        "timezone": r["timezone"],
+        "language": r["language"],
+        "currency": r["currency"],
+        "avatar_url": avatar_url_of(r, identity),
+    }
+
+
 class AdminUserOut(msgspec.Struct):
     """A user as the admin's list shows them, deleted ones included."""
 
@@ -142,19 +159,7 @@ class AdminUserOut(msgspec.Struct):
     @classmethod
     def of(cls, r: dict[str, Any], identity: Identity) -> AdminUserOut:
         """From a users_directory row (`identity` signs an uploaded avatar's URL)."""
-        return cls(
-            id=r["user_id"],
-            email=r["email"],
-            full_name=r["full_name"],
-            role=r["role"],
-            is_active=r["is_active"],
-            deleted=r["deleted"],
-            timezone=r["timezone"],
-            language=r["language"],
-            currency=r["currency"],
-            avatar_url=avatar_url_of(r, identity),
-            created_at=r["registered_at"],
-        )
+        return cls(**account_fields(r, identity), created_at=r["registered_at"])
 
 
 class AdminUserPage(msgspec.Struct):
@@ -250,16 +255,7 @@ def admin_user_detail_out(
 ) -> AdminUserDetailOut:
     """A users_directory row and the user's `tutors` row, if any (`admin_tutor_profile_out`)."""
     return AdminUserDetailOut(
-        id=user["user_id"],
-        email=user["email"],
-        full_name=user["full_name"],
-        role=user["role"],
-        is_active=user["is_active"],
-        deleted=user["deleted"],
-        timezone=user["timezone"],
-        language=user["language"],
-        currency=user["currency"],
-        avatar_url=avatar_url_of(user, identity),
+        **account_fields(user, identity),
         registered_at=user["registered_at"].astimezone(UTC),
         tutor_profile=admin_tutor_profile_out(tutor, tutoring) if tutor is not None else None,
     )

@@ -15,7 +15,7 @@ from application.clock import Clock
 from application.money import Money
 from application.settings import Settings
 from domain.credits import HoldState
-from tests.support.api import API, Actor, ok, problem, signup
+from tests.support.api import API, Actor, ok, problem, signup, z
 from tests.support.world import approve_tutor, grant
 
 D1 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)  # a Monday: three people sign up, two lessons are requested
@@ -23,10 +23,6 @@ D2 = D1 + timedelta(days=1)  # a third lesson is requested and confirmed
 D3 = D1 + timedelta(days=2)  # an hour of credit is captured: 3800 of which 760 commission
 D4 = datetime(2031, 3, 15, 9, 0, tzinfo=UTC)  # the credit (expired on 13 March) is expired: breakage
 LESSONS = [datetime(2031, 3, 15, h, 0, tzinfo=UTC) for h in (12, 13, 14)]  # every lesson starts on D4's day
-
-
-def z(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 @dataclass

@@ -4,7 +4,7 @@ a manual business clock, raw looks at the event log and small HTTP assertions.""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -15,17 +15,17 @@ from application.money import Money
 from application.settings import Settings
 from projections import generations
 from projections.runner import EVENTS_TABLE
-from tests.support.api import bearer, register, staff_login
+from tests.support.api import (
+    bearer,
+    register,
+    staff_login,
+    z,
+)
 from tests.support.http import PROBLEMS, media_type, ok, problem, where  # noqa: F401  (re-exported for this folder's tests)
 from tests.support.system import wait_until  # noqa: F401 - one poller for every test package
 from tests.support.world import approve_tutor, grant
 
 API = "/api/v1"
-
-
-def z(t: datetime) -> str:
-    """RFC 3339 UTC with a Z."""
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def parse(s: str) -> datetime:

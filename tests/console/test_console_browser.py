@@ -22,10 +22,20 @@ from application.settings import Settings
 from tests.console.support import caught_up
 from tests.support.api import PASSWORD, staff_login
 from tests.support.world import grant
-from tests.tutoring.support import API, Actor, approved_tutor, create_subject, fill_profile, ok, signup, staff
+from tests.tutoring.support import (
+    API,
+    PDF,
+    Actor,
+    approved_tutor,
+    create_subject,
+    fill_profile,
+    ok,
+    signup,
+    staff,
+    upload_document,
+)
 
 pytestmark = pytest.mark.cloned_database
-PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n" + bytes(range(256)) * 4
 SHOTS = os.environ.get("CONSOLE_SCREENSHOTS", "")
 
 
@@ -48,17 +58,7 @@ def pending_tutor_with_document(api: httpx.Client, admin: Actor, subject_id: str
     """A tutor at 80 %, one PDF uploaded (presigned PUT to S3, then checked), submitted for approval."""
     tutor = signup(api, "tutor", "Grace Hopper")
     fill_profile(api, tutor, [subject_id])
-    doc = ok(
-        api.post(
-            f"{API}/tutor/documents",
-            json={"filename": "diploma.pdf", "content_type": "application/pdf", "size": len(PDF)},
-            headers=tutor.auth,
-        ),
-        201,
-    )
-    put = httpx.put(doc["upload_url"], content=PDF, headers={"Content-Type": "application/pdf"}, timeout=30)
-    assert put.status_code == 200, put.text
-    ok(api.post(f"{API}/tutor/documents/{doc['id']}/complete", headers=tutor.auth))
+    upload_document(api, tutor)
     ok(api.post(f"{API}/tutor/profile/submit", headers=tutor.auth))
     return tutor
 

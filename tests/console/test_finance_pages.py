@@ -24,17 +24,13 @@ from domain.credits import HoldState
 from tests.audit.test_csv import cells_are_safe
 from tests.console.test_console_http import csrf, sign_in
 from tests.money.support import grant, redis_clock, refund_lot, wait_projected
-from tests.support.api import API, Actor, ok, signup, staff
+from tests.support.api import API, Actor, ok, signup, staff, z
 
 pytestmark = pytest.mark.cloned_database
 
 T0 = datetime(2031, 3, 1, 10, 0, tzinfo=UTC)  # 10 lessons bought (38000)
 T1 = datetime(2031, 3, 2, 11, 0, tzinfo=UTC)  # a lesson held and completed (3800: tutor 3040, commission 760)
 NOW = datetime(2031, 3, 2, 12, 0, tzinfo=UTC)  # the clock for the pages: "yesterday" is T0's day, after T0
-
-
-def z(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 @dataclass

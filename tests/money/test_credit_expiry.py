@@ -29,14 +29,10 @@ from tests.money.support import (
     redis_clock,
     wait_until,
 )
-from tests.support.api import register, staff_login
+from tests.support.api import register, staff_login, z
 from tests.support.system import server_env, spawn, stop_process
 
 T0 = datetime(2031, 6, 1, 8, 0, tzinfo=UTC)
-
-
-def z(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 class Scene:

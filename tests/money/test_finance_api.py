@@ -20,17 +20,13 @@ from application.settings import Settings
 from domain.credits import HoldState
 from tests.audit.test_csv import cells_are_safe
 from tests.money.support import API, approve_tutor, bearer, grant, head, module_database, ok, problem, redis_clock
-from tests.support.api import register, staff_login
+from tests.support.api import register, staff_login, z
 from tests.support.system import ROOT, server_env
 
 T0 = datetime(2031, 3, 1, 10, 0, tzinfo=UTC)  # 10 lessons bought (38000)
 T1 = datetime(2031, 3, 5, 10, 0, tzinfo=UTC)  # lesson 1 held and completed (3800: tutor 3040, commission 760)
 T2 = datetime(2031, 3, 5, 15, 0, tzinfo=UTC)  # lesson 2 held (3800), still open
 T3 = datetime(2031, 4, 2, 9, 0, tzinfo=UTC)  # now: payouts happen here
-
-
-def z(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
 
 
 @dataclass

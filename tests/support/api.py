@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -160,3 +161,8 @@ def staff(client: Any, settings: Settings, role: str) -> Actor:
     me = ok(client.get(f"{API}/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}))
     assert me["role"] == role, me
     return Actor(me["id"], me["email"], role, tokens["access_token"], tokens["refresh_token"])
+
+
+def z(t: datetime) -> str:
+    """An instant as the API writes it: RFC 3339 in UTC with a Z."""
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")

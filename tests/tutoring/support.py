@@ -138,3 +138,36 @@ def approved_tutor(
 
 def set_clock(client: Any, admin: Actor, now: str) -> None:
     ok(client.put(f"{API}/admin/test-clock", json={"now": now}, headers=admin.auth))
+
+
+# a small but real PDF (its signature checked on completion)
+PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n" + bytes(range(256)) * 4
+
+
+def announce(
+    client: Any, tutor: Actor, data: bytes = PDF, content_type: str = "application/pdf", filename: str = "diploma.pdf"
+) -> httpx.Response:
+    """POST /tutor/documents for `data` (the presigned upload in the answer)."""
+    r: httpx.Response = client.post(
+        f"{API}/tutor/documents",
+        json={"filename": filename, "content_type": content_type, "size": len(data)},
+        headers=tutor.auth,
+    )
+    return r
+
+
+def put(url: str, data: bytes, content_type: str) -> None:
+    """PUT to a presigned S3 URL."""
+    r = httpx.put(url, content=data, headers={"Content-Type": content_type}, timeout=30)
+    assert r.status_code == 200, f"S3 PUT -> {r.status_code}: {r.text[:500]}"
+
+
+def upload_document(
+    client: Any, tutor: Actor, data: bytes = PDF, content_type: str = "application/pdf", filename: str = "diploma.pdf"
+) -> httpx.Response:
+    """Announce, PUT and complete a document; the completion's answer (the uploaded document)."""
+    doc = ok(announce(client, tutor, data, content_type, filename), 201)
+    put(doc["upload_url"], data, content_type)
+    r: httpx.Response = client.post(f"{API}/tutor/documents/{doc['id']}/complete", headers=tutor.auth)
+    assert ok(r)["status"] == "uploaded"
+    return r

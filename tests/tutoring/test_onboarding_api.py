@@ -13,51 +13,28 @@ import pytest
 from application.settings import Settings
 from tests.tutoring.support import (
     API,
+    PDF,
     PROFILE_KEYS,
     PUBLIC_TUTOR_KEYS,
     Actor,
     after,
+    announce,
     approved_tutor,
     create_subject,
     fill_profile,
     ok,
     problem,
+    put,
     signup,
     staff,
+    upload_document,
 )
 
-PDF = b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n" + bytes(range(256)) * 4
 DOC_KEYS = {"id", "filename", "content_type", "size", "status", "uploaded_at", "download_url"}
 
 
 def parse(t: str) -> datetime:
     return datetime.fromisoformat(t.replace("Z", "+00:00"))
-
-
-def announce(
-    client: Any, tutor: Actor, data: bytes = PDF, content_type: str = "application/pdf", filename: str = "diploma.pdf"
-) -> httpx.Response:
-    r: httpx.Response = client.post(
-        f"{API}/tutor/documents",
-        json={"filename": filename, "content_type": content_type, "size": len(data)},
-        headers=tutor.auth,
-    )
-    return r
-
-
-def put(url: str, data: bytes, content_type: str) -> None:
-    r = httpx.put(url, content=data, headers={"Content-Type": content_type}, timeout=30)
-    assert r.status_code == 200, f"S3 PUT -> {r.status_code}: {r.text[:500]}"
-
-
-def upload_document(
-    client: Any, tutor: Actor, data: bytes = PDF, content_type: str = "application/pdf"
-) -> httpx.Response:
-    doc = ok(announce(client, tutor, data, content_type), 201)
-    put(doc["upload_url"], data, content_type)
-    r: httpx.Response = client.post(f"{API}/tutor/documents/{doc['id']}/complete", headers=tutor.auth)
-    assert ok(r)["status"] == "uploaded"
-    return r
 
 
 @pytest.fixture

@@ -37,10 +37,6 @@ from tests.tutoring.support import (
 NOW = "2030-01-06T23:50:00Z"  # a Sunday
 
 
-def z(t: datetime) -> str:
-    return t.isoformat().replace("+00:00", "Z")
-
-
 def parse(t: str) -> datetime:
     return datetime.fromisoformat(t.replace("Z", "+00:00"))
 

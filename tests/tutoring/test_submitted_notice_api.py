@@ -41,9 +41,7 @@ def test_every_active_admin_hears_of_a_submission(client: Any, prepared: Setting
     tutor = signup(client, "tutor", "Ada Lovelace")
     fill_profile(client, tutor, [subject["id"]])
 
-    with client.websocket_connect(f"{API}/ws?token={admin.access}") as ws:
-        # the hub follows the log from when it starts: give it a moment to start listening
-        time.sleep(0.5)
+    with client.websocket_connect(f"{API}/ws?token={admin.access}") as ws:  # accepted: live from here
         r = client.post(f"{API}/tutor/profile/submit", headers=tutor.auth)
         assert ok(r)["status"] == "pending_approval"
         frames = _frames(ws, 10.0, "tutor.submitted")
