@@ -19,8 +19,8 @@ from application.store import EventStoreApp, Loaded
 from domain.credits import CreditAccount, HoldState
 from domain.errors import DomainError, NotFound
 from domain.payouts import TutorPayouts
-from domain.platform import SETTINGS_ID, PlatformSettings
-from domain.purchase import NothingToRefund, Purchase, package_price
+from domain.platform import PACKAGE_SIZES, SETTINGS_ID, PlatformSettings
+from domain.purchase import NothingToRefund, PackageOffer, Purchase, package_offer
 from domain.tutor import TutorNotBookable, TutorProfile
 
 
@@ -104,15 +104,18 @@ class Money(EventStoreApp):
         settings = self.platform()
         if tutor.hourly_rate is None:
             raise TutorNotBookable("this tutor has no rate")
-        discount = int(settings.values["package_discount_bps"].get(str(lessons), 0))
-        amount = package_price(lessons, int(tutor.hourly_rate["amount"]), discount)
-        currency = str(tutor.hourly_rate["currency"])
+        offer = package_offer(
+            lessons,
+            int(tutor.hourly_rate["amount"]),
+            str(tutor.hourly_rate["currency"]),
+            settings.values["package_discount_bps"],
+        )
         purchase_id = uuid.uuid4()
         try:
             intent = self.stripe.payment_intents.create(
                 params={
-                    "amount": amount,
-                    "currency": currency.lower(),
+                    "amount": offer.amount,
+                    "currency": offer.currency.lower(),
                     "metadata": {
                         "purchase_id": str(purchase_id),
                         "student_id": str(actor.user_id),
@@ -128,10 +131,10 @@ class Money(EventStoreApp):
             student_id=actor.user_id,
             tutor_id=tutor_id,
             lessons=lessons,
-            minutes=lessons * 60,
-            amount=amount,
-            currency=currency,
-            discount_bps=discount,
+            minutes=offer.minutes,
+            amount=offer.amount,
+            currency=offer.currency,
+            discount_bps=offer.discount_bps,
             settings_version=settings.settings_version,
             credit_validity_days=int(settings.values["credit_validity_days"]),
             payment_intent_id=intent.id,
@@ -146,6 +149,11 @@ class Money(EventStoreApp):
             ],
         )
         return {**purchase_view(purchase), "client_secret": intent.client_secret}, position
+
+    def package_offers(self, hourly_rate: int, currency: str) -> list[PackageOffer]:
+        """Every package size of a tutor at `hourly_rate`, priced as `buy` would price it now (the settings in force)."""
+        discounts = self.platform().values["package_discount_bps"]
+        return [package_offer(lessons, hourly_rate, currency, discounts) for lessons in PACKAGE_SIZES]
 
     def purchase(self, actor: Account, purchase_id: UUID) -> dict[str, Any]:
         """One purchase: its student, or staff (the route lets no other role this far, so that nobody learns whether

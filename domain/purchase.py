@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
@@ -22,6 +24,24 @@ def package_price(lessons: int, hourly_rate: int, discount_bps: int) -> int:
     if lessons not in PACKAGE_SIZES:
         raise ValidationFailed([("lessons", "1, 5, 10 or 20")])
     return bps_of(lessons * hourly_rate, 10_000 - discount_bps)
+
+
+@dataclass(frozen=True, slots=True)
+class PackageOffer:
+    """A package as it sells at one moment: what a purchase records and charges, and what the catalog shows."""
+
+    lessons: int
+    minutes: int
+    discount_bps: int
+    amount: int
+    currency: str
+
+
+def package_offer(lessons: int, hourly_rate: int, currency: str, discounts: Mapping[str, int]) -> PackageOffer:
+    """`lessons` one-hour lessons at `hourly_rate` under the settings' package discounts (by size: {"10": 500}): the
+    one pricing of a package, so the catalog shows exactly what a purchase charges."""
+    discount = int(discounts.get(str(lessons), 0))
+    return PackageOffer(lessons, lessons * 60, discount, package_price(lessons, hourly_rate, discount), currency)
 
 
 class PurchaseStatus(StrEnum):
