@@ -7,10 +7,12 @@ from projections.bookings import Bookings
 from projections.ledger import Ledger
 from projections.messaging import Messaging
 from projections.notifications import Notifications
+from projections.purchases import Purchases
 from projections.runner import Projection
 from projections.student_credits import StudentCredits
 from projections.student_favorites import StudentFavorites
 from projections.subjects import Subjects
+from projections.tutor_payouts import TutorPayoutHistory
 from projections.tutors import Tutors
 from projections.users_directory import UsersDirectory
 
@@ -25,6 +27,8 @@ def all_projections() -> list[Projection]:
         StudentFavorites(),
         Ledger(),
         StudentCredits(),
+        Purchases(),
+        TutorPayoutHistory(),
         Bookings(),
         Notifications(),
         Messaging(),
