@@ -1,4 +1,5 @@
-"""Packages and payments: purchases, the Stripe webhook, student credits, tutor earnings, refunds."""
+"""Packages and payments: the package catalog, purchases and their history, the Stripe webhook, student credits,
+tutor earnings and payouts, refunds."""
 
 from __future__ import annotations
 
@@ -9,25 +10,36 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import command, query, reading
+from api.deps import command, limit_of, query, reading
 from api.guards import BEARER, BUYERS_AND_MONEY_STAFF, MONEY_STAFF, STUDENT, TUTOR
+from api.params import NewestFirst
 from api.schemas.money import (
     NewPurchaseOut,
+    PackageCatalogOut,
     PurchaseOut,
+    PurchasePage,
     PurchaseRefundOut,
     StudentCreditPage,
     TutorEarningsOut,
+    TutorPayoutPage,
     WebhookReceivedOut,
     new_purchase_out,
+    package_catalog_out,
+    purchase_item_out,
     purchase_out,
     purchase_refund_out,
     student_credit_page,
     tutor_earnings_out,
+    tutor_payout_out,
 )
 from api.text import RAW_BODY
 from application.clock import Clock
 from application.identity import Account
 from application.money import Money
+from domain.errors import NotFound
+
+PURCHASES = NewestFirst("created_at", "purchase_id")
+PAYOUTS = NewestFirst("recorded_at", "payout_id")
 
 
 class PurchaseIn(msgspec.Struct):
@@ -42,6 +54,45 @@ class MoneyController(Controller):
 
     path = "/"
     tags = ["money"]
+
+    @get("/packages", sync_to_thread=True)
+    def packages(self, request: Request[Any, Any, Any], money: Money, tutor_id: UUID) -> Response[PackageCatalogOut]:
+        """The packages of a listed tutor (1, 5, 10, 20 lessons), priced as a purchase would be now."""
+        with reading(request, ("tutors",)) as (conn, pos):
+            row = conn.execute(
+                "SELECT hourly_amount, currency FROM tutors WHERE tutor_id = %s AND listed", (tutor_id,)
+            ).fetchone()
+        if row is None or row["hourly_amount"] is None:
+            raise NotFound("no such tutor")
+        return query(package_catalog_out(money.package_offers(row["hourly_amount"], row["currency"])), pos)
+
+    @get("/packages/purchases", sync_to_thread=True, security=BEARER, guards=BUYERS_AND_MONEY_STAFF)
+    def purchases(
+        self,
+        request: Request[Account, Any, Any],
+        student_id: UUID | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Response[PurchasePage]:
+        """Purchases newest first: a student's own; staff see everyone's, or one student's with `student_id`."""
+        actor = request.user
+        n = limit_of(limit)
+        after, after_params = PURCHASES.after(cursor)
+        where, params = [after], list(after_params)
+        if actor.role == "student":  # their own only (another student_id then finds nothing)
+            where.append("student_id = %s")
+            params.append(actor.user_id)
+        if student_id is not None:
+            where.append("student_id = %s")
+            params.append(student_id)
+        with reading(request, ("purchases",), actor) as (conn, pos):
+            rows = conn.execute(
+                "SELECT purchase_id, tutor_id, lessons, amount, currency, status, payment_intent_id, created_at"
+                f" FROM purchases WHERE {' AND '.join(where)} ORDER BY {PURCHASES.order} LIMIT %s",
+                (*params, n + 1),
+            ).fetchall()
+        page, next_cursor = PURCHASES.page(rows, n)
+        return query(PurchasePage([purchase_item_out(r) for r in page], next_cursor), pos)
 
     @post("/packages/purchases", status_code=201, sync_to_thread=True, security=BEARER, guards=STUDENT)
     def buy(self, request: Request[Account, Any, Any], money: Money, data: PurchaseIn) -> Response[NewPurchaseOut]:
@@ -109,6 +160,23 @@ class MoneyController(Controller):
                     months[r["month"]] += int(r["amount"])
         held = sum(int(r["amount"]) for r in pending if r["currency"] == currency)
         return query(tutor_earnings_out(currency, held, totals["earned"], totals["paid_out"], months), pos)
+
+    @get("/tutor/payouts", sync_to_thread=True, security=BEARER, guards=TUTOR)
+    def payouts(
+        self, request: Request[Account, Any, Any], limit: int | None = None, cursor: str | None = None
+    ) -> Response[TutorPayoutPage]:
+        """The payouts recorded to the caller, newest first."""
+        actor = request.user
+        n = limit_of(limit)
+        after, params = PAYOUTS.after(cursor)
+        with reading(request, ("tutor_payouts",), actor) as (conn, pos):
+            rows = conn.execute(
+                "SELECT payout_id, amount, currency, reference, recorded_at FROM tutor_payouts"
+                f" WHERE tutor_id = %s AND {after} ORDER BY {PAYOUTS.order} LIMIT %s",
+                (actor.user_id, *params, n + 1),
+            ).fetchall()
+        page, next_cursor = PAYOUTS.page(rows, n)
+        return query(TutorPayoutPage([tutor_payout_out(r) for r in page], next_cursor), pos)
 
     @post(
         "/admin/purchases/{purchase_id:uuid}/refund",

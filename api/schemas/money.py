@@ -8,13 +8,14 @@ return (`purchase_out`, `new_purchase_out`, `purchase_refund_out`, `payout_out`,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
 import msgspec
 
 from api.schemas.common import MoneyOut
+from domain.purchase import PackageOffer
 
 PurchaseStatus = Literal["awaiting_payment", "paid", "refunded"]
 Lessons = Literal[1, 5, 10, 20]
@@ -50,9 +51,57 @@ def purchase_out(v: Mapping[str, Any]) -> PurchaseOut:
     return PurchaseOut(*_purchase_values(v))
 
 
+class PurchaseItemOut(PurchaseOut):
+    """A purchase in a purchase history: the purchase and when it was made."""
+
+    created_at: datetime
+
+
+class PurchasePage(msgspec.Struct):
+    """A page of purchases, newest first."""
+
+    items: list[PurchaseItemOut]
+    next_cursor: str | None
+
+
+def purchase_item_out(row: Mapping[str, Any]) -> PurchaseItemOut:
+    """A `purchases` read-model row (projections/purchases.py) in the purchase shape, plus `created_at`."""
+    view = {
+        "id": str(row["purchase_id"]),
+        "tutor_id": str(row["tutor_id"]),
+        "lessons": row["lessons"],
+        "price": {"amount": row["amount"], "currency": row["currency"]},
+        "status": row["status"],
+        "payment_intent_id": row["payment_intent_id"],
+    }
+    return PurchaseItemOut(*_purchase_values(view), created_at=row["created_at"].astimezone(UTC))
+
+
 def new_purchase_out(v: Mapping[str, Any]) -> NewPurchaseOut:
     """The answer of POST /packages/purchases, from application/money.py's `buy` body."""
     return NewPurchaseOut(*_purchase_values(v), client_secret=v["client_secret"])
+
+
+class PackageOut(msgspec.Struct):
+    """A package a student can buy from a tutor: lessons of 60 minutes, the discount in force and the price."""
+
+    lessons: Lessons
+    minutes: int
+    discount_bps: int
+    price: MoneyOut
+
+
+class PackageCatalogOut(msgspec.Struct):
+    """Every package size of one tutor, priced as a purchase would be now (one page: `next_cursor` is null)."""
+
+    items: list[PackageOut]
+    next_cursor: str | None
+
+
+def package_catalog_out(offers: Iterable[PackageOffer]) -> PackageCatalogOut:
+    """From Money.package_offers (domain/purchase.py package_offer, the pricing a purchase uses)."""
+    items = [PackageOut(o.lessons, o.minutes, o.discount_bps, MoneyOut(o.amount, o.currency)) for o in offers]
+    return PackageCatalogOut(items, None)
 
 
 class PurchaseRefundOut(msgspec.Struct):
@@ -220,6 +269,29 @@ class PayoutOut(msgspec.Struct):
 def payout_out(v: Mapping[str, Any]) -> PayoutOut:
     """From the body TutorPayouts.pay_out returns (through application/money.py's `pay_out`)."""
     return PayoutOut(UUID(v["id"]), UUID(v["tutor_id"]), _money(v["amount"]), v["reference"])
+
+
+class TutorPayoutOut(msgspec.Struct):
+    """A payout recorded to the calling tutor."""
+
+    id: UUID
+    amount: MoneyOut
+    reference: str
+    recorded_at: datetime
+
+
+class TutorPayoutPage(msgspec.Struct):
+    """A page of the tutor's payouts, newest first."""
+
+    items: list[TutorPayoutOut]
+    next_cursor: str | None
+
+
+def tutor_payout_out(row: Mapping[str, Any]) -> TutorPayoutOut:
+    """A `tutor_payouts` read-model row (projections/tutor_payouts.py)."""
+    return TutorPayoutOut(
+        row["payout_id"], MoneyOut(row["amount"], row["currency"]), row["reference"], row["recorded_at"].astimezone(UTC)
+    )
 
 
 class PlatformSettingsOut(msgspec.Struct):
