@@ -1,4 +1,4 @@
-"""A tutor's own profile builder, submission and documents."""
+"""A tutor's own profile builder, submission, documents and reviews."""
 
 from __future__ import annotations
 
@@ -8,17 +8,20 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 
-from api.deps import command, query, reading
+from api.deps import command, limit_of, query, reading
 from api.guards import BEARER, TUTOR
 from api.schemas.tutoring import (
+    OwnTutorReviewPage,
     TutorDocumentOut,
     TutorDocumentPage,
     TutorDocumentUploadOut,
     TutorProfileOut,
+    own_review_page,
     tutor_document_out,
     tutor_document_upload_out,
     tutor_profile_out,
 )
+from api.tutors import REVIEWS, reviews_page
 from application.identity import Account
 from application.tutoring import Tutoring, profile_view
 
@@ -107,3 +110,19 @@ class TutorProfileController(Controller):
             row = conn.execute("SELECT documents FROM tutors WHERE tutor_id = %s", (actor.user_id,)).fetchone()
         docs = [tutor_document_out(d, tutoring) for d in (row["documents"] if row else [])]
         return query(TutorDocumentPage(items=docs, next_cursor=None), pos)
+
+    @get("/reviews", sync_to_thread=True)
+    def reviews(
+        self, request: Request[Account, Any, Any], limit: int | None = None, cursor: str | None = None
+    ) -> Response[OwnTutorReviewPage]:
+        """The caller's reviews newest first, paged, listed or not, with their rating over all of them."""
+        actor = request.user
+        n = limit_of(limit)
+        after = REVIEWS.after(cursor)
+        with reading(request, ("bookings",), actor) as (conn, pos):
+            rows, next_cursor = reviews_page(conn, actor.user_id, after, n)
+            rating = conn.execute(
+                "SELECT coalesce(sum(rating), 0) AS total, count(*) AS n FROM tutor_reviews WHERE tutor_id = %s",
+                (actor.user_id,),
+            ).fetchone()
+        return query(own_review_page(rows, next_cursor, int(rating["total"]), int(rating["n"])), pos)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, get, post
 
 from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services
 from api.guards import ADMIN, BEARER
-from api.params import instant
+from api.params import NewestFirst, instant
 from api.schemas.tutoring import (
     AdminTutorDocumentOut,
     AdminTutorOut,
@@ -20,6 +20,7 @@ from api.schemas.tutoring import (
     TutorDetailOut,
     TutorProfileOut,
     TutorQueuePage,
+    TutorReviewPage,
     TutorSlotList,
     admin_document_out,
     admin_tutor_out,
@@ -28,6 +29,7 @@ from api.schemas.tutoring import (
     tutor_detail_out,
     tutor_profile_out,
     tutor_queue_item_out,
+    tutor_review_page,
 )
 from application.clock import Clock
 from application.identity import Account
@@ -38,6 +40,25 @@ from projections.bookings import taken
 from projections.schedule import next_slots, slots_for
 from projections.search import PUBLIC_COLS, READS, SORTS, SearchFilters, TutorSearch
 from projections.search_memos import NEXT_SLOT_DAYS, NextSlots, busy_by_tutor, schedule_of
+
+REVIEWS = NewestFirst("created_at", "booking_id")
+# The reviews on the tutor's public page: the first page of GET /tutors/{id}/reviews.
+DETAIL_REVIEWS = 20
+
+
+def reviews_page(
+    conn: Any, tutor_id: UUID, after: tuple[str, tuple[Any, ...]], n: int
+) -> tuple[Sequence[Any], str | None]:
+    """A page of a tutor's reviews newest first (`after`: REVIEWS.after of the request's cursor) and the next
+    page's cursor: the public list, the tutor's own and the tutor page's latest."""
+    condition, params = after
+    rows = conn.execute(
+        "SELECT booking_id, rating, text, created_at, response_text, response_at FROM tutor_reviews"
+        f" WHERE tutor_id = %s AND {condition} ORDER BY {REVIEWS.order} LIMIT %s",
+        (tutor_id, *params, n + 1),
+    ).fetchall()
+    return REVIEWS.page(rows, n)
+
 
 # Each tutor's next free slot, kept by this API process in the wire form (see NextSlots): search and the favorites
 # list (api.students) show the same tutors again and again.
@@ -110,13 +131,22 @@ class PublicTutorsController(Controller):
             if row is None:
                 raise NotFound("no such tutor")
             busy = busy_by_tutor(conn, [tutor_id], now, now + timedelta(days=NEXT_SLOT_DAYS))[tutor_id]
-            reviews = conn.execute(
-                "SELECT booking_id, rating, text, created_at, response_text, response_at FROM tutor_reviews"
-                " WHERE tutor_id = %s ORDER BY created_at DESC LIMIT 20",
-                (tutor_id,),
-            ).fetchall()
+            reviews, _ = reviews_page(conn, tutor_id, REVIEWS.after(None), DETAIL_REVIEWS)
         slots10 = next_slots(schedule_of(row), row["min_notice_minutes"], now, 10, taken=busy)
         return query(tutor_detail_out(row, slots10, reviews), pos)
+
+    @get("/{tutor_id:uuid}/reviews", sync_to_thread=True)
+    def reviews(
+        self, request: Request[Any, Any, Any], tutor_id: UUID, limit: int | None = None, cursor: str | None = None
+    ) -> Response[TutorReviewPage]:
+        """Every review of a listed tutor, newest first, paged."""
+        n = limit_of(limit)
+        after = REVIEWS.after(cursor)
+        with reading(request, ("tutors", "bookings")) as (conn, pos):
+            if conn.execute("SELECT 1 FROM tutors WHERE tutor_id = %s AND listed", (tutor_id,)).fetchone() is None:
+                raise NotFound("no such tutor")
+            rows, next_cursor = reviews_page(conn, tutor_id, after, n)
+        return query(tutor_review_page(rows, next_cursor), pos)
 
     @get("/{tutor_id:uuid}/slots", sync_to_thread=True)
     def slots(

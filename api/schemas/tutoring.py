@@ -348,6 +348,20 @@ class TutorReviewOut(msgspec.Struct):
     response: ReviewResponseOut | None
 
 
+class TutorReviewPage(msgspec.Struct):
+    """A page of a tutor's reviews, newest first."""
+
+    items: list[TutorReviewOut]
+    next_cursor: str | None
+
+
+class OwnTutorReviewPage(TutorReviewPage):
+    """A page of the calling tutor's reviews, with the rating over all of them (null when unrated)."""
+
+    rating_average: float | None
+    rating_count: int
+
+
 class TutorDetailOut(PublicTutorOut):
     """A listed tutor's public page: the public tutor, experience, the latest reviews and the next free slots."""
 
@@ -423,6 +437,19 @@ def tutor_review_out(row: Mapping[str, Any]) -> TutorReviewOut:
         created_at=row["created_at"].astimezone(UTC),
         response=ReviewResponseOut(reply, row["response_at"].astimezone(UTC)) if reply is not None else None,
     )
+
+
+def tutor_review_page(rows: Sequence[Mapping[str, Any]], next_cursor: str | None) -> TutorReviewPage:
+    """A page of `tutor_reviews` rows."""
+    return TutorReviewPage([tutor_review_out(r) for r in rows], next_cursor)
+
+
+def own_review_page(
+    rows: Sequence[Mapping[str, Any]], next_cursor: str | None, rating_sum: int, rating_count: int
+) -> OwnTutorReviewPage:
+    """A page of the tutor's own reviews and their rating, averaged and rounded as on the public tutor."""
+    average = round(rating_sum / rating_count, 2) if rating_count else None
+    return OwnTutorReviewPage([tutor_review_out(r) for r in rows], next_cursor, average, rating_count)
 
 
 def tutor_detail_out(
