@@ -27,6 +27,8 @@ PUBLIC = {
     ("GET", f"{API}/tutors"),
     ("GET", f"{API}/tutors/{{tutor_id}}"),
     ("GET", f"{API}/tutors/{{tutor_id}}/slots"),
+    ("GET", f"{API}/tutors/{{tutor_id}}/reviews"),
+    ("GET", f"{API}/packages"),
 }
 BAD_BODY = b'{"tutor_id": "not-a-uuid", "start": '  # truncated JSON
 BAD_QUERY = {"limit": "many", "cursor": "%%%", "from": "yesterday", "as_of": "soon", "status": "?"}

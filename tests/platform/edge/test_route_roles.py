@@ -56,6 +56,8 @@ ROUTES: dict[tuple[str, str], tuple[tuple[str, ...] | None, int | None]] = {
     ("GET", "/api/v1/tutors"): (ANYONE, 200),
     ("GET", "/api/v1/tutors/{tutor_id}"): (ANYONE, 404),
     ("GET", "/api/v1/tutors/{tutor_id}/slots"): (ANYONE, 422),  # from/to are required
+    ("GET", "/api/v1/tutors/{tutor_id}/reviews"): (ANYONE, 404),
+    ("GET", "/api/v1/tutor/reviews"): (TUTOR, 200),
     ("GET", "/api/v1/admin/tutors"): (ADMIN, 200),
     ("GET", "/api/v1/admin/tutors/{tutor_id}"): (ADMIN, 404),
     ("POST", "/api/v1/admin/tutors/{tutor_id}/approve"): (ADMIN, 404),
@@ -68,10 +70,13 @@ ROUTES: dict[tuple[str, str], tuple[tuple[str, ...] | None, int | None]] = {
     ("DELETE", "/api/v1/student/favorites/{tutor_id}"): (STUDENT, None),
     ("GET", "/api/v1/student/profile"): (STUDENT, 200),
     ("PATCH", "/api/v1/student/profile"): (STUDENT, 200),
+    ("GET", "/api/v1/packages"): (ANYONE, 422),  # tutor_id is required
     ("POST", "/api/v1/packages/purchases"): (STUDENT, 422),
+    ("GET", "/api/v1/packages/purchases"): (("student", "finance", "admin"), 200),
     ("GET", "/api/v1/packages/purchases/{purchase_id}"): (("student", "finance", "admin"), 404),
     ("GET", "/api/v1/student/credits"): (STUDENT, 200),
     ("GET", "/api/v1/tutor/earnings"): (TUTOR, 200),
+    ("GET", "/api/v1/tutor/payouts"): (TUTOR, 200),
     ("POST", "/api/v1/admin/purchases/{purchase_id}/refund"): (MONEY, 404),
     ("POST", "/api/v1/webhooks/stripe"): (ANYONE, None),
     ("GET", "/api/v1/finance/accounts/{account}/balance"): (MONEY, None),
