@@ -9,12 +9,16 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import pytest
 import stripe
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from application.settings import Settings
+from domain.purchase import package_offer
 from tests.money.support import API, STRIPE_KEY, bearer, conn_for, head, module_database, ok, problem
 from tests.support.api import register, staff_login
 from tests.support.world import approve_tutor
@@ -176,3 +180,26 @@ def test_a_missing_or_malformed_tutor_id_is_422(shop: Shop) -> None:
     for bad in ("not-a-uuid", "", "123", "%00", "\x00"):
         problem(shop.client.get(url, params={"tutor_id": bad}), 422, "validation-failed")
     problem(shop.client.get(url, params={"tutor_id": shop.tutor_id}, headers={"X-Min-Position": "soon"}), 422)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rate=st.integers(1, 10**6),
+    discounts=st.dictionaries(st.sampled_from(["1", "5", "10", "20"]), st.integers(0, 10_000)),
+)
+def test_package_offer_prices_each_size_half_up_and_a_missing_discount_is_none(
+    rate: int, discounts: dict[str, int]
+) -> None:
+    """The one pricing (in memory): lessons × rate × (10000 − discount) / 10000, half up; sizes without a discount
+    in the settings are sold at full price."""
+    for lessons in SIZES:
+        offer = package_offer(lessons, rate, "EUR", discounts)
+        discount = discounts.get(str(lessons), 0)
+        exact = Fraction(lessons * rate * (10_000 - discount), 10_000)
+        assert offer.amount == int(exact + Fraction(1, 2)), (offer, exact)
+        assert (offer.lessons, offer.minutes, offer.discount_bps, offer.currency) == (
+            lessons,
+            60 * lessons,
+            discount,
+            "EUR",
+        )
