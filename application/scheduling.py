@@ -15,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from application.calendar_feeds import CalendarFeeds
 from application.clock import Clock
 from application.identity import Account
 from application.settings import Settings
@@ -40,11 +41,12 @@ Step = Callable[[Booking, datetime], list[Any] | None]
 
 
 class Scheduling(EventStoreApp):
-    """Bookings and their money; `settlement` settles their credit holds."""
+    """Bookings and their money; `settlement` settles their credit holds; `feeds` issues calendar feed URLs."""
 
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         super().__init__(settings, clock)
         self.settlement = Settlement(self)
+        self.feeds = CalendarFeeds(self)
 
     def _profile(self, tutor_id: UUID) -> TutorProfile:
         try:
