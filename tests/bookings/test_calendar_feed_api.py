@@ -147,3 +147,15 @@ def test_a_long_feed_is_read_page_by_page_each_lesson_once(w: World, monkeypatch
     ids = {ok(w.book(s, at(2, h)), 201)["id"] for h in range(8, 15)}
     monkeypatch.setattr(api.calendar, "PAGE", 2)
     assert set(events(w, issue(w, s))) == ids
+
+
+def test_a_feed_url_is_never_replayed_from_the_idempotency_store(w: World) -> None:
+    """A token-issuing route: replaying would mean keeping the token; the same key issues a new URL each time."""
+    s = w.student()
+    headers = {**s.headers, "Idempotency-Key": f"feed-{s.id}"}
+    answers = [w.seen(w.client.post(f"{API}/me/calendar-feed", json={}, headers=headers)) for _ in range(2)]
+    assert [r.status_code for r in answers] == [201, 201] and "idempotent-replayed" not in answers[1].headers
+    first, second = (r.json()["url"] for r in answers)
+    assert first != second
+    problem(fetch(w, first), 404, "not-found")
+    assert fetch(w, second).status_code == 200
