@@ -21,6 +21,7 @@ from api.admin_users import AdminUsersController
 from api.analytics import AnalyticsController
 from api.audit import AuditController
 from api.bookings import BookingsController, NotificationsController, TutorCalendarController
+from api.calendar import CalendarFeedController, calendar_feed
 from api.console import console_routes, template_config
 from api.deps import providers
 from api.finance import FinanceController, SettingsController
@@ -74,6 +75,8 @@ ROUTES: list[ControllerRouterHandler] = [
     BookingsController,
     NotificationsController,
     TutorCalendarController,
+    CalendarFeedController,
+    calendar_feed,
     AnalyticsController,
     MessagingController,
     ws,

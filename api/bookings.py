@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, Response, get, post
 
-from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services
 from api.guards import BEARER, PARTIES, STUDENT, TUTOR, USER
 from api.params import instant
 from api.schemas.bookings import (
@@ -19,6 +19,7 @@ from api.schemas.bookings import (
     NotificationPage,
     NotificationReadOut,
     ReviewOut,
+    Viewer,
     booking_from_row,
     booking_of,
     notification_from_row,
@@ -33,7 +34,7 @@ from domain.errors import NotFound, ValidationFailed
 STATUSES = tuple(s.value for s in BookingStatus)  # the `status` filter's choices, in the lifecycle's order
 COLS = (
     "booking_id, tutor_id, student_id, subject_id, start_at, end_at, duration_minutes, status, note, policy,"
-    " created_at, pending_reschedule"
+    " created_at, pending_reschedule, meeting_secret"
 )
 
 
@@ -72,10 +73,15 @@ class ResponseIn(msgspec.Struct):
     text: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 
 
+def viewer(request: Request[Account, Any, Any]) -> Viewer:
+    """The caller, as the booking shape needs them (their lessons' meeting links)."""
+    return Viewer(request.user.user_id, services(request.app.state).settings.meeting_url_template)
+
+
 def _answer(request: Request[Account, Any, Any], done: tuple[Booking, int]) -> Response[BookingOut]:
     """A lifecycle command's answer: the booking as saved."""
     booking, position = done
-    return command(request, booking_of(booking), position)
+    return command(request, booking_of(booking, viewer(request)), position)
 
 
 def _aware(name: str, t: datetime) -> datetime:
@@ -100,7 +106,7 @@ class BookingsController(Controller):
             request.user, data.tutor_id, data.subject_id, _aware("start", data.start), data.duration_minutes,
             data.note,
         )  # fmt: skip
-        return command(request, booking_of(booking), position, 201)
+        return command(request, booking_of(booking, viewer(request)), position, 201)
 
     @get("/", sync_to_thread=True, guards=PARTIES)
     def list_bookings(
@@ -135,7 +141,8 @@ class BookingsController(Controller):
             ).fetchall()
         last = rows[n - 1] if len(rows) > n else None
         nxt = encode_cursor([last["start_at"].isoformat(), str(last["booking_id"])]) if last else None
-        return query(BookingPage([booking_from_row(r) for r in rows[:n]], nxt), pos)
+        you = viewer(request)
+        return query(BookingPage([booking_from_row(r, you) for r in rows[:n]], nxt), pos)
 
     @get("/{booking_id:uuid}", sync_to_thread=True, guards=USER)
     def get_booking(self, request: Request[Account, Any, Any], booking_id: UUID) -> Response[BookingOut]:
@@ -145,7 +152,7 @@ class BookingsController(Controller):
             row = conn.execute(f"SELECT {COLS} FROM bookings WHERE booking_id = %s", (booking_id,)).fetchone()
         if row is None or (actor.role != "admin" and actor.user_id not in (row["student_id"], row["tutor_id"])):
             raise NotFound("no such booking")
-        return query(booking_from_row(row), pos)
+        return query(booking_from_row(row, viewer(request)), pos)
 
     @post("/{booking_id:uuid}/confirm", status_code=200, sync_to_thread=True, guards=TUTOR)
     def confirm(
@@ -173,7 +180,9 @@ class BookingsController(Controller):
         reason = data.reason if data else ""
         booking, position = scheduling.cancel(request.user, booking_id, reason)
         return command(
-            request, CancelOut(booking_of(booking), booking.refunded_minutes, booking.forfeited_minutes), position
+            request,
+            CancelOut(booking_of(booking, viewer(request)), booking.refunded_minutes, booking.forfeited_minutes),
+            position,
         )
 
     @post("/{booking_id:uuid}/reschedule", status_code=200, sync_to_thread=True, guards=PARTIES)
@@ -308,4 +317,5 @@ class TutorCalendarController(Controller):
                 f"SELECT {COLS} FROM bookings WHERE tutor_id = %s AND end_at > %s AND start_at < %s ORDER BY start_at",
                 (actor.user_id, frm, to),
             ).fetchall()
-        return query(BookingPage([booking_from_row(r) for r in rows], None), pos)
+        you = viewer(request)
+        return query(BookingPage([booking_from_row(r, you) for r in rows], None), pos)

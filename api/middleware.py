@@ -20,7 +20,7 @@ PREFIX = "/api/v1"
 COMMAND_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 # Token-issuing routes are not replayed: a replay would need the tokens stored, and secrets stay out of storage.
 TOKEN_ROUTES = PREFIX + "/auth/"
-NOT_REPLAYED = (TOKEN_ROUTES,)
+NOT_REPLAYED = (TOKEN_ROUTES, PREFIX + "/me/calendar-feed")
 UNLIMITED = (PREFIX + "/webhooks/",)
 CONSOLE_LOGIN = "/console/login"  # counted with POST /auth/login: one password-guessing budget per IP
 

@@ -7,6 +7,7 @@ its timing and refunds in Booking, holds in CreditAccount."""
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +15,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from application.calendar_feeds import CalendarFeeds
 from application.clock import Clock
 from application.identity import Account
 from application.settings import Settings
@@ -28,16 +30,23 @@ from domain.platform import DEFAULT_POLICY, SETTINGS_ID, PlatformSettings
 from domain.subject import Subject
 from domain.tutor import TutorNotBookable, TutorProfile
 
+
+def meeting_secret() -> str:
+    """A new lesson's meeting-room secret: random (128 bits), never derived from the booking."""
+    return secrets.token_urlsafe(16)
+
+
 # What a lifecycle step changed besides the booking, saved with it (None: nothing to do)
 Step = Callable[[Booking, datetime], list[Any] | None]
 
 
 class Scheduling(EventStoreApp):
-    """Bookings and their money; `settlement` settles their credit holds."""
+    """Bookings and their money; `settlement` settles their credit holds; `feeds` issues calendar feed URLs."""
 
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         super().__init__(settings, clock)
         self.settlement = Settlement(self)
+        self.feeds = CalendarFeeds(self)
 
     def _profile(self, tutor_id: UUID) -> TutorProfile:
         try:
@@ -94,7 +103,7 @@ class Scheduling(EventStoreApp):
             account.hold(str(booking.id), str(tutor_id), minutes, now, policy.commission_bps)
             extra: list[Any] = []
             if tutor.confirms_by_itself(start, now):
-                booking.confirm(None, auto=True)
+                booking.confirm(None, meeting_secret(), auto=True)
                 extra.append(self._unlock(booking, got.get(Thread, thread_id)))
             return booking, self.record(booking, *calendars, account, *extra)
 
@@ -120,10 +129,11 @@ class Scheduling(EventStoreApp):
     # and the position of its last event.
 
     def confirm(self, actor: Account, booking_id: UUID) -> tuple[Booking, int]:
-        """The tutor accepts a pending request; the pair may see each other's contact details from now on."""
+        """The tutor accepts a pending request; the pair may see each other's contact details from now on, and the
+        lesson gets its meeting room."""
 
         def step(b: Booking, now: datetime) -> list[Any]:
-            b.confirm(actor.user_id, now=now)
+            b.confirm(actor.user_id, meeting_secret(), now=now)
             return [self._unlock(b)]
 
         return self._change(booking_id, actor, step)

@@ -8,6 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+DEFAULT_MEETING_URL_TEMPLATE = "https://meet.jit.si/tutorconnect-{booking_id}-{secret}"
 DEFAULT_RATE_LIMITS = "register=5/minute,login=10/minute,default=20/minute"
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -37,6 +38,13 @@ def _parse(text: str) -> dict[str, RateLimit]:
     return out
 
 
+def _meeting_url_template(template: str) -> str:
+    """MEETING_URL_TEMPLATE must name `{secret}`: without it a lesson's link could be guessed from its id."""
+    if "{secret}" not in template:
+        raise SystemExit("MEETING_URL_TEMPLATE must contain {secret} (and may contain {booking_id})")
+    return template
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything configurable about one process."""
 
@@ -64,6 +72,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pre_ping: bool = False
     aggregate_cache: int = 10000
     console_insecure_cookies: bool = False
+    meeting_url_template: str = DEFAULT_MEETING_URL_TEMPLATE
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -95,6 +104,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             pre_ping=e.get("DB_PRE_PING", "") in ("1", "true", "yes"),
             aggregate_cache=int(e.get("AGGREGATE_CACHE_SIZE", 10000)),
             console_insecure_cookies=e.get("CONSOLE_INSECURE_COOKIES", "") in ("1", "true", "yes"),
+            meeting_url_template=_meeting_url_template(e.get("MEETING_URL_TEMPLATE") or DEFAULT_MEETING_URL_TEMPLATE),
         )
 
     def eventsourcing_env(self) -> dict[str, str]:

@@ -368,7 +368,7 @@ def make_bookings(
             log.add([b], student, "student")
             r = rng.random()
             if r < 0.60:
-                b.confirm(t["id"])
+                b.confirm(t["id"], f"bench{rng.getrandbits(96):024x}")
                 log.add([b], t["id"], "tutor")
             elif r < 0.65:
                 b.cancel(student, "", now)
@@ -398,7 +398,7 @@ def make_reviews(
         b = Booking.request(
             student, t["id"], rng.choice(t["subjects"]), start, 60, "", pol, 1, start - timedelta(days=2)
         )
-        b.confirm(t["id"])
+        b.confirm(t["id"], f"bench{rng.getrandbits(96):024x}")
         b.complete(None, now, auto=True)
         rating = max(1, min(5, round(rng.gauss(quality[t["id"]], 0.8))))
         b.add_review(student, rating, "Great lesson" if rating >= 4 else "OK", now)

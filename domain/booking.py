@@ -36,6 +36,9 @@ class BookingStatus(StrEnum):
 
 DURATIONS = (30, 60, 90, 120)
 ACTIVE = (BookingStatus.PENDING, BookingStatus.CONFIRMED)
+# a lesson has a meeting room from its confirmation on, until it is called off
+MEETS = (BookingStatus.CONFIRMED, BookingStatus.COMPLETED, BookingStatus.NO_SHOW)
+_URLSAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 NO_SHOW_AFTER = timedelta(minutes=10)
 
 
@@ -53,6 +56,12 @@ def lapses_at(requested_at: datetime, start: datetime, policy: Policy | Mapping[
 def completes_by_itself_at(end: datetime, policy: Policy | Mapping[str, Any]) -> datetime:
     """When a confirmed lesson nobody marked completes by itself: its auto-complete delay after its end."""
     return end + _timing(policy, "auto_complete_hours")
+
+
+def meets(status: str, meeting_secret: str | None) -> bool:
+    """Whether a lesson has its meeting room now: from its confirmation on, not once declined, expired or cancelled
+    (`status` and `meeting_secret` as the booking keeps them, or as the read model copies them)."""
+    return meeting_secret is not None and status in MEETS
 
 
 class BookingConflict(DomainError):
@@ -100,6 +109,7 @@ class Booking(Aggregate):
         self.review_response: ReviewResponse | None = None
         self.refunded_minutes = 0
         self.forfeited_minutes = 0
+        self.meeting_secret: str | None = None
 
     @classmethod
     def request(
@@ -149,19 +159,36 @@ class Booking(Aggregate):
         if self.status not in statuses:
             raise WrongStatus(f"booking is {self.status}")
 
-    def confirm(self, actor_id: UUID | None, auto: bool = False, now: datetime | None = None) -> None:
+    def confirm(
+        self, actor_id: UUID | None, meeting_secret: str, auto: bool = False, now: datetime | None = None
+    ) -> None:
         """The tutor (or auto-confirm) accepts a pending request, not once it has lapsed (even if the sweep that
-        records the expiry has not run yet)."""
+        records the expiry has not run yet); `meeting_secret` (random, URL-safe, made by the caller) names the
+        lesson's meeting room for good, reschedules included."""
         if not auto and self._party(actor_id) is not Party.TUTOR:
             raise Forbidden("only the tutor confirms")
         self._need(BookingStatus.PENDING)
         if now is not None and now >= self.expires_at:
             raise WrongStatus("the request has expired")
-        self._confirmed(auto=auto)
+        if len(meeting_secret) < 16 or not _URLSAFE.issuperset(meeting_secret):
+            raise ValueError("a meeting secret is at least 16 URL-safe characters")
+        self._confirmed(auto=auto, meeting_secret=meeting_secret)
 
-    @event("Confirmed")
-    def _confirmed(self, auto: bool) -> None:
+    class Confirmed(Aggregate.Event):
+        """v2 records the meeting room's secret; v1 (before meeting links) had none."""
+
+        auto: bool
+        meeting_secret: str | None
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state["meeting_secret"] = None  # confirmed before meeting links: no room
+
+    @event(Confirmed)
+    def _confirmed(self, auto: bool, meeting_secret: str | None) -> None:
         self.status = BookingStatus.CONFIRMED
+        self.meeting_secret = meeting_secret
 
     def decline(self, actor_id: UUID) -> None:
         """The tutor turns a pending request down (the hold is released)."""

@@ -33,6 +33,7 @@ COLUMNS = (
     "refunded_minutes",
     "forfeited_minutes",
     "reminded",
+    "meeting_secret",
     "updated_position",
 )
 REVIEW_COLUMNS = ("booking_id", "tutor_id", "rating", "text", "created_at", "response_text", "response_at")
@@ -120,6 +121,7 @@ def _requested(bid: Any, d: dict[str, Any], position: int) -> dict[str, Any]:
         "refunded_minutes": None,
         "forfeited_minutes": None,
         "reminded": False,
+        "meeting_secret": None,
         "updated_position": position,
     }
 
@@ -177,7 +179,8 @@ def _row(change: Callable[[Row, dict[str, Any]], None], busy: bool = False) -> C
 # What each event the projection reads does to the batch's rows; `topics` is these classes.
 ON_EVENT: dict[type, Callable[[BookingBatch, Envelope], None]] = {
     Booking.Requested: BookingBatch.requested,
-    Booking.Confirmed: _row(lambda row, d: row.update(status="confirmed")),
+    # a v1 Confirmed (before meeting links) has no secret: no room
+    Booking.Confirmed: _row(lambda row, d: row.update(status="confirmed", meeting_secret=d.get("meeting_secret"))),
     Booking.Declined: _row(_ended("declined"), busy=True),
     Booking.Expired: _row(_ended("expired"), busy=True),
     Booking.Cancelled: _row(_ended("cancelled"), busy=True),
@@ -202,7 +205,7 @@ class Bookings(FoldedProjection):
     the rows written back with one DELETE and one COPY."""
 
     name = "bookings"
-    version = 2
+    version = 3
     tables = ("bookings", "tutor_reviews", "tutor_calendar")
     topics = tuple(topic_of(c) for c in ON_EVENT)
     fold = BookingBatch

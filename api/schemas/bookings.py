@@ -4,6 +4,7 @@ Booking for command answers and from a bookings read-model row for queries."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
@@ -11,7 +12,7 @@ from uuid import UUID
 import msgspec
 
 from api.schemas.common import ReviewResponseOut
-from domain.booking import Booking
+from domain.booking import Booking, meets
 from domain.booking_values import Party, Proposal
 from domain.platform import Policy
 
@@ -49,6 +50,7 @@ class BookingOut(msgspec.Struct):
     policy: BookingPolicyOut
     created_at: datetime
     pending_reschedule: RescheduleOut | None
+    meeting_url: str | None
 
 
 class BookingPage(msgspec.Struct):
@@ -94,6 +96,13 @@ class NotificationPage(msgspec.Struct):
     next_cursor: str | None
 
 
+class CalendarFeedOut(msgspec.Struct):
+    """A secret calendar URL (iCalendar) of the caller's lessons; anyone holding it can read them until it is
+    replaced."""
+
+    url: str
+
+
 class NotificationReadOut(msgspec.Struct):
     """A notification marked read."""
 
@@ -101,7 +110,25 @@ class NotificationReadOut(msgspec.Struct):
     read: bool
 
 
+@dataclass(frozen=True)
+class Viewer:
+    """Who looks at bookings and how lessons' meeting links are made (MEETING_URL_TEMPLATE): a booking's link is
+    shown to its student and its tutor only, anyone else (an admin) sees null."""
+
+    user_id: UUID
+    meeting_url_template: str
+
+    def meeting_url(
+        self, booking_id: Any, student_id: Any, tutor_id: Any, status: str, secret: str | None
+    ) -> str | None:
+        """The lesson's meeting link for this viewer, or None (not a party; not confirmed; called off)."""
+        if secret is None or not meets(status, secret) or self.user_id not in (student_id, tutor_id):
+            return None
+        return self.meeting_url_template.replace("{booking_id}", str(booking_id)).replace("{secret}", secret)
+
+
 def _booking(
+    viewer: Viewer,
     booking_id: Any,
     tutor_id: Any,
     student_id: Any,
@@ -114,6 +141,7 @@ def _booking(
     policy: Mapping[str, Any] | Policy,
     created_at: datetime,
     proposal: Mapping[str, Any] | Proposal | None,
+    meeting_secret: str | None,
 ) -> BookingOut:
     """The booking shape, built here only (`booking_of`, `booking_from_row`); the policy and the proposal as the
     booking keeps them (values) or as the row keeps them (JSON: `{start, proposed_by}` with `start` ISO text)."""
@@ -122,22 +150,24 @@ def _booking(
         msgspec.convert(policy, BookingPolicyOut, from_attributes=True),
         created_at,
         None if proposal is None else msgspec.convert(proposal, RescheduleOut, from_attributes=True),
+        viewer.meeting_url(booking_id, student_id, tutor_id, status, meeting_secret),
     )  # fmt: skip
 
 
-def booking_of(b: Booking) -> BookingOut:
+def booking_of(b: Booking, viewer: Viewer) -> BookingOut:
     """A Booking aggregate (command answers)."""
     return _booking(
-        b.id, b.tutor_id, b.student_id, b.subject_id, b.start, b.end, b.duration_minutes, b.status, b.note,
-        b.policy, b.requested_at, b.pending_reschedule,
+        viewer, b.id, b.tutor_id, b.student_id, b.subject_id, b.start, b.end, b.duration_minutes, b.status, b.note,
+        b.policy, b.requested_at, b.pending_reschedule, b.meeting_secret,
     )  # fmt: skip
 
 
-def booking_from_row(r: Mapping[str, Any]) -> BookingOut:
+def booking_from_row(r: Mapping[str, Any], viewer: Viewer) -> BookingOut:
     """A bookings read-model row (queries)."""
     return _booking(
-        r["booking_id"], r["tutor_id"], r["student_id"], r["subject_id"], r["start_at"], r["end_at"],
+        viewer, r["booking_id"], r["tutor_id"], r["student_id"], r["subject_id"], r["start_at"], r["end_at"],
         r["duration_minutes"], r["status"], r["note"], r["policy"], r["created_at"], r["pending_reschedule"],
+        r["meeting_secret"],
     )  # fmt: skip
 
 

@@ -18,6 +18,9 @@ CREATE TABLE {bookings} (
     refunded_minutes integer,
     forfeited_minutes integer,
     reminded boolean NOT NULL DEFAULT false,
+    -- names the lesson's meeting room once confirmed (a per-booking link, not a credential; the API shows the
+    -- link built from it to the booking's two parties only)
+    meeting_secret text,
     updated_position bigint NOT NULL
 );
 CREATE INDEX {bookings}_student_idx ON {bookings} (student_id, start_at, booking_id);

@@ -27,7 +27,7 @@ PDF = b"%PDF-1.7 x"
 
 def confirmed() -> Booking:
     b = Booking.request(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), T0 + timedelta(days=2), 60, "", DEFAULT_POLICY, 1, T0)
-    b.confirm(b.tutor_id, now=T0)
+    b.confirm(b.tutor_id, "m" * 22, now=T0)
     return b
 
 

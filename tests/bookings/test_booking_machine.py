@@ -5,7 +5,9 @@ What must hold: only the tutor confirms, declines, completes and marks a no-show
 min(requested + pending expiry, start) and cannot be confirmed after; a student cannot cancel once the lesson has
 started; a cancellation or no-show splits the duration exactly into refunded and forfeited minutes (late student
 cancellations by the policy's basis points, rounded half up); a lesson completes only after its end; a proposal is
-answered only by the other party; ended bookings never change; the recorded events replay to the same state."""
+answered only by the other party; ended bookings never change; the meeting secret given at confirmation is the
+booking's for good (reschedules keep it) and a room exists only while confirmed, completed or marked a no-show; the
+recorded events replay to the same state."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from domain.booking import NO_SHOW_AFTER, Booking
+from domain.booking import NO_SHOW_AFTER, Booking, meets
 from domain.errors import DomainError, Forbidden, WrongStatus
 from domain.money import bps_of
 from domain.platform import Policy
@@ -32,6 +34,7 @@ POLICY = Policy(
     pending_expiry_hours=24,
     auto_complete_hours=24,
 )
+SECRET = "Zm9vYmFyYmF6cXV4LV8x"  # 20 URL-safe characters, as Scheduling makes them (longer)
 ENDED = ("declined", "expired", "cancelled", "completed", "no_show")
 
 
@@ -47,6 +50,7 @@ class BookingMachine(RuleBasedStateMachine):
         self.status = "pending"
         self.start = NOW + timedelta(hours=30)
         self.proposal: tuple[datetime, str] | None = None
+        self.secret: str | None = None
 
     def party(self, who: str) -> uuid.UUID:
         return {"student": self.student, "tutor": self.tutor, "stranger": self.stranger}[who]
@@ -86,9 +90,10 @@ class BookingMachine(RuleBasedStateMachine):
             expected = Forbidden
         elif self.status != "pending" or lapsed:
             expected = WrongStatus
-        self.attempt(expected, lambda: self.booking.confirm(self.party(who), now=self.now))
+        secret = uuid.uuid4().hex  # a new one each attempt: only the first confirmation's may stick
+        self.attempt(expected, lambda: self.booking.confirm(self.party(who), secret, now=self.now))
         if expected is None:
-            self.status = "confirmed"
+            self.status, self.secret = "confirmed", secret
 
     @rule(who=st.sampled_from(["student", "tutor"]))
     def decline(self, who: str) -> None:
@@ -184,13 +189,24 @@ class BookingMachine(RuleBasedStateMachine):
         assert (b.pending_reschedule is None) == (self.proposal is None)
         if b.status in ("cancelled", "no_show"):
             assert b.refunded_minutes + b.forfeited_minutes == 60
+        assert b.meeting_secret == self.secret
+        assert meets(b.status, b.meeting_secret) == (self.status in ("confirmed", "completed", "no_show"))
 
     @invariant()
     def the_events_replay_to_the_same_state(self) -> None:
         replayed: Any = None
         for e in self.events:
             replayed = e.mutate(replayed)
-        for name in ("status", "start", "end", "pending_reschedule", "refunded_minutes", "forfeited_minutes"):
+        names = (
+            "status",
+            "start",
+            "end",
+            "pending_reschedule",
+            "refunded_minutes",
+            "forfeited_minutes",
+            "meeting_secret",
+        )
+        for name in names:
             assert getattr(replayed, name) == getattr(self.booking, name), name
 
 
@@ -201,7 +217,7 @@ test_booking = BookingMachine.TestCase
 def _confirmed() -> tuple[Booking, uuid.UUID, uuid.UUID]:
     student, tutor = uuid.uuid4(), uuid.uuid4()
     b = Booking.request(student, tutor, uuid.uuid4(), NOW + timedelta(hours=30), 60, "", POLICY, 1, NOW)
-    b.confirm(tutor, now=NOW)
+    b.confirm(tutor, SECRET, now=NOW)
     return b, student, tutor
 
 
@@ -230,6 +246,26 @@ def test_the_boundaries_of_the_lesson_rules() -> None:
     assert b.status == "completed"
     lapsing = Booking.request(student, tutor, uuid.uuid4(), start, 60, "", POLICY, 1, NOW)
     with pytest.raises(WrongStatus):
-        lapsing.confirm(tutor, now=NOW + timedelta(hours=24))
+        lapsing.confirm(tutor, SECRET, now=NOW + timedelta(hours=24))
     assert not lapsing.expire(NOW + timedelta(hours=24) - timedelta(seconds=1))
     assert lapsing.expire(NOW + timedelta(hours=24))
+
+
+def test_the_meeting_secret_is_recorded_at_confirmation_and_kept_across_a_reschedule() -> None:
+    b, student, tutor = _confirmed()
+    confirmed = [e for e in b.collect_events() if isinstance(e, Booking.Confirmed)]
+    assert [e.meeting_secret for e in confirmed] == [SECRET]
+    b.propose(student, NOW + timedelta(hours=48))
+    b.answer_reschedule(tutor, True)
+    assert b.start == NOW + timedelta(hours=48) and b.meeting_secret == SECRET and meets(b.status, SECRET)
+    assert all("meeting_secret" not in vars(e) for e in b.collect_events())  # a reschedule records no new room
+    b.cancel(tutor, "ill", NOW)
+    assert b.meeting_secret == SECRET and not meets(b.status, b.meeting_secret)
+
+
+def test_a_confirmation_needs_an_unguessable_url_safe_secret() -> None:
+    b = Booking.request(uuid.uuid4(), uuid.uuid4(), uuid.uuid4(), NOW + timedelta(hours=30), 60, "", POLICY, 1, NOW)
+    for bad in ("", "short", "x" * 15, "a/b?c#d" * 4, "spaces are not ok!!"):
+        with pytest.raises(ValueError):
+            b.confirm(b.tutor_id, bad, now=NOW)
+    assert b.status == "pending" and b.meeting_secret is None

@@ -97,6 +97,7 @@ class Bk:
     proposal: tuple[datetime, str] | None = None
     captured: int | None = None  # minutes the policy captures once resolved
     weeks: set[str] = field(default_factory=set)
+    secret: str | None = None  # the meeting secret first seen stored
 
     @property
     def end(self) -> datetime:
@@ -552,6 +553,18 @@ def make_machine(w: World) -> type[RuleBasedStateMachine]:
                 s = stored[b.id]
                 assert s.status == b.status, (b, s.status, self.log[-5:])
                 assert (s.start, s.duration_minutes) == (b.start, b.duration), b
+            # A lesson gets its meeting secret when confirmed (by hand or by itself) and keeps it, moved or ended;
+            # a request never confirmed has none; no two lessons share one.
+            for b in self.bookings:
+                s = stored[b.id]
+                b.secret = b.secret or s.meeting_secret
+                assert s.meeting_secret == b.secret, b
+                if b.status in ("pending", "declined", "expired"):
+                    assert s.meeting_secret is None, b
+                elif b.status != "cancelled":
+                    assert s.meeting_secret is not None and len(s.meeting_secret) >= 16, b
+            secrets = [b.secret for b in self.bookings if b.secret]
+            assert len(secrets) == len(set(secrets))
             # No tutor has two overlapping active bookings.
             for t in TUTORS:
                 active = sorted((s.start, s.end, s.id) for s in stored.values() if s.status in ACTIVE and

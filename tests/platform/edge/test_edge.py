@@ -29,6 +29,7 @@ PUBLIC = {
     ("GET", f"{API}/tutors/{{tutor_id}}/slots"),
     ("GET", f"{API}/tutors/{{tutor_id}}/reviews"),
     ("GET", f"{API}/packages"),
+    ("GET", f"{API}/calendar/{{feed}}"),  # a calendar feed: its secret token is the credential
 }
 BAD_BODY = b'{"tutor_id": "not-a-uuid", "start": '  # truncated JSON
 BAD_QUERY = {"limit": "many", "cursor": "%%%", "from": "yesterday", "as_of": "soon", "status": "?"}

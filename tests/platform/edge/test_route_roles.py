@@ -101,6 +101,8 @@ ROUTES: dict[tuple[str, str], tuple[tuple[str, ...] | None, int | None]] = {
     ("GET", "/api/v1/notifications"): (USERS, 200),
     ("POST", "/api/v1/notifications/{notification_id}/read"): (USERS, 404),
     ("GET", "/api/v1/tutor/calendar"): (TUTOR, None),
+    ("POST", "/api/v1/me/calendar-feed"): (USERS, 201),
+    ("GET", "/api/v1/calendar/{feed}"): (ANYONE, 404),
     ("GET", "/api/v1/admin/exports/{dataset}"): (ADMIN, 404),
     ("GET", "/api/v1/admin/analytics/overview"): (ADMIN, 200),
     ("GET", "/api/v1/admin/analytics/timeseries"): (ADMIN, None),

@@ -171,7 +171,9 @@ def _populate(w: World, http: httpx.Client) -> None:
     notes = wait_until(
         lambda: ok(http.get(f"{API}/notifications", headers=auth("tutor")))["items"], timeout=15, what="a notification"
     )
+    feed = ok(http.post(f"{API}/me/calendar-feed", headers=auth("student")), 201)["url"]
     w.ids.update(
+        feed=feed.rsplit("/", 1)[1],
         tutor_id=tutor_id,
         student_id=student_id,
         user_id=student_id,

@@ -32,6 +32,9 @@ CreditRefunded {"student_id":"00000000-0000-0000-0000-000000000001","lot_id":"lo
 """
 )
 BOOKING, CREDIT = RECORDED[:3], RECORDED[3:]
+SECRET = "m" * 22
+# Confirmed is at class_version 2 since meeting links: it records the lesson's meeting secret
+CONFIRMED_V2 = ("Confirmed", f'{{"auto":false,"meeting_secret":"{SECRET}","class_version":2}}')
 POLICY_JSON = (
     '{"cancellation_window_hours":12,"late_cancel_refund_bps":5000,"no_show_refund_bps":0,"commission_bps":2000,'
     '"pending_expiry_hours":24,"auto_complete_hours":24}'
@@ -40,9 +43,9 @@ POLICY_JSON = (
 
 def test_the_recorded_json_is_what_it_was() -> None:
     b = Booking.request(S, T, SUB, T0 + timedelta(hours=30), 60, "hi", DEFAULT_POLICY, 3, T0)
-    b.confirm(T, now=T0)
+    b.confirm(T, SECRET, now=T0)
     b.cancel(S, "late", T0 + timedelta(hours=25))
-    assert recorded(b.collect_events()) == BOOKING
+    assert recorded(b.collect_events()) == [BOOKING[0], CONFIRMED_V2, BOOKING[2]]
     a = CreditAccount(student_id=S)
     a.grant("lot-a", "p-a", str(T), 60, 4000, "USD", T0 + timedelta(days=1))
     a.grant("lot-b", "p-b", str(T), 120, 7001, "USD", T0 + timedelta(days=2))
@@ -66,6 +69,12 @@ def test_old_streams_replay_into_typed_state() -> None:
     hold = a.holds["bk-1"]
     assert hold.parts == (Part("lot-a", 60, 4000), Part("lot-b", 30, 1750))
     assert hold.state is HoldState.CANCELLED and hold.commission_bps == 2000
+
+
+def test_a_confirmation_recorded_before_meeting_links_loads_without_a_room() -> None:
+    old = replay(Booking, BOOKING[:2])
+    assert old.status is BookingStatus.CONFIRMED and old.meeting_secret is None
+    assert replay(Booking, [BOOKING[0], CONFIRMED_V2]).meeting_secret == SECRET
 
 
 def test_a_request_recorded_before_the_timings_keeps_the_one_day_defaults() -> None:

@@ -39,12 +39,14 @@ DocumentUploaded {"document_id":"00000000-0000-0000-0000-000000000007","size":90
 )
 BOOKING, PROFILE = RECORDED[:9], RECORDED[9:]
 PDF = b"%PDF-1.4 x"
+SECRET = "m" * 22
+CONFIRMED_V2 = ("Confirmed", f'{{"auto":false,"meeting_secret":"{SECRET}","class_version":2}}')  # since meeting links
 
 
 def lesson() -> Booking:
     """A booking moved once (one proposal rejected, one accepted), completed, reviewed and answered."""
     b = Booking.request(S, T, SUB, T0 + timedelta(hours=30), 60, "hi", DEFAULT_POLICY, 3, T0)
-    b.confirm(T, now=T0)
+    b.confirm(T, SECRET, now=T0)
     b.propose(S, T0 + timedelta(hours=32))
     b.answer_reschedule(T, False)
     b.propose(T, T0 + timedelta(hours=33))
@@ -56,7 +58,7 @@ def lesson() -> Booking:
 
 
 def test_the_recorded_json_is_what_it_was() -> None:
-    assert recorded(lesson().collect_events()) == BOOKING
+    assert recorded(lesson().collect_events()) == [CONFIRMED_V2 if n == "Confirmed" else (n, j) for n, j in BOOKING]
     p = TutorProfile(tutor_id=T)
     p.request_document(DOC, "cv.pdf", "application/pdf", 1000, "tutors/x/cv.pdf", T0)
     p.complete_document(
