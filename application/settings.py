@@ -64,6 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pre_ping: bool = False
     aggregate_cache: int = 10000
     console_insecure_cookies: bool = False
+    presence_ttl_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -95,6 +96,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             pre_ping=e.get("DB_PRE_PING", "") in ("1", "true", "yes"),
             aggregate_cache=int(e.get("AGGREGATE_CACHE_SIZE", 10000)),
             console_insecure_cookies=e.get("CONSOLE_INSECURE_COOKIES", "") in ("1", "true", "yes"),
+            presence_ttl_s=float(e.get("PRESENCE_TTL_S", 30.0)),
         )
 
     def eventsourcing_env(self) -> dict[str, str]:
