@@ -29,7 +29,8 @@ from api.identity import IdentityController
 from api.messaging import MessagingController
 from api.money import MoneyController
 from api.openapi import LocalSwaggerPage, document_problems, operation_id
-from api.realtime import ws
+from api.presence import Presence
+from api.realtime import Counterparts, Hub, ws
 from api.services import Services
 from api.students import StudentController
 from api.subjects import AdminSubjectsController, SubjectsController
@@ -130,8 +131,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     svc = Services.build(settings)
     svc.extras["storage_check"] = storage_check(settings)
+    hub = svc.extras["hub"] = Hub(settings.database_url, Counterparts(svc.async_reads))
+    presence = svc.extras["presence"] = Presence(settings.redis_url, settings.presence_ttl_s, hub.presence_changed)
 
     async def shutdown() -> None:
+        await presence.stop()
         await svc.aclose()
         svc.close()
 
@@ -150,7 +154,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=MAX_BODY,
         before_send=[middleware.stamp_headers],
         before_request=refuse_unstorable,
-        on_startup=[document_problems, tune_gc],
+        on_startup=[document_problems, tune_gc, presence.start],
         on_shutdown=[shutdown],
         debug=False,
     )

@@ -9,8 +9,9 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 
-from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading
+from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, services
 from api.guards import BEARER, USER
+from api.presence import Presence
 from api.schemas.messaging import (
     MessageAttachmentUploadOut,
     MessageOut,
@@ -20,6 +21,8 @@ from api.schemas.messaging import (
     ThreadParticipantsOut,
     attachment_upload_out,
     message_out,
+    other_of,
+    other_party_out,
     sent_message_out,
     thread_out,
     thread_participants_out,
@@ -89,7 +92,8 @@ class MessagingController(Controller):
     def threads(
         self, request: Request[Account, Any, Any], limit: int | None = None, cursor: str | None = None
     ) -> Response[ThreadPage]:
-        """The caller's threads, most recent activity first, with unread counts and the last message."""
+        """The caller's threads, most recent activity first, with unread counts, the last message and the other
+        party (online: they have a WebSocket open; api/presence.py)."""
         actor = request.user
         n = limit_of(limit)
         where: list[str] = ["%s = ANY(t.participant_ids)"]
@@ -98,17 +102,28 @@ class MessagingController(Controller):
         if after is not None:
             where.append("t.last_position < %s")
             params.append(int(after))
-        with reading(request, ("messaging",), actor) as (conn, pos):
+        with reading(request, ("messaging", "users_directory"), actor) as (conn, pos):
             rows = conn.execute(
                 "SELECT t.thread_id, t.participant_ids, t.last_message, t.last_position, (SELECT count(*) FROM"
                 " thread_messages m WHERE m.thread_id = t.thread_id AND m.sender_id <> %s AND m.position >"
                 " coalesce((SELECT r.read_position FROM thread_reads r WHERE r.thread_id = t.thread_id AND"
-                f" r.user_id = %s), 0)) AS unread FROM threads t WHERE {' AND '.join(where)}"
-                " ORDER BY t.last_position DESC LIMIT %s",
-                (actor.user_id, actor.user_id, *params, n + 1),
+                " r.user_id = %s), 0)) AS unread, (SELECT u.full_name FROM users_directory u WHERE u.user_id ="
+                " (SELECT p FROM unnest(t.participant_ids) AS p WHERE p <> %s LIMIT 1)) AS other_name"
+                f" FROM threads t WHERE {' AND '.join(where)} ORDER BY t.last_position DESC LIMIT %s",
+                (actor.user_id, actor.user_id, actor.user_id, *params, n + 1),
             ).fetchall()
+        others = {r["thread_id"]: other_of(r["participant_ids"], actor.user_id) for r in rows[:n]}
+        presence: Presence = services(request.app.state).extras["presence"]
+        seen = presence.seen(str(o) for o in others.values())
         items = [
-            thread_out(r["thread_id"], r["participant_ids"], int(r["unread"]), r["last_message"]) for r in rows[:n]
+            thread_out(
+                r["thread_id"],
+                r["participant_ids"],
+                int(r["unread"]),
+                r["last_message"],
+                other_party_out(others[r["thread_id"]], r["other_name"], seen[str(others[r["thread_id"]])]),
+            )
+            for r in rows[:n]
         ]
         nxt = encode_cursor(rows[n - 1]["last_position"]) if len(rows) > n else None
         return query(ThreadPage(items, nxt), pos)

@@ -1,7 +1,10 @@
-"""GET /ws?token=: live frames for a user (message.*, booking.updated, notification.created).
+"""GET /ws?token=: live frames for a user (message.*, booking.updated, notification.created, presence).
 
 Each API process runs one hub that follows the event log (LISTEN/NOTIFY on the events table, like the
 projectors) and fans frames out to its own connections, so any number of API processes can serve sockets.
+`presence` frames (`{user_id, online}`) come from Redis instead (api/presence.py: presence is not in the log):
+every process hears each user's first socket opening and last one closing, on whichever process, and sends the
+frame to its own sockets of the other party of each of that user's threads (`Counterparts`).
 
 Sessions end here too: the hub reads the identity events of its users in the same pass, so a socket whose user
 is deactivated or deleted, or whose session is logged out (`User.SessionRevoked` of the token's `sid`), is
@@ -16,6 +19,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -25,8 +29,10 @@ from litestar import WebSocket, websocket
 from psycopg import sql
 
 from api.deps import services
+from api.presence import Presence
 from application.tokens import verify_access
 from domain.errors import DomainError
+from projections.messaging import COUNTERPARTS_SQL
 from projections.runner import CHANNEL, EVENTS_TABLE, event_type
 
 log = logging.getLogger("tutorconnect.ws")
@@ -59,11 +65,40 @@ class Subscription:
             self.frames.put_nowait(None)
 
 
+class Counterparts:
+    """Who shares a thread with a user (the messaging read model), remembered for `keep_s`: a presence change is
+    relayed by every API process, and most users change often (each reconnect) while their threads seldom do. The
+    hub forgets a pair when it reads their `Thread.Opened`, and everything when it starts following the log."""
+
+    def __init__(self, pool: Callable[[], Awaitable[Any]], keep_s: float = 10.0) -> None:
+        self.pool, self.keep_s = pool, keep_s
+        self.known: dict[str, tuple[float, frozenset[str]]] = {}
+
+    async def of(self, user_id: str) -> frozenset[str]:
+        """The other participants of `user_id`'s threads (user id strings)."""
+        hit = self.known.get(user_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        pool = await self.pool()
+        async with pool.connection() as conn:
+            rows = await (await conn.execute(COUNTERPARTS_SQL, (user_id, user_id))).fetchall()
+        found = frozenset(str(r["user_id"]) for r in rows)
+        if len(self.known) > 100_000:
+            self.known.clear()
+        self.known[user_id] = (time.monotonic() + self.keep_s, found)
+        return found
+
+    def forget(self, user_ids: list[str]) -> None:
+        for u in user_ids:
+            self.known.pop(u, None)
+
+
 class Hub:
     """Connections by user id, and the task that follows the log for them."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, counterparts: Counterparts | None = None) -> None:
         self.dsn = dsn
+        self.counterparts = counterparts
         self.queues: dict[str, set[Subscription]] = defaultdict(set)
         self.task: asyncio.Task[None] | None = None
         self.parties: dict[UUID, list[str]] = {}
@@ -88,6 +123,14 @@ class Hub:
         for sub in list(self.queues.get(user_id, ())):
             with contextlib.suppress(asyncio.QueueFull):
                 sub.frames.put_nowait(frame)
+
+    async def presence_changed(self, user_id: str, online: bool) -> None:
+        """A user's first socket opened or last one closed (on any process): tell our sockets of the other party of
+        each of their threads."""
+        if not self.queues or self.counterparts is None:
+            return
+        for uid in await self.counterparts.of(user_id) & self.queues.keys():
+            self._send(uid, "presence", {"user_id": user_id, "online": online})
 
     def _end_sessions(self, user_id: str, kind: str, data: dict[str, Any]) -> None:
         for sub in list(self.queues.get(user_id, ())):
@@ -120,6 +163,8 @@ class Hub:
                     last = int(head[0]) if head else 0
                     note = await (await conn.execute("SELECT coalesce(max(position), 0) FROM notifications")).fetchone()
                     last_note = int(note[0]) if note else 0
+                    if self.counterparts is not None:
+                        self.counterparts.known.clear()  # threads opened while nobody listened
                     self.following.set()
                     while self.queues:
                         last, last_note = await self._pump(conn, last, last_note)
@@ -155,6 +200,8 @@ class Hub:
                 self._end_sessions(str(oid), kind, d)
                 continue
             people = await self._parties_of(conn, oid)
+            if kind == "Thread.Opened" and self.counterparts is not None:
+                self.counterparts.forget(people)
             if kind in THREAD_FRAMES:
                 payload = {
                     "thread_id": str(oid),
@@ -195,6 +242,7 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.close(code=4401, reason="invalid or missing token")
         return
     hub: Hub = svc.extras.setdefault("hub", Hub(svc.settings.database_url))
+    presence: Presence | None = svc.extras.get("presence")
     # Listen before checking the account: a deactivation committed after the check is then heard by the hub.
     sub = hub.subscribe(claims.user_id, claims.session_id)
     try:
@@ -210,6 +258,8 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
         await socket.close(code=1013, reason="live updates unavailable; try again")  # 1013: try again later
         return
     await socket.accept()
+    if presence is not None:
+        presence.connected(claims.user_id)
 
     async def send_frames() -> None:
         while True:
@@ -245,3 +295,5 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
         for t in tasks:
             t.cancel()
         hub.unsubscribe(sub)
+        if presence is not None:
+            presence.disconnected(claims.user_id)

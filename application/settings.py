@@ -73,6 +73,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     aggregate_cache: int = 10000
     console_insecure_cookies: bool = False
     meeting_url_template: str = DEFAULT_MEETING_URL_TEMPLATE
+    presence_ttl_s: float = 30.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -105,6 +106,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             aggregate_cache=int(e.get("AGGREGATE_CACHE_SIZE", 10000)),
             console_insecure_cookies=e.get("CONSOLE_INSECURE_COOKIES", "") in ("1", "true", "yes"),
             meeting_url_template=_meeting_url_template(e.get("MEETING_URL_TEMPLATE") or DEFAULT_MEETING_URL_TEMPLATE),
+            presence_ttl_s=float(e.get("PRESENCE_TTL_S", 30.0)),
         )
 
     def eventsourcing_env(self) -> dict[str, str]:

@@ -11,6 +11,12 @@ from psycopg.types.json import Jsonb
 from domain.messaging import Thread
 from projections.runner import Envelope, Projection, topic_of
 
+# who shares a thread with a user (params: the user's id twice), for presence frames (api/realtime.py Counterparts)
+COUNTERPARTS_SQL = (
+    "SELECT DISTINCT p AS user_id FROM threads, unnest(participant_ids) AS p"
+    " WHERE %s::uuid = ANY(participant_ids) AND p <> %s::uuid"
+)
+
 
 class Messaging(Projection):
     """One row per thread and per message; unread counts come from read positions."""

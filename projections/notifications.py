@@ -1,5 +1,5 @@
-"""notifications: each user's inbox, derived from booking, review and approval events, and the admins' notice of
-each submitted tutor profile."""
+"""notifications: each user's inbox, derived from booking, review and approval events, the admins' notice of
+each submitted tutor profile, and one notice per thread of messages not yet read (thread_notices.py)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from psycopg.types.json import Jsonb
 from domain.booking import Booking
 from domain.ids import NAMESPACE
 from domain.inbox import Inbox
+from domain.messaging import Thread
 from domain.tutor import TutorProfile
 from domain.user import User
 from projections.runner import Envelope, FoldedProjection, by_type, replace_rows, topic_of
+from projections.thread_notices import THREAD_TYPES, ThreadNotices
 
 USER_COLUMNS = ("user_id", "full_name", "role", "active")
 
@@ -54,6 +56,7 @@ class Inboxes:
         )
         self.known: dict[Any, tuple[Any, Any]] = {r[0]: (r[1], r[2]) for r in rows}
         self.users, self.stored_users, self.changed_users = self._load_users(events)
+        self.threads = ThreadNotices(cur, events, t)
 
     def _load_users(self, events: Sequence[Envelope]) -> tuple[dict[UUID, dict[str, Any]], set[UUID], set[UUID]]:
         """The `notification_users` rows this batch reads or changes: users of its user events (but those it
@@ -61,6 +64,7 @@ class Inboxes:
         profiles = {e.aggregate_id: e.data["tutor_id"] for e in events if e.type == "TutorProfile.Created"}
         submitted = [e.aggregate_id for e in events if e.type == "TutorProfile.Submitted"]
         wanted = {e.aggregate_id for e in events if e.type in USER_TYPES and e.type != "User.Registered"}
+        wanted |= {UUID(str(e.data["sender_id"])) for e in events if e.type == "Thread.MessagePosted"}
         for pid in submitted:
             tutor = profiles.get(pid) or (self.known.get(pid) or (None, None))[1]
             if tutor is not None:
@@ -81,10 +85,11 @@ class Inboxes:
             row.update(changes)
             self.changed_users.add(e.aggregate_id)
 
-    def add(self, e: Envelope, user_id: Any, kind: str, data: dict[str, Any]) -> None:
+    def add(self, e: Envelope, user_id: Any, kind: str, data: dict[str, Any]) -> UUID:
         """One notification; its id is derived from the event position so a rebuild gives the same ids."""
         nid = uuid5(NAMESPACE, f"notification:{e.position}:{user_id}")
         self.notices.append((nid, user_id, kind, e.meta.get("recorded_at"), e.position, Jsonb(data)))
+        return nid
 
     def parties_of(self, e: Envelope) -> tuple[Any, Any] | None:
         """(student, tutor) of the booking (the tutor alone, for a tutor profile) the event belongs to."""
@@ -110,9 +115,15 @@ class Inboxes:
             self.cur.execute(
                 f"UPDATE {self.inbox} SET read = true WHERE notification_id = ANY(%s) AND user_id = %s", (ids, user_id)
             )
+        self.threads.write(self.inbox)
 
     def read(self, e: Envelope) -> None:
         self.reads.append((e.data["notification_ids"], e.data["user_id"]))
+        self.threads.inbox_read(e)
+
+    def message_posted(self, e: Envelope) -> None:
+        sender = self.users.get(UUID(str(e.data["sender_id"])))
+        self.threads.posted(e, self.add, sender["full_name"] if sender else None)
 
     def reminded(self, e: Envelope) -> None:
         d = e.data
@@ -225,13 +236,18 @@ ON_EVENT: dict[type, Handler] = {
     User.Deactivated: lambda w, e: w.user(e, active=False),
     User.Reactivated: lambda w, e: w.user(e, active=True),
     User.Deleted: lambda w, e: w.user(e, active=False),
+    Thread.Opened: lambda w, e: w.threads.opened(e),
+    Thread.MessagePosted: Inboxes.message_posted,
+    Thread.ReadUpTo: lambda w, e: w.threads.thread_read(e),
 }
 HANDLERS = by_type(ON_EVENT)
 USER_EVENTS = (User.Registered, User.ProfileUpdated, User.RoleChanged, User.Deactivated, User.Reactivated, User.Deleted)
 USER_TYPES = frozenset(by_type(dict.fromkeys(USER_EVENTS, 0)))  # what notification_users folds
 # the events whose handlers do not look up their booking's parties
 NO_LOOKUP = (
-    frozenset(by_type({Booking.Requested: 0, TutorProfile.Created: 0, Inbox.Read: 0, Inbox.Reminded: 0})) | USER_TYPES
+    frozenset(by_type({Booking.Requested: 0, TutorProfile.Created: 0, Inbox.Read: 0, Inbox.Reminded: 0}))
+    | USER_TYPES
+    | THREAD_TYPES
 )
 
 
@@ -239,10 +255,17 @@ class Notifications(FoldedProjection):
     """Inbox rows, by the handler of each event's type (ON_EVENT), written once per batch (Inboxes)."""
 
     name = "notifications"
-    version = 2  # 2: notification_users (admins and names, for tutor.submitted)
+    # 2: notification_users (admins and names, for tutor.submitted); 3: message.created (projections/thread_notices.py)
+    version = 3
     # one inbox item per event: at worst one notification is missing (and recorded), not every later one
     skippable = True
-    tables = ("notifications", "notification_bookings", "notification_users")
+    tables = (
+        "notifications",
+        "notification_bookings",
+        "notification_users",
+        "notification_threads",
+        "notification_unread_threads",
+    )
     topics = tuple(topic_of(c) for c in ON_EVENT)
     fold = Inboxes
     handlers = HANDLERS

@@ -9,6 +9,7 @@ from uuid import UUID
 
 import msgspec
 
+from api.presence import Seen
 from application.messaging import AttachmentUpload, Messaging
 
 
@@ -33,14 +34,36 @@ class ThreadLastMessageOut(msgspec.Struct):
     created_at: datetime
 
 
+class OtherPartyOut(msgspec.Struct):
+    """The other participant of a thread: `online` while they have a WebSocket open on any API process;
+    `last_seen_at` is the time of this answer while they are online, else when their last socket closed (null if
+    never seen, or while presence cannot be asked)."""
+
+    id: UUID
+    full_name: str
+    online: bool
+    last_seen_at: datetime | None
+
+
+def other_of(participant_ids: list[UUID], me: UUID) -> UUID:
+    """The participant of a pair's thread who is not `me`."""
+    return next((p for p in participant_ids if p != me), me)
+
+
+def other_party_out(user_id: UUID, full_name: str | None, seen: Seen) -> OtherPartyOut:
+    """From the user's id, name (users_directory; empty until it has them) and presence."""
+    return OtherPartyOut(user_id, full_name or "", seen.online, seen.last_seen_at)
+
+
 class ThreadOut(msgspec.Struct):
-    """A thread in the caller's inbox: unread messages from the other party, and the last message (null before the
-    first)."""
+    """A thread in the caller's inbox: unread messages from the other party, the last message (null before the
+    first) and the other party."""
 
     id: UUID
     participant_ids: list[UUID]
     unread_count: int
     last_message: ThreadLastMessageOut | None
+    other_party: OtherPartyOut
 
 
 class ThreadPage(msgspec.Struct):
@@ -50,7 +73,13 @@ class ThreadPage(msgspec.Struct):
     next_cursor: str | None
 
 
-def thread_out(thread_id: UUID, participant_ids: list[UUID], unread: int, last: Mapping[str, Any] | None) -> ThreadOut:
+def thread_out(
+    thread_id: UUID,
+    participant_ids: list[UUID],
+    unread: int,
+    last: Mapping[str, Any] | None,
+    other_party: OtherPartyOut,
+) -> ThreadOut:
     """A thread from its read-model row (`last` is the row's last_message JSON)."""
     last_message = (
         ThreadLastMessageOut(
@@ -59,7 +88,7 @@ def thread_out(thread_id: UUID, participant_ids: list[UUID], unread: int, last: 
         if last is not None
         else None
     )
-    return ThreadOut(thread_id, participant_ids, unread, last_message)
+    return ThreadOut(thread_id, participant_ids, unread, last_message, other_party)
 
 
 class MessageAttachmentOut(msgspec.Struct):

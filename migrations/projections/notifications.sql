@@ -22,3 +22,15 @@ CREATE TABLE {notification_users} (
     role text NOT NULL,
     active boolean NOT NULL
 );
+-- message.created (projections/thread_notices.py): each thread's participants, and the unread notice of each
+-- (user, thread) that has one (while it exists, further messages in the thread add no notification)
+CREATE TABLE {notification_threads} (
+    thread_id uuid PRIMARY KEY,
+    participant_ids uuid[] NOT NULL
+);
+CREATE TABLE {notification_unread_threads} (
+    user_id uuid NOT NULL,
+    thread_id uuid NOT NULL,
+    notification_id uuid NOT NULL UNIQUE,
+    PRIMARY KEY (thread_id, user_id)
+);
