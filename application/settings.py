@@ -64,6 +64,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pre_ping: bool = False
     aggregate_cache: int = 10000
     console_insecure_cookies: bool = False
+    smtp_url: str = ""  # smtp://[user:password@]host:port (smtps:// for TLS from the start); empty: no e-mail
+    smtp_from: str = "TutorConnect <no-reply@tutorconnect.invalid>"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -95,6 +97,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             pre_ping=e.get("DB_PRE_PING", "") in ("1", "true", "yes"),
             aggregate_cache=int(e.get("AGGREGATE_CACHE_SIZE", 10000)),
             console_insecure_cookies=e.get("CONSOLE_INSECURE_COOKIES", "") in ("1", "true", "yes"),
+            smtp_url=e.get("SMTP_URL", ""),
+            smtp_from=e.get("SMTP_FROM") or "TutorConnect <no-reply@tutorconnect.invalid>",
         )
 
     def eventsourcing_env(self) -> dict[str, str]:
