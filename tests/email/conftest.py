@@ -27,8 +27,11 @@ def smtp() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def settings(database: str, redis_url: str, smtp: SmtpServer) -> Settings:
-    """The conftest's settings with SMTP_URL pointing at `smtp` and a 3-connection pool."""
+def settings(request: pytest.FixtureRequest, database: str, redis_url: str, smtp: SmtpServer) -> Settings:
+    """The conftest's settings with a 3-connection pool and SMTP_URL pointing at `smtp` (left unset in a module
+    with `SMTP = False`)."""
+    if not getattr(request.module, "SMTP", True):
+        return make_settings(database, redis_url, pool_size=3)
     return make_settings(
         database, redis_url, pool_size=3, smtp_url=smtp.url, smtp_from="TutorConnect <mail@tutorconnect.test>"
     )
