@@ -130,8 +130,12 @@ class Renderer:
         )
 
 
-class Permanent(Exception):
-    """The server refused this message for good (a 5xx answer)."""
+class Refused(Exception):
+    """The server refused this message (not the connection): for good with a 5xx answer, for now with a 4xx."""
+
+    def __init__(self, detail: str, permanent: bool) -> None:
+        super().__init__(detail)
+        self.permanent = permanent
 
 
 class Mailer:
@@ -155,6 +159,7 @@ class Mailer:
         self.first_retry_s, self.max_retry_s = first_retry_s, max_retry_s
         self.renderer = Renderer()
         self._conn: psycopg.Connection[Any] | None = None
+        self._begun = False  # the first mailer's start is recorded (email_mailer)
 
     @property
     def conn(self) -> psycopg.Connection[Any]:
@@ -193,10 +198,12 @@ class Mailer:
     def enroll(self) -> int:
         """Give each outbox row above the highest enrolled position (and the first mailer's start) a delivery."""
         c = self.conn
-        c.execute(
-            "INSERT INTO email_mailer (id, started_position)"
-            " SELECT 1, coalesce(max(notification_id), 0) FROM tutorconnect_events ON CONFLICT (id) DO NOTHING"
-        )
+        if not self._begun:
+            c.execute(
+                "INSERT INTO email_mailer (id, started_position)"
+                " SELECT 1, coalesce(max(notification_id), 0) FROM tutorconnect_events ON CONFLICT (id) DO NOTHING"
+            )
+            self._begun = True
         return c.execute(
             "INSERT INTO email_deliveries (email_id, position) SELECT email_id, position FROM emails"
             " WHERE position > greatest((SELECT coalesce(max(position), 0) FROM email_deliveries),"
@@ -239,8 +246,8 @@ class Mailer:
                 try:
                     smtp = smtp or self._connect()
                     send(smtp, self.message(row))
-                except Permanent as e:
-                    self._failed(row, str(e), permanent=True)
+                except Refused as e:  # this message only: the connection goes on with the next
+                    self._failed(row, str(e), permanent=e.permanent)
                     continue
                 except (OSError, smtplib.SMTPException) as e:
                     error = f"{type(e).__name__}: {e}"
@@ -283,21 +290,23 @@ class Mailer:
 
     def _connect(self) -> smtplib.SMTP:
         t = self.target
+        if t.tls:
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                t.host, t.port, timeout=SMTP_TIMEOUT_S, context=ssl.create_default_context()
+            )
+        else:
+            smtp = smtplib.SMTP(t.host, t.port, timeout=SMTP_TIMEOUT_S)
         try:
-            if t.tls:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    t.host, t.port, timeout=SMTP_TIMEOUT_S, context=ssl.create_default_context()
-                )
-            else:
-                smtp = smtplib.SMTP(t.host, t.port, timeout=SMTP_TIMEOUT_S)
+            if not t.tls:
                 smtp.ehlo()
                 if smtp.has_extn("starttls"):
                     smtp.starttls(context=ssl.create_default_context())
                     smtp.ehlo()
             if t.user:
-                smtp.login(t.user, t.password)
-        except smtplib.SMTPResponseException as e:
-            raise smtplib.SMTPException(f"{e.smtp_code} {e.smtp_error!r}") from None  # never Permanent: config
+                smtp.login(t.user, t.password)  # a refused login is our configuration: retried, never given up
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     def _failed(self, row: dict[str, Any], error: str, permanent: bool = False) -> None:
@@ -327,15 +336,11 @@ def message_id(email_id: UUID) -> str:
 
 
 def send(smtp: smtplib.SMTP, msg: EmailMessage) -> None:
-    """Send one message; a 5xx answer to it (recipient, sender or data refused for good) is `Permanent`."""
+    """Send one message; the server's refusal of it (recipient, sender or data) is `Refused`, for good if 5xx."""
     try:
         smtp.send_message(msg)
     except smtplib.SMTPRecipientsRefused as e:
         codes = [code for code, _ in e.recipients.values()]
-        if codes and all(code >= 500 for code in codes):
-            raise Permanent(f"recipient refused: {codes}") from None
-        raise
+        raise Refused(f"recipient refused: {codes}", bool(codes) and min(codes) >= 500) from None
     except (smtplib.SMTPDataError, smtplib.SMTPSenderRefused) as e:
-        if e.smtp_code >= 500:
-            raise Permanent(f"{e.smtp_code} {e.smtp_error!r}") from None
-        raise
+        raise Refused(f"{e.smtp_code} {e.smtp_error!r}", e.smtp_code >= 500) from None

@@ -54,7 +54,14 @@ class SmtpServer:
         self.received: list[Received] = []
         self.lock = threading.Lock()
         self.delay_s = 0.0  # how long each DATA takes: a slow server, to stop a mailer mid-way
+        self.refuse: dict[str, str] = {}  # recipient address -> the server's answer to RCPT (e.g. a 550)
         self.controller: Controller | None = None
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd calls it by this name
         if self.delay_s:

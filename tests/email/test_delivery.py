@@ -108,6 +108,30 @@ def test_rows_a_dead_mailer_held_are_sent_by_another_after_the_lease(
     assert [d["attempts"] for d in deliveries(w.dsn)] == [2, 2, 2]
 
 
+def test_a_refused_recipient_is_given_up_after_three_tries_and_the_rest_go_on(
+    client: Any, prepared: Settings, smtp: SmtpServer, start_mailer: Any
+) -> None:
+    w = World(client, prepared)
+    smtp.refuse[w.tutor.email] = "550 5.1.1 no such mailbox"
+    smtp.refuse[w.student.email] = "451 4.3.0 try again later"
+    start_mailer()
+    booking = w.book(START)
+    w.act(w.tutor, booking, "confirm")
+    wait_until(
+        lambda: [d["skipped"] for d in deliveries(w.dsn)][:1] == ["refused: recipient refused: [550]"],
+        20,
+        "the tutor's e-mail given up",
+    )
+    tutor = deliveries(w.dsn)[0]
+    assert tutor["attempts"] == 3 and tutor["sent_at"] is None
+    wait_until(lambda: deliveries(w.dsn)[1]["attempts"] >= 4, 20, "the student's e-mail retried past three tries")
+    assert deliveries(w.dsn)[1]["skipped"] is None  # a 4xx is tried again, not given up
+    del smtp.refuse[w.student.email]
+    smtp.wait_for(1)
+    once_each(smtp, 1)
+    assert smtp.messages()[0].to == [w.student.email]
+
+
 def test_a_rebuilt_outbox_sends_nothing_again(
     client: Any, prepared: Settings, smtp: SmtpServer, start_mailer: Any
 ) -> None:
