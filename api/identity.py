@@ -66,6 +66,7 @@ class MeUpdate(ProfileUpdate):
     """PATCH /me: any subset."""
 
     avatar_url: str | msgspec.UnsetType | None = msgspec.UNSET
+    email_notifications: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class AvatarIn(msgspec.Struct):
@@ -132,7 +133,7 @@ class IdentityController(Controller):
     def update_me(
         self, request: Request[Account, Any, Any], identity: Identity, data: MeUpdate
     ) -> Response[UserAccountOut]:
-        """Change the caller's name, time zone, language, currency or avatar."""
+        """Change the caller's name, time zone, language, currency, avatar or whether they get e-mails."""
         o = identity.update_profile(request.user, data.changes())
         return command(request, UserAccountOut.of(o.user), o.position)
 

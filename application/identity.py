@@ -79,6 +79,7 @@ def user_view(user: User) -> dict[str, Any]:
         "language": user.language,
         "currency": user.currency,
         "avatar_url": user.avatar_url,
+        "email_notifications": user.email_notifications,
     }
 
 

@@ -361,3 +361,16 @@ class Money(EventStoreApp):
             return self.record(account)
 
         return self.command(expire, changes=[account_id])
+
+    def warn_expiring_credits(self, student_id: UUID) -> int:
+        """Record the warning of the student's credit that expires within a week (once per lot)."""
+
+        account_id = CreditAccount.create_id(student_id)
+
+        def warn(got: Loaded) -> int:
+            account = got.get(CreditAccount, account_id) or CreditAccount(student_id=student_id)
+            if not account.warn_expiring(self.now()):
+                return self.head()
+            return self.record(account)
+
+        return self.command(warn, changes=[account_id])

@@ -74,6 +74,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     console_insecure_cookies: bool = False
     meeting_url_template: str = DEFAULT_MEETING_URL_TEMPLATE
     presence_ttl_s: float = 30.0
+    smtp_url: str = ""  # smtp://[user:password@]host:port (smtps:// for TLS from the start); empty: no e-mail
+    smtp_from: str = "TutorConnect <no-reply@tutorconnect.invalid>"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -107,6 +109,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             console_insecure_cookies=e.get("CONSOLE_INSECURE_COOKIES", "") in ("1", "true", "yes"),
             meeting_url_template=_meeting_url_template(e.get("MEETING_URL_TEMPLATE") or DEFAULT_MEETING_URL_TEMPLATE),
             presence_ttl_s=float(e.get("PRESENCE_TTL_S", 30.0)),
+            smtp_url=e.get("SMTP_URL", ""),
+            smtp_from=e.get("SMTP_FROM") or "TutorConnect <no-reply@tutorconnect.invalid>",
         )
 
     def eventsourcing_env(self) -> dict[str, str]:

@@ -6,7 +6,7 @@ are pro rata of each lot's price, rounded deterministically so a lot's parts add
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
@@ -17,6 +17,8 @@ from domain.errors import DomainError, NotFound, ValidationFailed, WrongStatus
 from domain.ids import derived_id
 from domain.money import bps_of
 from domain.values import Value
+
+EXPIRY_WARNING = timedelta(days=7)  # a student hears of unused credit this long before it expires
 
 
 class InsufficientCredit(DomainError):
@@ -55,6 +57,7 @@ class Lot(Value):
     minutes_remaining: int
     value_remaining: int
     state: LotState = LotState.OPEN
+    expiry_warned: bool = False
 
     def less(self, minutes: int, amount: int) -> Lot:
         """This lot with `minutes` worth `amount` taken out of it (negative numbers put them back)."""
@@ -286,6 +289,31 @@ class CreditAccount(Aggregate):
                 currency=lot.currency,
             )
         return len(due)
+
+    def warn_expiring(self, now: datetime) -> int:
+        """Record, once per lot, that unused credit of an open lot expires within EXPIRY_WARNING; returns how many
+        lots were warned of."""
+        due = [
+            lot
+            for lot in self.lots.values()
+            if lot.state is LotState.OPEN
+            and not lot.expiry_warned
+            and lot.minutes_remaining > 0
+            and now < lot.expires_at <= now + EXPIRY_WARNING
+        ]
+        for lot in sorted(due, key=lambda x: x.lot_id):
+            self._expiry_warned(
+                student_id=str(self.student_id),
+                lot_id=lot.lot_id,
+                tutor_id=lot.tutor_id,
+                minutes=lot.minutes_remaining,
+                expires_at=lot.expires_at.isoformat(),
+            )
+        return len(due)
+
+    @event("ExpiryWarned")
+    def _expiry_warned(self, student_id: str, lot_id: str, tutor_id: str, minutes: int, expires_at: str) -> None:
+        self.lots[lot_id] = replace(self.lots[lot_id], expiry_warned=True)
 
     @event("LotExpired")
     def _expired(self, student_id: str, lot_id: str, minutes: int, amount: int, currency: str) -> None:

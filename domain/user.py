@@ -17,7 +17,7 @@ from domain.user_avatar import Avatar, check_reason
 ROLES = ("student", "tutor", "admin", "finance")
 SELF_SERVICE_ROLES = ("student", "tutor")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-PROFILE_FIELDS = ("full_name", "timezone", "language", "currency", "avatar_url")
+PROFILE_FIELDS = ("full_name", "timezone", "language", "currency", "avatar_url", "email_notifications")
 # What an admin may edit of someone else's profile (PATCH /admin/users/{id}); the avatar has its own command
 ADMIN_PROFILE_FIELDS = ("full_name", "timezone", "language", "currency")
 _ZONES: frozenset[str] | None = None
@@ -69,6 +69,8 @@ def check_profile(changes: dict[str, Any], fields: tuple[str, ...] = PROFILE_FIE
             errors.append((key, "an ISO 4217 currency code such as 'USD'"))
         elif key == "avatar_url" and value is not None and (not isinstance(value, str) or len(value) > 2000):
             errors.append((key, "a URL of at most 2000 characters"))
+        elif key == "email_notifications" and not isinstance(value, bool):
+            errors.append((key, "true or false"))
     if errors:
         raise ValidationFailed(errors)
 
@@ -93,6 +95,7 @@ class User(Aggregate):
         self.currency = "USD"
         self.avatar_url: str | None = None  # a picture elsewhere, set through PATCH /me
         self.avatar: Avatar | None = None  # or an uploaded one (never both)
+        self.email_notifications = True  # e-mails of bookings and expiring credit (PATCH /me turns them off)
 
     @classmethod
     def register(cls, email: str, full_name: str, role: str, now: datetime, *, staff: bool = False) -> User:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from projections.audit_log import AuditLog
 from projections.bookings import Bookings
+from projections.emails import Emails
 from projections.ledger import Ledger
 from projections.messaging import Messaging
 from projections.notifications import Notifications
@@ -32,6 +33,7 @@ def all_projections() -> list[Projection]:
         Bookings(),
         Notifications(),
         Messaging(),
+        Emails(),
     ]
 
 

@@ -11,6 +11,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from domain.booking import Booking
+from domain.credits import CreditAccount
 from domain.ids import NAMESPACE
 from domain.inbox import Inbox
 from domain.messaging import Thread
@@ -173,6 +174,13 @@ class Inboxes:
             self.add(e, parties[1], "review.received", {"booking_id": str(e.aggregate_id), "rating": e.data["rating"]})
 
 
+def _credit_expiring(w: Inboxes, e: Envelope) -> None:
+    """Unused credit of a lot expires within a week: the student hears of it once."""
+    d = e.data
+    data = {k: d[k] for k in ("lot_id", "tutor_id", "minutes", "expires_at")}
+    w.add(e, d["student_id"], "credit.expiring", data)
+
+
 Handler = Callable[[Inboxes, Envelope], None]
 
 
@@ -230,6 +238,7 @@ ON_EVENT: dict[type, Handler] = {
     TutorProfile.Rejected: _to_tutor("tutor.rejected"),
     Inbox.Read: Inboxes.read,
     Inbox.Reminded: Inboxes.reminded,
+    CreditAccount.ExpiryWarned: _credit_expiring,
     User.Registered: Inboxes.registered,
     User.ProfileUpdated: Inboxes.profile_updated,
     User.RoleChanged: lambda w, e: w.user(e, role=e.data["role"]),
@@ -256,6 +265,7 @@ class Notifications(FoldedProjection):
 
     name = "notifications"
     # 2: notification_users (admins and names, for tutor.submitted); 3: message.created (projections/thread_notices.py)
+    # and credit.expiring
     version = 3
     # one inbox item per event: at worst one notification is missing (and recorded), not every later one
     skippable = True

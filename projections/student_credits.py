@@ -18,7 +18,7 @@ class StudentCredits(Projection):
     """Lots (remaining minutes and value), open holds (with the tutor's pending net), earnings and payouts."""
 
     name = "student_credits"
-    version = 1
+    version = 2  # 2: expiry_warned (the expiry warning sweep's due work)
     tables = ("student_credit_lots", "student_credit_holds", "tutor_earning_lines")
     topics = tuple(
         topic_of(c)
@@ -28,6 +28,7 @@ class StudentCredits(Projection):
             CreditAccount.HoldResolved,
             CreditAccount.LotExpired,
             CreditAccount.CreditRefunded,
+            CreditAccount.ExpiryWarned,
             TutorPayouts.PayoutRecorded,
         )
     )
@@ -39,7 +40,7 @@ class StudentCredits(Projection):
             if e.type == "CreditAccount.CreditGranted":
                 batch.new_lots[d["lot_id"]] = [
                     d["lot_id"], d["student_id"], d["tutor_id"], d["minutes"], d["minutes"], d["amount"],
-                    d["currency"], d["expires_at"], "open",
+                    d["currency"], d["expires_at"], "open", False,
                 ]  # fmt: skip
             elif e.type == "CreditAccount.CreditHeld":
                 for p in d["parts"]:
@@ -62,6 +63,8 @@ class StudentCredits(Projection):
                 batch.lot(d["lot_id"], -d["minutes"], -d["amount"], state="expired")
             elif e.type == "CreditAccount.CreditRefunded":
                 batch.lot(d["lot_id"], -d["minutes"], -d["amount"])
+            elif e.type == "CreditAccount.ExpiryWarned":
+                batch.warned(d["lot_id"])
             elif e.type == "TutorPayouts.PayoutRecorded":
                 batch.lines.append((e.position, d["tutor_id"], "paid_out", d["amount"], d["currency"], _month(e)))
         batch.write(cur, t["student_credit_lots"], t["student_credit_holds"], t["tutor_earning_lines"])
@@ -80,6 +83,7 @@ class _Batch:
         self.lot_changes: dict[str, list[Any]] = {}  # lot_id -> [minutes delta, value delta, state or None]
         self.new_holds: dict[str, list[Any]] = {}  # booking_id -> the INSERT's row (state updated)
         self.hold_states: dict[str, str] = {}  # booking_id -> its new state
+        self.warned_lots: set[str] = set()  # lots whose expiry warning was recorded
         self.lines: list[tuple[Any, ...]] = []
 
     def lot(self, lot_id: str, minutes: int, amount: int, state: str | None = None) -> None:
@@ -94,6 +98,12 @@ class _Batch:
         change[1] += amount
         change[2] = state or change[2]
 
+    def warned(self, lot_id: str) -> None:
+        if (row := self.new_lots.get(lot_id)) is not None:
+            row[9] = True
+        else:
+            self.warned_lots.add(lot_id)
+
     def hold_state(self, booking_id: str, state: str) -> None:
         row = self.new_holds.get(booking_id)
         if row is not None:
@@ -105,7 +115,7 @@ class _Batch:
         if self.new_lots:
             with cur.copy(
                 f"COPY {lots} (lot_id, student_id, tutor_id, minutes, minutes_remaining, value_remaining, currency,"
-                " expires_at, state) FROM STDIN"
+                " expires_at, state, expiry_warned) FROM STDIN"
             ) as copy:
                 for row in self.new_lots.values():
                     copy.write_row(row)
@@ -118,6 +128,8 @@ class _Batch:
                 " WHERE l.lot_id = c.lot_id",
                 (list(ids), list(minutes), list(values), list(states)),
             )
+        if self.warned_lots:
+            cur.execute(f"UPDATE {lots} SET expiry_warned = true WHERE lot_id = ANY(%s)", (list(self.warned_lots),))
         if self.new_holds:
             with cur.copy(
                 f"COPY {holds} (booking_id, student_id, tutor_id, minutes, amount, net, currency, state) FROM STDIN"

@@ -84,6 +84,38 @@ def sweep_credit_expiry() -> None:
         expire_credits.send(str(student_id))
 
 
+@dramatiq.actor(queue_name="money", max_retries=5)
+def warn_expiring_credits(student_id: str) -> None:
+    """Record the student's warning of credit expiring within a week (once per lot: a repeat records nothing)."""
+    from uuid import UUID
+
+    from application.context import acting
+    from application.money import Money
+    from application.settings import Settings
+
+    settings = Settings.from_env()
+    with acting(actor_role="system", correlation_id=f"warn-expiring-credits-{student_id}"):
+        Money(settings, _clock(settings)).warn_expiring_credits(UUID(student_id))
+
+
+@dramatiq.actor(queue_name="money", max_retries=3)
+def sweep_expiring_credit() -> None:
+    """Find students with unused credit expiring within a week that they were not warned of (student_credits)."""
+    from application.settings import Settings
+    from domain.credits import EXPIRY_WARNING
+
+    settings = Settings.from_env()
+    now = _clock(settings).now()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT student_id FROM student_credit_lots WHERE state = 'open' AND minutes_remaining > 0"
+            " AND NOT expiry_warned AND expires_at > %s AND expires_at <= %s LIMIT 1000",  # student_credit_lots_warn_idx
+            (now, now + EXPIRY_WARNING),
+        ).fetchall()
+    for (student_id,) in rows:
+        warn_expiring_credits.send(str(student_id))
+
+
 def _clock(settings: Any) -> Any:
     from application.clock import Clock
 
@@ -91,6 +123,7 @@ def _clock(settings: Any) -> Any:
 
 
 SCHEDULE.append((sweep_credit_expiry, 5))
+SCHEDULE.append((sweep_expiring_credit, 30))
 
 
 def _scheduling() -> Any:

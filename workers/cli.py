@@ -1,4 +1,4 @@
-"""The `tutorconnect` command: serve, api, projectors, worker, projections, admin."""
+"""The `tutorconnect` command: serve, api, projectors, worker, mailer, projections, admin."""
 
 from __future__ import annotations
 
@@ -52,6 +52,13 @@ def cmd_worker(a: argparse.Namespace) -> int:
     from workers.processes import run_worker
 
     run_worker(a.threads)
+    return 0
+
+
+def cmd_mailer(_: argparse.Namespace) -> int:
+    from workers.processes import run_mailer
+
+    run_mailer()
     return 0
 
 
@@ -240,6 +247,8 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker", help="run the dramatiq worker and sweeper only")
     s.add_argument("--threads", type=int, default=4)
     s.set_defaults(func=cmd_worker)
+    s = sub.add_parser("mailer", help="send the outbox's e-mails over SMTP_URL (nothing without it)")
+    s.set_defaults(func=cmd_mailer)
     s = sub.add_parser("projections", help="operate the read models (status, rebuild, retry)")
     psub = s.add_subparsers(dest="action", required=True, metavar="ACTION")
     ps = psub.add_parser("status", help="each projection's position and lag")

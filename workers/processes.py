@@ -1,4 +1,4 @@
-"""The long-running processes: API server, projectors, dramatiq worker, and the `serve` supervisor."""
+"""The long-running processes: API server, projectors, dramatiq worker, mailer, and the `serve` supervisor."""
 
 from __future__ import annotations
 
@@ -90,8 +90,40 @@ def run_worker(threads: int = 4) -> None:
     worker.stop(timeout=5000)
 
 
+def run_mailer() -> None:
+    """Send the outbox's e-mails until SIGTERM (nothing at all without SMTP_URL)."""
+    settings = Settings.from_env()
+    if not settings.smtp_url:
+        log.info("mailer: SMTP_URL is not set; no e-mail is sent")
+        return
+    prepare(settings)
+    from application.clock import Clock
+    from workers.mailer import Mailer
+
+    stop = threading.Event()
+    _on_term(stop)
+    mailer = Mailer(
+        settings.database_url, settings.smtp_url, settings.smtp_from, Clock(settings.redis_url, settings.test_clock)
+    )
+    log.info("mailer running")
+    mailer.run(stop)
+
+
+def child_specs(host: str, port: int, settings: Settings) -> dict[str, list[str]]:
+    """The child processes `serve` supervises: the mailer only when SMTP_URL is set."""
+    exe = [sys.executable, "-m", "workers.cli"]
+    specs = {
+        "api": [*exe, "api", "--host", host, "--port", str(port)],
+        "projectors": [*exe, "projectors"],
+        "worker": [*exe, "worker"],
+    }
+    if settings.smtp_url:
+        specs["mailer"] = [*exe, "mailer"]
+    return specs
+
+
 def serve(host: str, port: int, say: Callable[[str], None]) -> int:
-    """Start what is missing, then run the API, projectors and worker as supervised child processes."""
+    """Start what is missing, then run the API, projectors, worker (and mailer) as supervised child processes."""
     stop = threading.Event()
     _on_term(stop)
     box = embedded.ensure(dict(os.environ), say)
@@ -99,16 +131,11 @@ def serve(host: str, port: int, say: Callable[[str], None]) -> int:
     try:
         settings = Settings.from_env(env)
         prepare(settings)
-        exe = [sys.executable, "-m", "workers.cli"]
-        specs = {
-            "api": [*exe, "api", "--host", host, "--port", str(port)],
-            "projectors": [*exe, "projectors"],
-            "worker": [*exe, "worker"],
-        }
+        specs = child_specs(host, port, settings)
         children: dict[str, subprocess.Popen[bytes]] = {}
         for name, args in specs.items():
             children[name] = subprocess.Popen(args, env=env)
-        say(f"serving on http://{host}:{port} (API, projectors and worker running)")
+        say(f"serving on http://{host}:{port} ({', '.join(specs)} running)")
         while not stop.wait(0.5):
             for name, child in list(children.items()):
                 if child.poll() is not None:

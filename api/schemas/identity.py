@@ -40,6 +40,7 @@ class UserAccountOut(msgspec.Struct):
     language: str
     currency: str
     avatar_url: str | None
+    email_notifications: bool
 
     @classmethod
     def of(cls, view: dict[str, Any]) -> UserAccountOut:
@@ -54,6 +55,7 @@ class UserAccountOut(msgspec.Struct):
             language=view["language"],
             currency=view["currency"],
             avatar_url=view["avatar_url"],
+            email_notifications=view["email_notifications"],
         )
 
 

@@ -8,10 +8,14 @@ CREATE TABLE {student_credit_lots} (
     value_remaining bigint NOT NULL,
     currency text NOT NULL,
     expires_at timestamptz NOT NULL,
-    state text NOT NULL
+    state text NOT NULL,
+    expiry_warned boolean NOT NULL DEFAULT false
 );
 CREATE INDEX {student_credit_lots}_student_idx ON {student_credit_lots} (student_id, tutor_id);
 CREATE INDEX {student_credit_lots}_due_idx ON {student_credit_lots} (expires_at) WHERE state = 'open' AND minutes_remaining > 0;
+-- the expiry warning sweep's due work: open lots with unused minutes not yet warned of
+CREATE INDEX {student_credit_lots}_warn_idx ON {student_credit_lots} (expires_at)
+    WHERE state = 'open' AND minutes_remaining > 0 AND NOT expiry_warned;
 CREATE TABLE {student_credit_holds} (
     booking_id text PRIMARY KEY,
     student_id uuid NOT NULL,

@@ -41,6 +41,7 @@ def test_user_state_at_each_version(prepared: Settings) -> None:
         "currency": "USD",
         "avatar_url": None,
         "avatar": None,
+        "email_notifications": True,
     }
     changes: list[dict[str, Any]] = [
         {},

@@ -28,7 +28,7 @@ from tests.support.world import make_subject
 pytestmark = pytest.mark.cloned_database
 
 USERS = f"{API}/admin/users"
-DETAIL_FIELDS = USER_FIELDS | {"deleted", "registered_at", "tutor_profile"}
+DETAIL_FIELDS = USER_FIELDS - {"email_notifications"} | {"deleted", "registered_at", "tutor_profile"}
 PROFILE_FIELDS = {
     "status",
     "bio",

@@ -71,6 +71,7 @@ def test_register_returns_201_with_the_user_and_a_bearer_token_pair(client: Any,
         "language": "en",
         "currency": "USD",
         "avatar_url": None,
+        "email_notifications": True,
     }
     event_position(r)
     assert ok(client.get(ME, headers=bearer(body["access_token"]))) == user

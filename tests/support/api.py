@@ -15,7 +15,18 @@ from tests.support.http import PROBLEMS, media_type, ok, problem, where  # noqa:
 
 API = "/api/v1"
 PASSWORD = "Passw0rd-test"
-USER_FIELDS = {"id", "email", "full_name", "role", "is_active", "timezone", "language", "currency", "avatar_url"}
+USER_FIELDS = {
+    "id",
+    "email",
+    "full_name",
+    "role",
+    "is_active",
+    "timezone",
+    "language",
+    "currency",
+    "avatar_url",
+    "email_notifications",
+}
 EVENT_FIELDS = {
     "position",
     "aggregate_id",
