@@ -254,7 +254,13 @@ USER_EVENTS = (User.Registered, User.ProfileUpdated, User.RoleChanged, User.Deac
 USER_TYPES = frozenset(by_type(dict.fromkeys(USER_EVENTS, 0)))  # what notification_users folds
 # the events whose handlers do not look up their booking's parties
 NO_LOOKUP = (
-    frozenset(by_type({Booking.Requested: 0, TutorProfile.Created: 0, Inbox.Read: 0, Inbox.Reminded: 0}))
+    frozenset(
+        by_type(
+            dict.fromkeys(
+                (Booking.Requested, TutorProfile.Created, Inbox.Read, Inbox.Reminded, CreditAccount.ExpiryWarned), 0
+            )
+        )
+    )
     | USER_TYPES
     | THREAD_TYPES
 )
