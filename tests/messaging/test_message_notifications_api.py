@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid5
 
-import psycopg
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +20,7 @@ from application.settings import Settings
 from domain.ids import NAMESPACE
 from projections.notifications import Notifications
 from projections.runner import Envelope
-from tests.platform.projections.support import snapshot
+from tests.platform.projections.support import assert_batches_agree
 from tests.support.api import bearer, register
 
 API = "/api/v1"
@@ -172,23 +171,4 @@ def _thread_envelopes(steps: list[tuple[Any, ...]]) -> list[Envelope]:
 def test_message_notices_in_one_batch_equal_one_event_at_a_time(
     prepared: Settings, steps: list[tuple[Any, ...]], cut: int
 ) -> None:
-    projection = Notifications()
-    events = _thread_envelopes(steps)
-    run = uuid.uuid4().hex[:8]
-    together = {t: f"mn_{run}_together_{t}" for t in projection.tables}
-    chunked = {t: f"mn_{run}_chunked_{t}" for t in projection.tables}
-    alone = {t: f"mn_{run}_alone_{t}" for t in projection.tables}
-    with psycopg.connect(prepared.database_url) as conn:
-        for names in (together, chunked, alone):
-            conn.execute(projection.ddl(names))  # type: ignore[call-overload]
-        with conn.cursor() as cur:
-            projection.apply(cur, events, together)
-            for k in range(0, len(events), cut):
-                projection.apply(cur, events[k : k + cut], chunked)
-            for e in events:
-                projection.apply(cur, [e], alone)
-        conn.commit()
-    for table in projection.tables:
-        expected = snapshot(prepared.database_url, alone[table])
-        assert snapshot(prepared.database_url, together[table]) == expected
-        assert snapshot(prepared.database_url, chunked[table]) == expected
+    assert_batches_agree(prepared.database_url, Notifications(), _thread_envelopes(steps), cut, "mn")

@@ -30,7 +30,7 @@ from tests.money.support import (
     succeeded_event,
     wait_projected,
 )
-from tests.support.api import register, staff_login, z
+from tests.support.api import BAD_PAGES, register, staff_login, z
 from tests.support.world import approve_tutor
 
 T0 = datetime(2031, 5, 1, 9, 0, tzinfo=UTC)
@@ -192,12 +192,7 @@ def test_bad_parameters_are_422(history: History) -> None:
     _sid, token = history.student()
     for who in (token, history.admin):
         for params in (
-            {"limit": 0},
-            {"limit": 101},
-            {"limit": "many"},
-            {"cursor": "%%%"},
-            {"cursor": "bm90IGEgY3Vyc29y"},  # base64 of "not a cursor"
-            {"cursor": "WzEsMl0"},  # base64 of [1,2]: JSON, but not this list's
+            *BAD_PAGES,
             {"student_id": "not-a-uuid"},
             {"student_id": "\x00"},
         ):

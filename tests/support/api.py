@@ -177,3 +177,14 @@ def staff(client: Any, settings: Settings, role: str) -> Actor:
 def z(t: datetime) -> str:
     """An instant as the API writes it: RFC 3339 in UTC with a Z."""
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+# paging parameters every paged list refuses with 422 validation-failed
+BAD_PAGES: tuple[dict[str, object], ...] = (
+    {"limit": 0},
+    {"limit": 101},
+    {"limit": "many"},
+    {"cursor": "%%%"},
+    {"cursor": "bm90IGEgY3Vyc29y"},  # base64 of "not a cursor"
+    {"cursor": "WzEsMl0"},  # base64 of [1,2]: JSON, but not this list's
+)

@@ -19,7 +19,7 @@ from application.identity import Account
 from application.money import Money
 from application.scheduling import Scheduling
 from application.settings import Settings
-from tests.support.api import API, Actor, ok, problem, signup, staff
+from tests.support.api import API, BAD_PAGES, Actor, ok, problem, signup, staff
 from tests.support.db import clone_database
 from tests.support.system import make_settings
 from tests.support.world import approve_tutor, grant
@@ -252,12 +252,7 @@ def test_unknown_tutors_roles_and_bad_input(site: Site) -> None:
     for role in ("student", "admin", "finance"):
         problem(site.client.get(f"{API}/tutor/reviews", headers=person(site, role).auth), 403, "forbidden")
     for params in (
-        {"limit": 0},
-        {"limit": 101},
-        {"limit": "many"},
-        {"cursor": "%%%"},
-        {"cursor": "bm90IGEgY3Vyc29y"},  # base64 of "not a cursor"
-        {"cursor": "WzEsMl0"},  # base64 of [1,2]: JSON, but not this list's
+        *BAD_PAGES,
         {"cursor": "\x00"},
     ):
         problem(site.client.get(public, params=params), 422, "validation-failed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -124,3 +125,24 @@ class RecordingAuditLog(AuditLog):
     @property
     def seen(self) -> list[int]:
         return [p for b in self.batches for p in b]
+
+
+def assert_batches_agree(dsn: str, projection: Any, events: Sequence[Envelope], cut: int, prefix: str) -> None:
+    """The projection leaves the same rows whether `events` come in one batch, in chunks of `cut`, or one at a time:
+    what its in-memory fold of a batch must guarantee."""
+    run = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    together, chunked, alone = ({t: f"{run}_{how}_{t}" for t in projection.tables} for how in ("all", "cut", "one"))
+    with psycopg.connect(dsn) as conn:
+        for names in (together, chunked, alone):
+            conn.execute(projection.ddl(names))
+        with conn.cursor() as cur:
+            projection.apply(cur, events, together)
+            for k in range(0, len(events), cut):
+                projection.apply(cur, events[k : k + cut], chunked)
+            for e in events:
+                projection.apply(cur, [e], alone)
+        conn.commit()
+    for table in projection.tables:
+        expected = snapshot(dsn, alone[table])
+        assert snapshot(dsn, together[table]) == expected, table
+        assert snapshot(dsn, chunked[table]) == expected, table

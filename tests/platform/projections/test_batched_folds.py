@@ -24,7 +24,7 @@ from domain.ids import NAMESPACE
 from projections.notifications import Notifications
 from projections.runner import Envelope, read_batch
 from projections.student_credits import StudentCredits
-from tests.platform.projections.support import snapshot
+from tests.platform.projections.support import assert_batches_agree, snapshot
 
 pytestmark = pytest.mark.small_pool
 
@@ -143,23 +143,4 @@ def _envelopes(steps: list[tuple[Any, ...]]) -> list[Envelope]:
 def test_notifications_in_one_batch_equal_one_event_at_a_time(
     prepared: Settings, steps: list[tuple[Any, ...]], cut: int
 ) -> None:
-    projection = Notifications()
-    events = _envelopes(steps)
-    run = uuid.uuid4().hex[:8]
-    together = {t: f"nt_{run}_together_{t}" for t in projection.tables}
-    chunked = {t: f"nt_{run}_chunked_{t}" for t in projection.tables}
-    alone = {t: f"nt_{run}_alone_{t}" for t in projection.tables}
-    with psycopg.connect(prepared.database_url) as conn:
-        for names in (together, chunked, alone):
-            conn.execute(projection.ddl(names))  # type: ignore[call-overload]
-        with conn.cursor() as cur:
-            projection.apply(cur, events, together)
-            for k in range(0, len(events), cut):
-                projection.apply(cur, events[k : k + cut], chunked)
-            for e in events:
-                projection.apply(cur, [e], alone)
-        conn.commit()
-    for table in projection.tables:
-        expected = snapshot(prepared.database_url, alone[table])
-        assert snapshot(prepared.database_url, together[table]) == expected
-        assert snapshot(prepared.database_url, chunked[table]) == expected
+    assert_batches_agree(prepared.database_url, Notifications(), _envelopes(steps), cut, "nt")
