@@ -10,15 +10,17 @@ from litestar import Controller, Request, Response, get, patch, post
 
 from api.deps import command, limit_of, query, reading
 from api.guards import BEARER, TUTOR
-from api.schemas.tutoring import (
-    OwnTutorReviewPage,
+from api.schemas.documents import (
     TutorDocumentOut,
     TutorDocumentPage,
     TutorDocumentUploadOut,
-    TutorProfileOut,
-    own_review_page,
     tutor_document_out,
     tutor_document_upload_out,
+)
+from api.schemas.tutoring import (
+    OwnTutorReviewPage,
+    TutorProfileOut,
+    own_review_page,
     tutor_profile_out,
 )
 from api.tutors import REVIEWS, reviews_page

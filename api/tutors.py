@@ -13,8 +13,8 @@ from litestar import Controller, Request, Response, get, post
 from api.deps import command, decode_cursor, encode_cursor, limit_of, query, reading, reading_async, services
 from api.guards import ADMIN, BEARER
 from api.params import NewestFirst, instant
+from api.schemas.documents import AdminTutorDocumentOut, admin_document_out
 from api.schemas.tutoring import (
-    AdminTutorDocumentOut,
     AdminTutorOut,
     PublicTutorPage,
     TutorDetailOut,
@@ -22,7 +22,6 @@ from api.schemas.tutoring import (
     TutorQueuePage,
     TutorReviewPage,
     TutorSlotList,
-    admin_document_out,
     admin_tutor_out,
     public_tutor_out,
     slot_out,

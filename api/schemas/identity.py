@@ -10,14 +10,13 @@ from uuid import UUID
 import msgspec
 
 from api.schemas.common import Interval, MoneyOut
+from api.schemas.documents import TutorDocumentOut, tutor_document_out
 from api.schemas.tutoring import (
     AdminTutorSubjectOut,
     TutorAvailabilityOut,
-    TutorDocumentOut,
     TutorExperienceOut,
     TutorStatus,
     TutorWeeklyRuleOut,
-    tutor_document_out,
     tutor_experience_out,
 )
 from application.identity import AvatarUploadTicket, Identity, Outcome
