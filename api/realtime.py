@@ -260,6 +260,16 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.accept()
     if presence is not None:
         presence.connected(claims.user_id)
+    try:
+        await _serve(socket, sub, claims.user_id, claims.expires)
+    finally:
+        hub.unsubscribe(sub)
+        if presence is not None:
+            presence.disconnected(claims.user_id)
+
+
+async def _serve(socket: WebSocket[Any, Any, Any], sub: Any, user_id: Any, expires: float) -> None:
+    """Send the subscription's frames until the client goes, the session ends (4401) or the token expires."""
 
     async def send_frames() -> None:
         while True:
@@ -275,7 +285,7 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
             pass
 
     async def expire() -> None:
-        await asyncio.sleep(max(0.0, claims.expires - time.time()))
+        await asyncio.sleep(max(0.0, expires - time.time()))
 
     sender, reader = asyncio.create_task(send_frames()), asyncio.create_task(await_close())
     tasks = {sender, reader, asyncio.create_task(expire())}
@@ -285,7 +295,7 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
             t.cancel()
         for t in done:
             if not t.cancelled() and t.exception() is not None:  # the socket broke: stop serving it
-                log.debug("websocket for %s closed: %s", claims.user_id, type(t.exception()).__name__)
+                log.debug("websocket for %s closed: %s", user_id, type(t.exception()).__name__)
                 return
         if reader not in done:  # the session ended (or the token expired) while the client was still there
             sub.ended = True
@@ -294,6 +304,3 @@ async def ws(socket: WebSocket[Any, Any, Any]) -> None:
     finally:
         for t in tasks:
             t.cancel()
-        hub.unsubscribe(sub)
-        if presence is not None:
-            presence.disconnected(claims.user_id)

@@ -53,9 +53,8 @@ def sweeper(stop: threading.Event, redis_url: str, tick_s: float = 1.0) -> None:
         stop.wait(tick_s)
 
 
-@dramatiq.actor(queue_name="money", max_retries=5)
-def expire_credits(student_id: str) -> None:
-    """Expire a student's lots that are past due (idempotent: a second run finds nothing due)."""
+def _credit_job(name: str, student_id: str, command: Any) -> None:
+    """Run one Money command for a student as the system, correlated by the job's name and the student."""
     from uuid import UUID
 
     from application.context import acting
@@ -63,8 +62,14 @@ def expire_credits(student_id: str) -> None:
     from application.settings import Settings
 
     settings = Settings.from_env()
-    with acting(actor_role="system", correlation_id=f"expire-credits-{student_id}"):
-        Money(settings, _clock(settings)).expire_credits(UUID(student_id))
+    with acting(actor_role="system", correlation_id=f"{name}-{student_id}"):
+        command(Money(settings, _clock(settings)), UUID(student_id))
+
+
+@dramatiq.actor(queue_name="money", max_retries=5)
+def expire_credits(student_id: str) -> None:
+    """Expire a student's lots that are past due (idempotent: a second run finds nothing due)."""
+    _credit_job("expire-credits", student_id, lambda money, sid: money.expire_credits(sid))
 
 
 @dramatiq.actor(queue_name="money", max_retries=3)
@@ -87,15 +92,7 @@ def sweep_credit_expiry() -> None:
 @dramatiq.actor(queue_name="money", max_retries=5)
 def warn_expiring_credits(student_id: str) -> None:
     """Record the student's warning of credit expiring within a week (once per lot: a repeat records nothing)."""
-    from uuid import UUID
-
-    from application.context import acting
-    from application.money import Money
-    from application.settings import Settings
-
-    settings = Settings.from_env()
-    with acting(actor_role="system", correlation_id=f"warn-expiring-credits-{student_id}"):
-        Money(settings, _clock(settings)).warn_expiring_credits(UUID(student_id))
+    _credit_job("warn-expiring-credits", student_id, lambda money, sid: money.warn_expiring_credits(sid))
 
 
 @dramatiq.actor(queue_name="money", max_retries=3)

@@ -124,7 +124,7 @@ def deliveries(dsn: str) -> list[dict[str, Any]]:
 
 def settle(seconds: float) -> None:
     """Let others' time pass (to show that nothing more happens): bounded, only after the awaited state."""
-    time.sleep(seconds)
+    time.sleep(seconds)  # a bounded wait on purpose: the test then shows that nothing more arrived
 
 
 def iso(t: datetime) -> str:
