@@ -17,6 +17,7 @@ class AuditLog(Projection):
     """A filterable copy of the log (COPY per batch: this is the projection that sees every event)."""
 
     name = "audit_log"
+    background = True  # back office: followed in the slower-paced rounds (Projection.background)
     version = 1
     # one entry per event: an event it cannot store is recorded in projection_failures and left out,
     # rather than every later event waiting behind it (the event itself stays in the log and its aggregate history)

@@ -212,6 +212,7 @@ class Emails(FoldedProjection):
     """The e-mail outbox (Outbox), by the handler of each event's type (ON_EVENT)."""
 
     name = "emails"
+    background = True  # back office: followed in the slower-paced rounds (Projection.background)
     version = 1
     # one row per e-mail: at worst one e-mail is missing (and recorded), not every later one
     skippable = True

@@ -42,6 +42,7 @@ class Follower:
     is a safety net for a lost notification, not the main path."""
 
     ROUND_BATCHES = 10
+    QUIET_AFTER = 3  # rounds in a row that found new events before the follower stops listening (see _next_round)
 
     def __init__(
         self,
@@ -57,6 +58,8 @@ class Follower:
         self.batch_size = batch_size
         self.gather_s = gather_s
         self.round_started = 0.0  # time.monotonic() when the current round began (see _pace)
+        self.busy_rounds = 0  # rounds in a row that found new events
+        self.listening = False  # whether the LISTEN connection is subscribed to the commit notifications
         self.policy = FailurePolicy()
 
     def run(self) -> None:
@@ -88,7 +91,9 @@ class Follower:
             psycopg.connect(self.dsn, autocommit=True) as listen,
             connect_for_batches(self.dsn) as work,
         ):
-            listen.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+            self.listening = False
+            self.busy_rounds = 0
+            self._listen(listen, True)
             runners: dict[str, Runner] = {}
 
             def release(name: str) -> None:
@@ -105,7 +110,7 @@ class Follower:
                         if runner is not None:
                             runners[p.name] = runner
                 try:
-                    far, stale = self._round(work, list(runners.values()))
+                    far, stale, moved = self._round(work, list(runners.values()))
                 except Superseded:
                     for name in list(runners):
                         release(name)
@@ -118,8 +123,9 @@ class Follower:
                         continue
                     try:
                         for _ in range(self.ROUND_BATCHES):
-                            n, moved = runner.step()
-                            if not moved or n < runner.batch_size:
+                            n, stepped = runner.step()
+                            moved = moved or stepped
+                            if not stepped or n < runner.batch_size:
                                 break  # a short batch reached the head it read; later commits send a NOTIFY
                         else:
                             behind = True
@@ -127,9 +133,31 @@ class Follower:
                         release(runner.projection.name)
                         behind = True
                 if not behind:
-                    for _ in listen.notifies(timeout=1.0, stop_after=1):
-                        pass
-                    self._pace()
+                    self._next_round(listen, moved)
+
+    def _next_round(self, listen: psycopg.Connection[Any], moved: bool) -> None:
+        """Wait for the next round. Idle, the follower listens: a commit's NOTIFY starts a round (then paced).
+        Busy -- `QUIET_AFTER` rounds in a row found new events -- it stops listening and starts rounds on the
+        clock alone: PostgreSQL wakes every listening backend on every commit, and at 300 bookings/s those
+        wake-ups of two threads that would run their next round anyway cost more PostgreSQL CPU per booking than
+        any read model's statements (docs/PERFORMANCE.md, issue 16). The first round that finds nothing
+        subscribes again and returns for one more look at once: a commit between that round and the LISTEN
+        notified nobody."""
+        self.busy_rounds = self.busy_rounds + 1 if moved else 0
+        if self.busy_rounds >= self.QUIET_AFTER:
+            self._listen(listen, False)
+            self._pace()
+        elif not self.listening:
+            self._listen(listen, True)
+        else:
+            for _ in listen.notifies(timeout=1.0, stop_after=1):
+                pass
+            self._pace()
+
+    def _listen(self, listen: psycopg.Connection[Any], on: bool) -> None:
+        if on != self.listening:
+            listen.execute(sql.SQL("LISTEN {}" if on else "UNLISTEN {}").format(sql.Identifier(CHANNEL)))
+            self.listening = on
 
     def _pace(self) -> None:
         """Rounds start at most every `gather_s`. Under load the commits that arrive meanwhile join the next round,
@@ -140,7 +168,7 @@ class Follower:
         if rest > 0:
             self.stop.wait(rest)
 
-    def _round(self, conn: psycopg.Connection[Any], runners: Sequence[Runner]) -> tuple[list[Runner], list[str]]:
+    def _round(self, conn: psycopg.Connection[Any], runners: Sequence[Runner]) -> tuple[list[Runner], list[str], bool]:
         """`_step_together`; if a projection fails on an event, the round is rolled back and run again carefully,
         so that only that projection stays behind (projections/failures.py)."""
         try:
@@ -152,26 +180,27 @@ class Follower:
 
     def _step_together(
         self, conn: psycopg.Connection[Any], runners: Sequence[Runner], careful: bool = False
-    ) -> tuple[list[Runner], list[str]]:
+    ) -> tuple[list[Runner], list[str], bool]:
         """One transaction for every runner within a batch of the head: read the new events once, let each
         projection apply its share, move all their positions with one compare-and-set. Returns the runners too
-        far behind for that (they step alone) and the names whose generation was retired.
+        far behind for that (they step alone), the names whose generation was retired, and whether any position
+        moved.
 
         Following live, a commit wakes every projection of the thread; one shared transaction instead of one
         per projection cuts the round trips and commits per wake-up about tenfold."""
         if not runners:
-            return [], []
+            return [], [], False
         with conn.transaction():
             near, far, stale, head = self._triage(conn, runners)
             if not near:
-                return far, stale
+                return far, stale, False
             everything = any(not r.projection.topics for r, _ in near)
             topics = () if everything else tuple({t for r, _ in near for t in r.projection.topics})
             events, end = read_batch(conn, min(start for _, start in near), head, topics, self.batch_size)
             moves = [m for r, start in near if (m := self._apply_share(conn, r, start, events, end, careful))]
             if moves:
                 _advance_all(conn, moves)
-        return far, stale
+        return far, stale, bool(moves)
 
     def _triage(
         self, conn: psycopg.Connection[Any], runners: Sequence[Runner]
@@ -239,6 +268,46 @@ def _advance_all(conn: psycopg.Connection[Any], moves: Sequence[_Move]) -> None:
         raise Superseded(f"another runner advanced one of {', '.join(names)}")
 
 
+def plan_threads(projections: Sequence[Projection], threads: int) -> list[tuple[list[Projection], bool]]:
+    """How `follow_all` shares projections out: (group, background) per thread.
+
+    Most of a batch's work is PostgreSQL's (COPY, index upkeep), so two threads keep two backends busy and the set
+    catches up about as fast as its slowest member instead of the sum of all; following live, each thread pays
+    its own round's statements, so fewer threads cost less. With two or more threads the background projections
+    (`Projection.background`: audit_log, which reads every event, and the other back-office read models) share
+    one, paced on its own slower clock, and the rest are dealt over the others, those that read every event
+    first, each to a thread of its own. With one thread, one paced group has them all."""
+    back = [p for p in projections if p.background] if threads > 1 else []
+    front = [p for p in projections if p not in back]
+    n = max(1, min(threads - (1 if back else 0), len(front)))
+    groups: list[list[Projection]] = [[] for _ in range(n)]
+    heavy = [p for p in front if not p.topics]
+    light = [p for p in front if p.topics]
+    for i, p in enumerate(heavy):
+        groups[i % n].append(p)
+    rest = [g for g in groups if not g] or groups
+    for i, p in enumerate(light):
+        rest[i % len(rest)].append(p)
+    return [(g, False) for g in groups if g] + ([(back, True)] if back else [])
+
+
+def followers(
+    dsn: str,
+    projections: Sequence[Projection],
+    stop: threading.Event,
+    threads: int = 2,
+    gather_ms: float = 0.0,
+    batch_size: int = 5000,
+    background_ms: float = 0.0,
+) -> list[Follower]:
+    """One Follower per group of `plan_threads`: rounds at most every `gather_ms`, the background group's at most
+    every `background_ms` (Follower._pace)."""
+    return [
+        Follower(dsn, group, stop, batch_size=batch_size, gather_s=(background_ms if background else gather_ms) / 1000)
+        for group, background in plan_threads(projections, threads)
+    ]
+
+
 def follow_all(
     dsn: str,
     projections: Sequence[Projection],
@@ -246,26 +315,13 @@ def follow_all(
     threads: int = 2,
     gather_ms: float = 0.0,
     batch_size: int = 5000,
+    background_ms: float = 0.0,
 ) -> list[threading.Thread]:
-    """Start `threads` follower threads sharing these projections out.
-
-    Most of a batch's work is PostgreSQL's (COPY, index upkeep), so two threads keep two backends busy and the set
-    catches up about as fast as its slowest member instead of the sum of all. Projections that read every event
-    (no `topics`: audit_log) get threads of their own first; the rest are dealt round-robin."""
+    """Start the `followers` of these projections, one thread each."""
     ensure(dsn, projections)
-    n = max(1, min(threads, len(projections)))
-    groups: list[list[Projection]] = [[] for _ in range(n)]
-    heavy = [p for p in projections if not p.topics]
-    light = [p for p in projections if p.topics]
-    for i, p in enumerate(heavy):
-        groups[i % n].append(p)
-    rest = [g for g in groups if not g] or groups
-    for i, p in enumerate(light):
-        rest[i % len(rest)].append(p)
     started = []
-    for i, group in enumerate(g for g in groups if g):
-        follower = Follower(dsn, group, stop, batch_size=batch_size, gather_s=gather_ms / 1000)
-        t = threading.Thread(target=follower.run, name=f"projections-{i}", daemon=True)
+    for i, f in enumerate(followers(dsn, projections, stop, threads, gather_ms, batch_size, background_ms)):
+        t = threading.Thread(target=f.run, name=f"projections-{i}", daemon=True)
         t.start()
         started.append(t)
     return started

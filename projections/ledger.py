@@ -43,6 +43,7 @@ class Ledger(Projection):
     """Entries, postings (with their signed effect) and daily deltas per account (see ledger.sql)."""
 
     name = "ledger"
+    background = True  # back office: followed in the slower-paced rounds (Projection.background)
     version = 3
     tables = ("ledger_entries", "ledger_postings", "ledger_daily")
     topics = MONEY_TOPICS

@@ -62,6 +62,7 @@ class Purchases(Projection):
     batch is folded in memory: one SELECT of the rows it changes, one DELETE and one COPY back."""
 
     name = "purchases"
+    background = True  # back office: followed in the slower-paced rounds (Projection.background)
     version = 1
     tables = ("purchases",)
     topics = tuple(topic_of(c) for c in ON_EVENT)

@@ -16,6 +16,7 @@ class TutorPayoutHistory(Projection):
     """One row per recorded payout (append-only: a payout is never changed), at the business time it was recorded."""
 
     name = "tutor_payouts"
+    background = True  # back office: followed in the slower-paced rounds (Projection.background)
     version = 1
     tables = ("tutor_payouts",)
     topics = (topic_of(TutorPayouts.PayoutRecorded),)

@@ -65,7 +65,12 @@ def run_projectors() -> None:
     stop = threading.Event()
     _on_term(stop)
     follower.follow_all(
-        settings.database_url, all_projections(), stop, settings.projector_threads, settings.projector_gather_ms
+        settings.database_url,
+        all_projections(),
+        stop,
+        settings.projector_threads,
+        settings.projector_gather_ms,
+        background_ms=settings.projector_background_ms,
     )
     log.info("projectors running: %s", ", ".join(p.name for p in all_projections()))
     stop.wait()
