@@ -47,7 +47,9 @@ class Inboxes:
         self.notices: list[tuple[Any, ...]] = []
         self.born: dict[Any, tuple[Any, Any]] = {}  # booking (or tutor profile) id -> (student, tutor), this batch
         self.reads: list[tuple[Any, Any]] = []
-        asked = list({e.aggregate_id for e in events if e.type not in NO_LOOKUP})
+        # a booking (or profile) whose first event is in this batch has its parties recorded in `born` by then
+        here = {e.aggregate_id for e in events if e.type in BORN}
+        asked = list({e.aggregate_id for e in events if e.type not in NO_LOOKUP} - here)
         rows = (
             cur.execute(
                 f"SELECT booking_id, student_id, tutor_id FROM {self.parties} WHERE booking_id = ANY(%s)", (asked,)
@@ -253,6 +255,7 @@ HANDLERS = by_type(ON_EVENT)
 USER_EVENTS = (User.Registered, User.ProfileUpdated, User.RoleChanged, User.Deactivated, User.Reactivated, User.Deleted)
 USER_TYPES = frozenset(by_type(dict.fromkeys(USER_EVENTS, 0)))  # what notification_users folds
 # the events whose handlers do not look up their booking's parties
+BORN = frozenset(by_type(dict.fromkeys((Booking.Requested, TutorProfile.Created), 0)))
 NO_LOOKUP = (
     frozenset(
         by_type(
