@@ -271,24 +271,32 @@ def _advance_all(conn: psycopg.Connection[Any], moves: Sequence[_Move]) -> None:
 def plan_threads(projections: Sequence[Projection], threads: int) -> list[tuple[list[Projection], bool]]:
     """How `follow_all` shares projections out: (group, background) per thread.
 
-    Most of a batch's work is PostgreSQL's (COPY, index upkeep), so two threads keep two backends busy and the set
-    catches up about as fast as its slowest member instead of the sum of all; following live, each thread pays
-    its own round's statements, so fewer threads cost less. With two or more threads the background projections
-    (`Projection.background`: audit_log, which reads every event, and the other back-office read models) share
-    one, paced on its own slower clock, and the rest are dealt over the others, those that read every event
-    first, each to a thread of its own. With one thread, one paced group has them all."""
+    Most of a batch's work is PostgreSQL's (COPY, index upkeep), so several threads keep several backends busy and
+    the set catches up about as fast as its slowest member instead of the sum of all; following live, each thread
+    pays its own round's statements, so fewer threads cost less. With two or more threads the background
+    projections (`Projection.background`: the back-office read models) follow on their own slower clock: one that
+    reads every event (audit_log) in a thread of its own, the rest in one more; the foreground ones are dealt over
+    `threads - 1` threads, those that read every event first, each to a thread of its own. With one thread, one
+    group has them all, on the foreground's clock."""
     back = [p for p in projections if p.background] if threads > 1 else []
     front = [p for p in projections if p not in back]
-    n = max(1, min(threads - (1 if back else 0), len(front)))
+    groups = _deal(front, max(1, min(threads - (1 if back else 0), len(front))))
+    backs = _deal(back, len([p for p in back if not p.topics]) + 1) if back else []
+    return [(g, False) for g in groups if g] + [(g, True) for g in backs if g]
+
+
+def _deal(projections: Sequence[Projection], n: int) -> list[list[Projection]]:
+    """`projections` over `n` groups: each that reads every event (no `topics`) first, to a group of its own while
+    there are empty ones, then the rest round-robin over the groups still empty (or over all)."""
     groups: list[list[Projection]] = [[] for _ in range(n)]
-    heavy = [p for p in front if not p.topics]
-    light = [p for p in front if p.topics]
+    heavy = [p for p in projections if not p.topics]
+    light = [p for p in projections if p.topics]
     for i, p in enumerate(heavy):
         groups[i % n].append(p)
     rest = [g for g in groups if not g] or groups
     for i, p in enumerate(light):
         rest[i % len(rest)].append(p)
-    return [(g, False) for g in groups if g] + ([(back, True)] if back else [])
+    return groups
 
 
 def followers(
