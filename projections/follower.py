@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, ParamSpec
 
 import psycopg
 from psycopg import sql
@@ -27,6 +27,7 @@ from projections.runner import (
 )
 
 log = logging.getLogger("tutorconnect.projections")
+P = ParamSpec("P")
 
 # (name, generation, position before, position after, events applied) of one projection in a shared round
 _Move = tuple[str, int, int, int, int]
@@ -308,28 +309,26 @@ def followers(
     batch_size: int = 5000,
     background_ms: float = 0.0,
 ) -> list[Follower]:
-    """One Follower per group of `plan_threads`: rounds at most every `gather_ms`, the background group's at most
-    every `background_ms` (Follower._pace)."""
+    """One Follower per group of `plan_threads`: rounds at most every `gather_ms`, the background groups' at most
+    every `background_ms` (Follower._pace). Creates the projections' tables first where missing."""
+    ensure(dsn, projections)
     return [
         Follower(dsn, group, stop, batch_size=batch_size, gather_s=(background_ms if background else gather_ms) / 1000)
         for group, background in plan_threads(projections, threads)
     ]
 
 
-def follow_all(
-    dsn: str,
-    projections: Sequence[Projection],
-    stop: threading.Event,
-    threads: int = 2,
-    gather_ms: float = 0.0,
-    batch_size: int = 5000,
-    background_ms: float = 0.0,
-) -> list[threading.Thread]:
-    """Start the `followers` of these projections, one thread each."""
-    ensure(dsn, projections)
-    started = []
-    for i, f in enumerate(followers(dsn, projections, stop, threads, gather_ms, batch_size, background_ms)):
-        t = threading.Thread(target=f.run, name=f"projections-{i}", daemon=True)
-        t.start()
-        started.append(t)
-    return started
+def _started(make: Callable[P, list[Follower]]) -> Callable[P, list[threading.Thread]]:
+    def start(*args: P.args, **kwargs: P.kwargs) -> list[threading.Thread]:
+        started = []
+        for i, f in enumerate(make(*args, **kwargs)):
+            t = threading.Thread(target=f.run, name=f"projections-{i}", daemon=True)
+            t.start()
+            started.append(t)
+        return started
+
+    start.__doc__ = "Start the `followers` of these projections (the same arguments), one thread each."
+    return start
+
+
+follow_all = _started(followers)

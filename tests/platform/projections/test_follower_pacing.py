@@ -52,8 +52,8 @@ def test_the_back_office_read_models_follow_in_threads_of_their_own_and_the_rest
     assert dealt[0] == (["everything"], False)
 
 
-def test_the_background_threads_are_paced_on_their_own_clock(settings: Settings) -> None:
-    made = followers(settings.database_url, all_projections(), threading.Event(), 2, gather_ms=20, background_ms=100)
+def test_the_background_threads_are_paced_on_their_own_clock(prepared: Settings) -> None:
+    made = followers(prepared.database_url, all_projections(), threading.Event(), 2, gather_ms=20, background_ms=100)
     paces = {frozenset(p.name for p in f.projections): f.gather_s for f in made}
     assert paces == {
         frozenset(p.name for p in all_projections() if p.name not in BACKGROUND): 0.02,
