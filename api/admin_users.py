@@ -153,7 +153,7 @@ class AdminUsersController(Controller):
             user_id, role=role, is_active=active, profile=data.changes(ADMIN_PROFILE_FIELDS), by=request.user.user_id
         )
         services.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
-        return command(request, UserAccountOut.of(o.user), o.position)
+        return command(UserAccountOut.of(o.user), o.position)
 
     @put("/{user_id:uuid}/avatar", sync_to_thread=True)
     def override_avatar(
@@ -162,7 +162,7 @@ class AdminUsersController(Controller):
         """Replace a user's avatar with an image the admin uploaded (POST /me/avatar), or remove it (null), saying
         why: recorded as User.AvatarOverridden with the reason, the admin its actor."""
         o = services.identity.override_avatar(user_id, data.upload_id, data.reason, by=request.user.user_id)
-        return command(request, UserAccountOut.of(o.user), o.position)
+        return command(UserAccountOut.of(o.user), o.position)
 
     @delete("/{user_id:uuid}", status_code=200, sync_to_thread=True)
     def delete_user(
@@ -171,4 +171,4 @@ class AdminUsersController(Controller):
         """Soft delete: the history stays, the account closes."""
         o = services.identity.admin_delete(user_id, by=request.user.user_id)
         services.accounts.forget(user_id)  # at once in this process; the others hear it from the commit's NOTIFY
-        return command(request, UserAccountOut.of(o.user), o.position)
+        return command(UserAccountOut.of(o.user), o.position)

@@ -146,7 +146,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies=providers(svc),
         exception_handlers=problems.HANDLERS,
         middleware=[
-            DefineMiddleware(middleware.RequestContext, settings=settings),
+            DefineMiddleware(middleware.RequestContext),
             DefineMiddleware(middleware.RateLimit, settings=settings),
             DefineMiddleware(idempotency.Idempotency, settings=settings),
         ],

@@ -81,7 +81,7 @@ def viewer(request: Request[Account, Any, Any]) -> Viewer:
 def _answer(request: Request[Account, Any, Any], done: tuple[Booking, int]) -> Response[BookingOut]:
     """A lifecycle command's answer: the booking as saved."""
     booking, position = done
-    return command(request, booking_of(booking, viewer(request)), position)
+    return command(booking_of(booking, viewer(request)), position)
 
 
 def _aware(name: str, t: datetime) -> datetime:
@@ -106,7 +106,7 @@ class BookingsController(Controller):
             request.user, data.tutor_id, data.subject_id, _aware("start", data.start), data.duration_minutes,
             data.note,
         )  # fmt: skip
-        return command(request, booking_of(booking, viewer(request)), position, 201)
+        return command(booking_of(booking, viewer(request)), position, 201)
 
     @get("/", sync_to_thread=True, guards=PARTIES)
     def list_bookings(
@@ -180,7 +180,6 @@ class BookingsController(Controller):
         reason = data.reason if data else ""
         booking, position = scheduling.cancel(request.user, booking_id, reason)
         return command(
-            request,
             CancelOut(booking_of(booking, viewer(request)), booking.refunded_minutes, booking.forfeited_minutes),
             position,
         )
@@ -227,7 +226,7 @@ class BookingsController(Controller):
     ) -> Response[ReviewOut]:
         """The student reviews a completed lesson once."""
         booking, position = scheduling.review(request.user, booking_id, data.rating, data.text)
-        return command(request, review_of(booking), position, 201)
+        return command(review_of(booking), position, 201)
 
     @post("/{booking_id:uuid}/review/response", status_code=201, sync_to_thread=True, guards=TUTOR)
     def respond(
@@ -235,7 +234,7 @@ class BookingsController(Controller):
     ) -> Response[ReviewOut]:
         """The tutor answers the review once."""
         booking, position = scheduling.respond(request.user, booking_id, data.text)
-        return command(request, review_of(booking), position, 201)
+        return command(review_of(booking), position, 201)
 
 
 class ReadIn(msgspec.Struct):
@@ -292,7 +291,7 @@ class NotificationsController(Controller):
         if row is None:
             raise NotFound("no such notification")
         position = scheduling.mark_read(actor.user_id, [str(notification_id)])
-        return command(request, NotificationReadOut(notification_id, True), position)
+        return command(NotificationReadOut(notification_id, True), position)
 
 
 class TutorCalendarController(Controller):

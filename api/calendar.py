@@ -67,7 +67,7 @@ class CalendarFeedController(Controller):
         """A new secret calendar URL of the caller's lessons; the previous one stops working (404)."""
         token, position = scheduling.feeds.issue(request.user)
         url = str(request.url_for("calendar_feed", feed=f"{token}.ics"))
-        return command(request, CalendarFeedOut(url), position, 201)
+        return command(CalendarFeedOut(url), position, 201)
 
 
 @get(

@@ -5,7 +5,7 @@ per command (retry wrapper, connection pool checkout, command packing, reply par
 API worker's CPU under bench/search.py. The hit needs one command whose reply is one line (an integer, or an
 error), so this speaks exactly that much RESP over a plain asyncio Protocol, with requests of the same event
 loop pipelined on one connection (replies arrive in order). URL parsing is redis-py's, everything else that
-talks to Redis (sessions, the clock, dramatiq) still uses redis-py.
+talks to Redis (the clock, presence, dramatiq) still uses redis-py.
 """
 
 from __future__ import annotations
@@ -169,19 +169,3 @@ class HitCounter:
 def _too_late(conn: _Replies, reply: asyncio.Future[Any]) -> None:
     if not reply.done():  # fails every reply still owed on the connection, this one included
         conn._fail(CounterError("Redis did not answer in time"))
-
-
-class PositionKeeper(HitCounter):
-    """`await remember(user_id, position)`: keep the highest event position the user wrote, for an hour, so that their
-    next query waits for it (ADR 0004). Over the same kind of pipelined connection as the hit counter, from the event
-    loop, for the same reason: redis-py's EVAL in the handler's thread cost ~4 % of the API's CPU per booking
-    (py-spy, docs/PERFORMANCE.md)."""
-
-    SCRIPT = (
-        b"local cur = tonumber(redis.call('GET', KEYS[1]) or '0')"
-        b" if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'EX', 3600) end return 1"
-    )
-
-    async def remember(self, user_id: str, position: int) -> None:
-        # the script's one argument goes where the hit counter passes its expiry
-        await self.hit(f"tutorconnect:rw:{user_id}", position)

@@ -14,10 +14,8 @@ from litestar import Request, Response
 from litestar.datastructures import State
 from litestar.di import Provide
 
-from api.middleware import WRITTEN
 from api.problems import ProjectionLagging
 from api.services import Services
-from application import context
 from application.identity import Account
 from domain.errors import ValidationFailed
 from projections.waiting import wait_for, wait_for_async
@@ -66,31 +64,30 @@ def _given(part: T) -> Callable[[], T]:
     return provide
 
 
-def min_position(request: Request[Any, Any, Any], account: Account | None) -> int:
-    """The position a query must reflect: X-Min-Position, and the caller's own last write."""
+def min_position(request: Request[Any, Any, Any]) -> int:
+    """The position a query must reflect by the client's word: X-Min-Position (0 without it)."""
     raw = request.headers.get("x-min-position")
-    wanted = 0
-    if raw:
-        try:
-            wanted = int(raw)
-        except ValueError:
-            raise ValidationFailed([("X-Min-Position", "an integer event position")]) from None
-    if account is not None:
-        wanted = max(wanted, services(request.app.state).last_write(str(account.user_id)))
-    return wanted
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed([("X-Min-Position", "an integer event position")]) from None
 
 
 @contextlib.contextmanager
 def reading(
     request: Request[Any, Any, Any], names: tuple[str, ...], account: Account | None = None
 ) -> Iterator[tuple[Any, int]]:
-    """A read-model connection once `names` have reached the wanted position (else 503 projection-lagging)."""
+    """A read-model connection once `names` have reached the wanted position -- X-Min-Position, and the caller's
+    own last write (ADR 0004) -- else 503 projection-lagging."""
     svc = services(request.app.state)
-    wanted = min_position(request, account)
+    wanted = min_position(request)
     with svc.reads.connection() as conn:
-        reached = wait_for(conn, names, wanted, MAX_WAIT_S)
+        writer = account.user_id if account is not None else None
+        reached = wait_for(conn, names, wanted, MAX_WAIT_S, writer)
         if reached is None:
-            raise ProjectionLagging(f"read models {', '.join(names)} have not reached position {wanted} yet")
+            raise ProjectionLagging(f"read models {', '.join(names)} have not reached the position asked for yet")
         yield conn, reached
 
 
@@ -104,7 +101,7 @@ async def reading_async(
     reads it in its first statement (POSITION_SQL as a column), one round trip fewer, and as of the very snapshot
     its rows come from."""
     svc = services(request.app.state)
-    wanted = min_position(request, None)
+    wanted = min_position(request)
     pool = await svc.async_reads()
     async with pool.connection() as conn:
         reached = await wait_for_async(conn, names, wanted, MAX_WAIT_S) if wanted > 0 else None
@@ -118,14 +115,9 @@ def query(body: T, position: int, status: int = 200) -> Response[T]:
     return Response(body, status_code=status, headers={"X-Projection-Position": str(position)})
 
 
-def command(
-    request: Request[Any, Any, Any], body: T, position: int, status: int = 200, user_id: str | None = None
-) -> Response[T]:
-    """A command response with X-Event-Position; the actor's later queries wait for it (the position is kept in
-    Redis by api/middleware.py RequestContext before the answer leaves)."""
-    who = user_id or context.current().actor_id
-    if who:
-        request.scope.setdefault("state", {})[WRITTEN] = (who, position)
+def command(body: T, position: int, status: int = 200) -> Response[T]:
+    """A command response with X-Event-Position (the append kept it as the caller's last write, which their later
+    queries wait for: ADR 0004)."""
     return Response(body, status_code=status, headers={"X-Event-Position": str(position)})
 
 

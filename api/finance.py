@@ -158,7 +158,7 @@ class FinanceController(Controller):
     def payout(self, request: Request[Any, Any, Any], money: Money, data: PayoutIn) -> Response[PayoutOut]:
         """Record a payout to a tutor; never more than payable."""
         body, position = money.pay_out(data.tutor_id, data.amount.amount, data.amount.currency, data.reference)
-        return command(request, payout_out(body), position, 201)
+        return command(payout_out(body), position, 201)
 
 
 def journal_csv(
@@ -263,4 +263,4 @@ class SettingsController(Controller):
     ) -> Response[PlatformSettingsOut]:
         """Change any subset; returns the whole new settings with the next version."""
         view, position = money.change_settings(data)
-        return command(request, platform_settings_out(view), position)
+        return command(platform_settings_out(view), position)

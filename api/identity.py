@@ -89,13 +89,13 @@ class IdentityController(Controller):
     ) -> Response[RegistrationOut]:
         """Open a student or tutor account; one account per normalised email."""
         o = identity.register(data.email, data.password, data.full_name, data.role)
-        return command(request, RegistrationOut.of(o), o.position, 201, user_id=o.user["id"])
+        return command(RegistrationOut.of(o), o.position, 201)
 
     @post("/auth/login", status_code=200, sync_to_thread=True)
     def login(self, request: Request[Any, Any, Any], identity: Identity, data: LoginRequest) -> Response[TokenPairOut]:
         """Exchange email and password for a token pair (the same 401 for any failure)."""
         o = identity.login(data.email, data.password)
-        return command(request, TokenPairOut.of(o), o.position, 200, user_id=o.user["id"])
+        return command(TokenPairOut.of(o), o.position, 200)
 
     @post("/auth/refresh", status_code=200, sync_to_thread=True)
     def refresh(
@@ -103,7 +103,7 @@ class IdentityController(Controller):
     ) -> Response[TokenPairOut]:
         """Rotate the refresh token; a spent one revokes its family."""
         o = identity.refresh(data.refresh_token)
-        return command(request, TokenPairOut.of(o), o.position, 200, user_id=o.user["id"])
+        return command(TokenPairOut.of(o), o.position, 200)
 
     # responses: Litestar would document the `Response[None]` as a JSON `null` body; a 204 has no body
     @post(
@@ -119,13 +119,13 @@ class IdentityController(Controller):
         account = request.user
         position = services.identity.logout(account, data.refresh_token)
         services.accounts.forget(account.user_id)  # at once here; the other processes hear the commit's NOTIFY
-        return command(request, None, position, 204)
+        return command(None, position, 204)
 
     @get("/me", sync_to_thread=True, security=BEARER, guards=USER)
     def me(self, request: Request[Account, Any, Any], identity: Identity) -> Response[UserAccountOut]:
         """The caller's account (read from its own stream, so as fresh as the log itself)."""
         account = request.user
-        min_position(request, account)  # the same 422 for a malformed X-Min-Position as every query
+        min_position(request)  # the same 422 for a malformed X-Min-Position as every query
         position = identity.head()  # read before the stream: the answer reflects at least this position
         return query(UserAccountOut.of(identity.me(account)), position)
 
@@ -135,7 +135,7 @@ class IdentityController(Controller):
     ) -> Response[UserAccountOut]:
         """Change the caller's name, time zone, language, currency, avatar or whether they get e-mails."""
         o = identity.update_profile(request.user, data.changes())
-        return command(request, UserAccountOut.of(o.user), o.position)
+        return command(UserAccountOut.of(o.user), o.position)
 
     @post("/me/avatar", status_code=201, sync_to_thread=True, security=BEARER, guards=USER)
     def request_avatar(
@@ -143,7 +143,7 @@ class IdentityController(Controller):
     ) -> Response[AvatarUploadOut]:
         """A presigned upload URL for a png, jpeg, webp or gif image of at most 5 MB (the caller's own upload)."""
         ticket = identity.request_avatar(request.user, data.filename, data.content_type, data.size)
-        return command(request, AvatarUploadOut.of(ticket), ticket.position, 201)
+        return command(AvatarUploadOut.of(ticket), ticket.position, 201)
 
     @post("/me/avatar/{upload_id:uuid}/complete", status_code=200, sync_to_thread=True, security=BEARER, guards=USER)
     def complete_avatar(
@@ -152,4 +152,4 @@ class IdentityController(Controller):
         """Check the uploaded image (it exists, is stored as announced, no larger, really of that type) and make it
         the caller's avatar: the account, `avatar_url` a download URL of the checked copy."""
         o = identity.complete_avatar(request.user, upload_id)
-        return command(request, UserAccountOut.of(o.user), o.position)
+        return command(UserAccountOut.of(o.user), o.position)

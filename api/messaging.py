@@ -86,7 +86,7 @@ class MessagingController(Controller):
         actor = request.user
         thread, position, created = messaging.open_thread(actor, data.participant_id)
         body = thread_participants_out(thread.id, thread.participant_ids)
-        return command(request, body, position, 201 if created else 200)
+        return command(body, position, 201 if created else 200)
 
     @get("/threads", sync_to_thread=True)
     def threads(
@@ -174,7 +174,7 @@ class MessagingController(Controller):
         """Send a message; contact details are masked until the pair has a confirmed booking."""
         actor = request.user
         message, position = messaging.post(actor, thread_id, data.body, data.attachment_ids)
-        return command(request, sent_message_out(thread_id, message, messaging), position, 201)
+        return command(sent_message_out(thread_id, message, messaging), position, 201)
 
     @patch("/threads/{thread_id:uuid}/messages/{message_id:uuid}", sync_to_thread=True)
     def edit(
@@ -188,7 +188,7 @@ class MessagingController(Controller):
         """Edit your message within 15 minutes."""
         actor = request.user
         message, position = messaging.edit(actor, thread_id, message_id, data.body)
-        return command(request, sent_message_out(thread_id, message, messaging), position)
+        return command(sent_message_out(thread_id, message, messaging), position)
 
     @delete("/threads/{thread_id:uuid}/messages/{message_id:uuid}", status_code=200, sync_to_thread=True)
     def remove(
@@ -197,7 +197,7 @@ class MessagingController(Controller):
         """Delete your message (it keeps its place)."""
         actor = request.user
         message, position = messaging.delete(actor, thread_id, message_id)
-        return command(request, sent_message_out(thread_id, message, messaging), position)
+        return command(sent_message_out(thread_id, message, messaging), position)
 
     @post("/threads/{thread_id:uuid}/read", status_code=200, sync_to_thread=True)
     def read(
@@ -206,7 +206,7 @@ class MessagingController(Controller):
         """Read receipt up to a message."""
         actor = request.user
         position = messaging.read(actor, thread_id, data.up_to_message_id)
-        return command(request, ReadReceiptOut(thread_id, data.up_to_message_id), position)
+        return command(ReadReceiptOut(thread_id, data.up_to_message_id), position)
 
     @post("/attachments", status_code=201, sync_to_thread=True)
     def attachment(
@@ -215,4 +215,4 @@ class MessagingController(Controller):
         """Announce an upload (pdf, jpeg, png, gif, webp, text; at most 25 MB) and get a presigned PUT URL."""
         actor = request.user
         upload, position = messaging.request_attachment(actor, data.filename, data.content_type, data.size)
-        return command(request, attachment_upload_out(upload), position, 201)
+        return command(attachment_upload_out(upload), position, 201)

@@ -8,7 +8,7 @@ import uuid
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.counter import CounterError, HitCounter, PositionKeeper
+from api.counter import CounterError, HitCounter
 from api.services import Breaker
 from application import context
 from application.settings import Settings
@@ -115,20 +115,12 @@ async def stamp_headers(message: Message, scope: Scope) -> None:
     message["headers"] = kept
 
 
-# scope state: (user id, position of the last event) a command wrote, set by api/deps.py `command`
-WRITTEN = "tutorconnect.written"
-_QUERIES = frozenset(("GET", "HEAD", "OPTIONS"))
-
-
 class RequestContext:
-    """X-Request-ID in: the correlation id of the events this request records (`stamp_headers` sends it back). For a
-    command, the caller's last write is kept in Redis before the answer leaves (ADR 0004: their next query waits
-    for it); while Redis is away this is skipped, and a later query reflects what X-Min-Position asks for."""
+    """X-Request-ID in: the correlation id of the events this request records (`stamp_headers` sends it back). (A
+    command's caller's last write is kept by the append itself: application/store.py, ADR 0004.)"""
 
-    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.positions = PositionKeeper(settings.redis_url)
-        self.breaker = Breaker()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,28 +129,9 @@ class RequestContext:
         rid = _request_id(scope)
         token = context.begin(correlation_id=rid, causation_id=rid)
         try:
-            query = scope.get("method") in _QUERIES
-            await self.app(scope, receive, send if query else self._keeping(scope, send))
+            await self.app(scope, receive, send)
         finally:
             context.end(token)
-
-    def _keeping(self, scope: Scope, send: Send) -> Send:
-        async def send_after_keeping(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                written = scope["state"].pop(WRITTEN, None)
-                if written is not None:
-                    await self._remember(*written)
-            await send(message)
-
-        return send_after_keeping
-
-    async def _remember(self, user_id: str, position: int) -> None:
-        if self.breaker.open:
-            return
-        try:
-            await self.positions.remember(user_id, position)
-        except CounterError as e:
-            self.breaker.failed("Redis (session positions)", e)
 
 
 class RateLimit:

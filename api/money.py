@@ -99,7 +99,7 @@ class MoneyController(Controller):
         """Price a package and open its Stripe PaymentIntent; the credit comes with the payment webhook."""
         actor = request.user
         body, position = money.buy(actor, data.tutor_id, data.lessons)
-        return command(request, new_purchase_out(body), position, 201)
+        return command(new_purchase_out(body), position, 201)
 
     @get("/packages/purchases/{purchase_id:uuid}", sync_to_thread=True, security=BEARER, guards=BUYERS_AND_MONEY_STAFF)
     def purchase(self, request: Request[Account, Any, Any], money: Money, purchase_id: UUID) -> PurchaseOut:
@@ -188,4 +188,4 @@ class MoneyController(Controller):
     def refund(self, request: Request[Any, Any, Any], money: Money, purchase_id: UUID) -> Response[PurchaseRefundOut]:
         """Refund the unused part of a paid package through Stripe and remove that credit."""
         body, position = money.refund_unused(purchase_id)
-        return command(request, purchase_refund_out(body), position)
+        return command(purchase_refund_out(body), position)

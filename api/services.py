@@ -45,7 +45,7 @@ _decode_json = msgspec.json.Decoder().decode
 
 class Breaker:
     """Skips a dependency for a while after it failed, so that while it is down requests are not each held up by
-    its timeouts (Redis here: rate-limit counts and session positions degrade, requests go on)."""
+    its timeouts (Redis here: rate-limit counts and presence degrade, requests go on)."""
 
     def __init__(self, pause_s: float = 2.0) -> None:
         self.pause_s = pause_s
@@ -80,7 +80,6 @@ class Services:
     redis: redis.Redis
     accounts: AccountCache
     extras: dict[str, Any] = field(default_factory=dict)
-    redis_breaker: Breaker = field(default_factory=Breaker)
     _areads: AsyncConnectionPool[Any] | None = None
     _areads_loop: Any = None
     _areads_open: Any = None
@@ -144,17 +143,6 @@ class Services:
             redis=redis.Redis.from_url(settings.redis_url, socket_timeout=1, socket_connect_timeout=1),
             accounts=AccountCache(settings.database_url),
         )
-
-    def last_write(self, user_id: str) -> int:
-        """The position of the user's last write (0 if none in the last hour, or while Redis is away)."""
-        if self.redis_breaker.open:
-            return 0
-        try:
-            raw = self.redis.get(f"tutorconnect:rw:{user_id}")
-        except redis.RedisError as e:
-            self.redis_breaker.failed("Redis (session positions)", e)
-            return 0
-        return int(raw) if raw else 0
 
     def close(self) -> None:
         """Release pools."""

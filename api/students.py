@@ -59,7 +59,7 @@ class StudentController(Controller):
         actor = request.user
         body = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         profile, user, position = tutoring.update_student(actor, body)
-        return command(request, student_profile_out(profile, user), position)
+        return command(student_profile_out(profile, user), position)
 
     @post("/favorites/{tutor_id:uuid}", status_code=200, sync_to_thread=True)
     def add_favorite(
@@ -96,4 +96,4 @@ def _favorite(
 ) -> Response[StudentFavoriteOut]:
     """Add or remove the caller's favorite and say where it stands."""
     position = tutoring.favorite(request.user, tutor_id, on)
-    return command(request, StudentFavoriteOut(tutor_id=tutor_id, favorite=on), position)
+    return command(StudentFavoriteOut(tutor_id=tutor_id, favorite=on), position)

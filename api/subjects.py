@@ -81,7 +81,7 @@ class AdminSubjectsController(Controller):
     def create(self, request: Request[Any, Any, Any], catalog: Catalog, data: SubjectIn) -> Response[SubjectOut]:
         """Add a subject."""
         view, position = catalog.create_subject(data.name, data.category)
-        return command(request, subject_out(view), position, 201)
+        return command(subject_out(view), position, 201)
 
     @patch("/{subject_id:uuid}", sync_to_thread=True)
     def rename(
@@ -91,16 +91,16 @@ class AdminSubjectsController(Controller):
         name = None if data.name is msgspec.UNSET else data.name
         category = None if data.category is msgspec.UNSET else data.category
         view, position = catalog.change_subject(subject_id, name, category)
-        return command(request, subject_out(view), position)
+        return command(subject_out(view), position)
 
     @delete("/{subject_id:uuid}", status_code=200, sync_to_thread=True)
     def retire(self, request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID) -> Response[SubjectOut]:
         """Retire a subject (kept in history and on past bookings)."""
         view, position = catalog.retire_subject(subject_id)
-        return command(request, subject_out(view), position)
+        return command(subject_out(view), position)
 
     @post("/{subject_id:uuid}/restore", status_code=200, sync_to_thread=True)
     def restore(self, request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID) -> Response[SubjectOut]:
         """Bring a retired subject back to the catalog (409 when it is active)."""
         view, position = catalog.restore_subject(subject_id)
-        return command(request, subject_out(view), position)
+        return command(subject_out(view), position)

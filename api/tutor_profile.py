@@ -77,14 +77,14 @@ class TutorProfileController(Controller):
         actor = request.user
         body = msgspec.to_builtins({k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET})
         view, position = tutoring.update_profile(actor, body)
-        return command(request, tutor_profile_out(view), position)
+        return command(tutor_profile_out(view), position)
 
     @post("/profile/submit", status_code=200, sync_to_thread=True)
     def submit(self, request: Request[Account, Any, Any], tutoring: Tutoring) -> Response[TutorProfileOut]:
         """Send a draft or rejected profile (>= 80 % complete) for approval."""
         actor = request.user
         view, position = tutoring.submit(actor)
-        return command(request, tutor_profile_out(view), position)
+        return command(tutor_profile_out(view), position)
 
     @post("/documents", status_code=201, sync_to_thread=True)
     def request_document(
@@ -93,7 +93,7 @@ class TutorProfileController(Controller):
         """A presigned upload URL for a pdf, jpeg or png of at most 10 MB."""
         actor = request.user
         doc, url, expires_at, position = tutoring.request_document(actor, data.filename, data.content_type, data.size)
-        return command(request, tutor_document_upload_out(doc, url, expires_at), position, 201)
+        return command(tutor_document_upload_out(doc, url, expires_at), position, 201)
 
     @post("/documents/{document_id:uuid}/complete", status_code=200, sync_to_thread=True)
     def complete_document(
@@ -102,7 +102,7 @@ class TutorProfileController(Controller):
         """Check the uploaded object and count the document."""
         actor = request.user
         doc, position = tutoring.complete_document(actor, document_id)
-        return command(request, tutor_document_out(doc, tutoring), position)
+        return command(tutor_document_out(doc, tutoring), position)
 
     @get("/documents", sync_to_thread=True)
     def list_documents(self, request: Request[Account, Any, Any], tutoring: Tutoring) -> Response[TutorDocumentPage]:

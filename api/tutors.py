@@ -270,7 +270,7 @@ class AdminTutorsController(Controller):
         self, request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID, action: str, text: str = ""
     ) -> Response[TutorProfileOut]:
         view, position = tutoring.decide(tutor_id, action, text)
-        return command(request, tutor_profile_out(view), position)
+        return command(tutor_profile_out(view), position)
 
     @post("/{tutor_id:uuid}/approve", status_code=200, sync_to_thread=True)
     def approve(self, request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID) -> Response[TutorProfileOut]:
@@ -304,4 +304,4 @@ class AdminTutorsController(Controller):
     ) -> Response[AdminTutorDocumentOut]:
         """Mark an uploaded document verified (again: no change); unknown 404, not yet uploaded 409."""
         doc, position = tutoring.verify_document(request.user, tutor_id, document_id)
-        return command(request, admin_document_out(doc, tutoring.document_url), position)
+        return command(admin_document_out(doc, tutoring.document_url), position)

@@ -120,7 +120,7 @@ class Identity(EventStoreApp):
         # A tutor's profile starts as a draft with the account (same transaction).
         profile = TutorProfile(tutor_id=user.id) if user.role == "tutor" else None
         try:
-            position = self.record(user, claim, profile, side_writes=writes)
+            position = self.record(user, claim, profile, side_writes=writes, writer=user.id)
         except Exception as e:
             if is_unique_violation(e) and self._account_by_email(user.email) is not None:
                 raise EmailTaken(f"an account with {user.email} already exists") from None
@@ -144,7 +144,7 @@ class Identity(EventStoreApp):
             user = got.need(User, user_id, "no such user")
             writes: list[SideWrite] = []
             tokens = self._open_session(user, writes)
-            return Outcome(self.view(user), self.record(user, side_writes=writes), tokens)
+            return Outcome(self.view(user), self.record(user, side_writes=writes, writer=user.id), tokens)
 
         return self.command(log_in, changes=[user_id])
 

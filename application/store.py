@@ -151,23 +151,44 @@ class Recorder(PostgresApplicationRecorder):
     would no longer be issued in commit order and followers that pass over gaps would skip events (ADR 0002).
     """
 
-    APPEND = "SELECT tutorconnect_append(%s::uuid[], %s::int4[], %s::text[], %s::bytea[], %s) AS id"
+    APPEND = "SELECT tutorconnect_append(%s::uuid[], %s::int4[], %s::text[], %s::bytea[], %s, %s::uuid) AS id"
     # In the calling statement's own transaction: the EXCLUSIVE table lock that keeps ids in commit order, the
-    # NOTIFY that wakes followers (delivered at commit), the INSERT; ids come back in order.
+    # NOTIFY that wakes followers (delivered at commit), the INSERT; ids come back in order. With a writer (the
+    # user whose command this is), their last write moves to the new head in the same transaction: their next
+    # query waits for it (read-your-writes, ADR 0004). Under the lock every later append has higher ids, so the
+    # newest write simply replaces the row.
     APPEND_FUNCTION = """
         CREATE OR REPLACE FUNCTION tutorconnect_append(
-            ids uuid[], versions int4[], topics text[], states bytea[], lock_timeout text
+            ids uuid[], versions int4[], topics text[], states bytea[], lock_timeout text, writer uuid
         ) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+        DECLARE
+            issued bigint[];
         BEGIN
             PERFORM set_config('lock_timeout', lock_timeout, true);
             LOCK TABLE {table} IN EXCLUSIVE MODE;
             NOTIFY {channel};
-            RETURN QUERY
+            WITH inserted AS (
                 INSERT INTO {table} (originator_id, originator_version, topic, state)
                 SELECT * FROM unnest(ids, versions, topics, states)
-                RETURNING notification_id;
+                RETURNING notification_id
+            )
+            SELECT array_agg(notification_id ORDER BY notification_id) INTO issued FROM inserted;
+            IF writer IS NOT NULL THEN
+                INSERT INTO {last_writes} AS w (user_id, position) VALUES (writer, issued[cardinality(issued)])
+                ON CONFLICT (user_id) DO UPDATE SET position = excluded.position;
+            END IF;
+            RETURN QUERY SELECT unnest(issued);
         END
         $body$"""
+    # Each user's newest written position, read by their queries (api/deps.py `reading`). Made with the function
+    # that writes it, so that every database holding the log has it. Updated in place (no indexed column
+    # changes, room left on each page): HOT updates.
+    LAST_WRITES = """
+        CREATE TABLE IF NOT EXISTS {last_writes} (
+            user_id uuid PRIMARY KEY,
+            position bigint NOT NULL
+        ) WITH (fillfactor = 50)"""
+    LAST_WRITES_TABLE = "tutorconnect_last_writes"
     CREATE_LOCK = 7_301_552_003  # serialises concurrent starters' table and function creation
 
     def create_table(self) -> None:
@@ -183,34 +204,45 @@ class Recorder(PostgresApplicationRecorder):
 
     def _create_table(self, curs: Any) -> None:
         super()._create_table(curs)
+        last_writes = psycopg.sql.Identifier(self.LAST_WRITES_TABLE)
+        curs.execute(psycopg.sql.SQL(self.LAST_WRITES).format(last_writes=last_writes))
         statement = psycopg.sql.SQL(self.APPEND_FUNCTION).format(
             table=psycopg.sql.Identifier(self.events_table_name),
             channel=psycopg.sql.Identifier(self.channel_name),
+            last_writes=last_writes,
         )
         body = statement.as_string(curs.connection).split("$body$")[1]
-        curs.execute("SELECT prosrc FROM pg_proc WHERE proname = 'tutorconnect_append'")
-        if [r["prosrc"] for r in curs.fetchall()] != [body]:  # every process start would replace it otherwise
+        curs.execute(
+            "SELECT oid::regprocedure::text AS name, prosrc FROM pg_proc WHERE proname = 'tutorconnect_append'"
+        )
+        found = curs.fetchall()
+        if [r["prosrc"] for r in found] != [body]:  # every process start would replace it otherwise
+            for r in found:  # an older signature (before the writer argument) would stay as an unused overload
+                curs.execute(psycopg.sql.SQL("DROP FUNCTION IF EXISTS {}").format(psycopg.sql.SQL(r["name"])))
             curs.execute(statement)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's insert_events
     def insert_events(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> Sequence[int] | None:
+        """Append (and run the side writes) in one transaction; `writer`: the user whose last write this is."""
         side_writes = kwargs.get("side_writes") or ()
+        writer: UUID | None = kwargs.get("writer")
         with self.datastore.get_connection() as conn:
             if not side_writes:  # autocommit: the one statement is the transaction
-                return self._append(conn, stored_events) if stored_events else None
+                return self._append(conn, stored_events, writer) if stored_events else None
             with conn.transaction():
                 with conn.cursor() as curs:
                     for sql, params in side_writes:
                         curs.execute(sql, params)
-                return self._append(conn, stored_events) if stored_events else None
+                return self._append(conn, stored_events, writer) if stored_events else None
 
-    def _append(self, conn: Any, stored_events: Sequence[StoredEvent]) -> list[int]:
+    def _append(self, conn: Any, stored_events: Sequence[StoredEvent], writer: UUID | None) -> list[int]:
         params = (
             UuidArray([typing.cast(UUID, e.originator_id) for e in stored_events]),
             Int4Array([e.originator_version for e in stored_events]),
             TextArray([e.topic for e in stored_events]),
             ByteaArray([e.state for e in stored_events]),
             f"{self.datastore.lock_timeout}s",
+            writer,
         )
         with conn.cursor(binary=True) as curs:
             curs.execute(self.APPEND, params, prepare=True)
@@ -340,12 +372,17 @@ class EventStoreApp(Application[UUID]):
         assert isinstance(recorder, Recorder)  # construct_recorder's, through our factory
         return recorder.datastore.get_connection()
 
-    def record(self, *aggregates: Any, side_writes: Iterable[SideWrite] = ()) -> int:
-        """Save aggregates (and side writes) in one transaction; return the last event's global position."""
+    def record(self, *aggregates: Any, side_writes: Iterable[SideWrite] = (), writer: UUID | None = None) -> int:
+        """Save aggregates (and side writes) in one transaction; return the last event's global position. The
+        writer -- the acting user unless given (a registration's or login's own user) -- gets it as their last
+        write, which their next query waits for (ADR 0004)."""
         # eventsourcing's `save` checks each object against runtime Protocols (4 % of a booking's API CPU,
         # py-spy); every caller here passes aggregates, so their events go to the event store directly.
         events = [e for a in aggregates if a is not None for e in a.collect_events()]
-        recordings = self.events.put(events, side_writes=list(side_writes))
+        if writer is None:
+            actor = context.current().actor_id
+            writer = UUID(actor) if actor else None
+        recordings = self.events.put(events, side_writes=list(side_writes), writer=writer)
         repo: Any = self.repository
         for a in aggregates:
             if a is not None and hasattr(a, "version"):

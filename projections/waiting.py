@@ -1,5 +1,5 @@
 """How far the read models have got: the position a query has seen, and waiting for a position
-(read-your-writes: `X-Min-Position`)."""
+(read-your-writes: `X-Min-Position`, and the caller's own last write, ADR 0004)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 import psycopg
 
@@ -21,6 +22,14 @@ _POSITIONS = (
 POSITION_SQL = (
     "(SELECT CASE WHEN bool_or(stopped) THEN -1 ELSE coalesce(min(position), 0) END FROM projection_tracking"
     " WHERE state = 'active' AND name = ANY(%s))"
+)
+
+
+# Each user's newest written position, kept by the append in the same transaction as the events
+# (application/store.py Recorder, which creates the table with the append function); read with the positions.
+LAST_WRITES_TABLE = "tutorconnect_last_writes"
+_POSITIONS_AND_LAST_WRITE = (
+    f"SELECT t.*, (SELECT position FROM {LAST_WRITES_TABLE} WHERE user_id = %s) AS last_write FROM ({_POSITIONS}) t"
 )
 
 
@@ -67,15 +76,29 @@ async def wait_for_async(
         delay = min(delay * 2, 0.05)
 
 
-def wait_for(conn: psycopg.Connection[Any], names: Sequence[str], position: int, timeout: float) -> int | None:
-    """Poll until the active generations of `names` reach `position`; their position, or None on timeout."""
+def wait_for(
+    conn: psycopg.Connection[Any], names: Sequence[str], position: int, timeout: float, writer: UUID | None = None
+) -> int | None:
+    """Poll until the active generations of `names` reach `position` and, given a `writer`, that user's last
+    write; their position, or None on timeout. The last write is read with the first poll, in its statement."""
     deadline = time.monotonic() + timeout
     delay = 0.005
-    while True:
+    if writer is not None:
+        row = conn.execute(_POSITIONS_AND_LAST_WRITE, (writer, list(names)), prepare=True).fetchone()
+        position = max(position, _last_write_of(row))
+        current = _position_of(row)
+    else:
         current = positions(conn, names)
+    while True:
         if current >= position:
             return current
         if time.monotonic() >= deadline:
             return None
         time.sleep(delay)  # bounded poll (5-50 ms backoff) of one indexed row; the wait is capped by timeout
         delay = min(delay * 2, 0.05)
+        current = positions(conn, names)
+
+
+def _last_write_of(row: Any) -> int:
+    value = None if row is None else (row["last_write"] if isinstance(row, dict) else row[2])
+    return int(value or 0)

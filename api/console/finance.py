@@ -196,12 +196,12 @@ async def payout(request: Request[Any, Any, Any], services: Services) -> Redirec
         },
         PayoutIn,
     )
-    body, position = await in_thread(
+    body, _position = await in_thread(
         lambda: services.money.pay_out(data.tutor_id, data.amount.amount, data.amount.currency, data.reference)
     )
     out = payout_out(body)
     notice = f"Payout of {out.amount.amount} {out.amount.currency} (minor units) recorded to tutor {out.tutor_id}"
-    return done(request, position, HOME, notice)
+    return done(request, HOME, notice)
 
 
 @post("/finance/refunds", guards=MONEY_PAGE, status_code=303)
@@ -209,13 +209,13 @@ async def refund(request: Request[Any, Any, Any], services: Services) -> Redirec
     """Refund the unused part of a paid package through Stripe, as POST /admin/purchases/{id}/refund."""
     f = await form(request)
     data = convert({"purchase_id": f.get("purchase_id", "").strip()}, RefundIn)
-    body, position = await in_thread(lambda: services.money.refund_unused(data.purchase_id))
+    body, _position = await in_thread(lambda: services.money.refund_unused(data.purchase_id))
     out = purchase_refund_out(body)
     notice = (
         f"Refunded {out.refunded.amount} {out.refunded.currency} (minor units) of purchase {data.purchase_id};"
         f" {out.minutes_removed} minutes of credit removed"
     )
-    return done(request, position, HOME, notice)
+    return done(request, HOME, notice)
 
 
 PAGES = [finance, journal, journal_download, reconciliation, payout, refund]

@@ -21,7 +21,6 @@ from litestar.response import Redirect, Template
 
 from api import problems
 from api.console.session import ROOT, SignInNeeded, login_url
-from api.middleware import WRITTEN
 from api.text import MESSAGE, unstorable
 from application import context
 from application.identity import Account
@@ -124,11 +123,8 @@ def refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return page(request, "error.html", status=status, problem=body)
 
 
-def done(request: Request[Any, Any, Any], position: int, path: str, notice: str, **params: str) -> Redirect:
-    """After a command: remember its position for the caller's next page (read-your-writes, as an API command's
-    X-Event-Position: api/deps.py `command`), then redirect there with a notice and the request's correlation id
-    (the page links what it recorded in the event explorer)."""
-    user = request.scope.get("user")
-    if isinstance(user, Account):
-        request.scope.setdefault("state", {})[WRITTEN] = (str(user.user_id), position)
+def done(request: Request[Any, Any, Any], path: str, notice: str, **params: str) -> Redirect:
+    """After a command, redirect to `path` with a notice and the request's correlation id (the page links what it
+    recorded in the event explorer). The next page waits for the command's events: the append kept them as the
+    caller's last write (read-your-writes, ADR 0004)."""
     return back(path, notice, recorded=context.current().correlation_id, **params)

@@ -92,7 +92,7 @@ async def change_settings(request: Request[Any, Any, Any], money: Money) -> Redi
     changed since the form was shown, so that a stale form never undoes someone's change."""
     fields = await form(request)
 
-    def change() -> tuple[int | None, int]:
+    def change() -> int | None:
         current = money.platform().view()
         if fields.get("version", "").strip() != str(current["version"]):
             raise ConcurrencyConflict(
@@ -100,14 +100,14 @@ async def change_settings(request: Request[Any, Any, Any], money: Money) -> Redi
             )
         changes = changes_of(fields, current)
         if not changes:
-            return None, 0
-        view, position = money.change_settings(changes)
-        return int(view["version"]), position
+            return None
+        view, _position = money.change_settings(changes)
+        return int(view["version"])
 
-    version, position = await to_thread.run_sync(change)
+    version = await to_thread.run_sync(change)
     if version is None:
         return back(HOME, "Nothing changed")
-    return done(request, position, HOME, f"Saved as version {version}")
+    return done(request, HOME, f"Saved as version {version}")
 
 
 PAGES = [settings_page, change_settings]

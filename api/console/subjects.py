@@ -32,8 +32,8 @@ def create(request: Request[Any, Any, Any], catalog: Catalog, data: Form) -> Red
     """Add a subject (POST /admin/subjects)."""
     # a field left out of the form is blank, so the refusal names it (as the domain does a blank one)
     new = convert({"name": "", "category": "", **fields(data)}, SubjectIn)
-    view, position = catalog.create_subject(new.name, new.category)
-    return done(request, position, HERE, f"Subject {view['name']} added")
+    view, _position = catalog.create_subject(new.name, new.category)
+    return done(request, HERE, f"Subject {view['name']} added")
 
 
 @post("/subjects/{subject_id:uuid}", guards=ADMIN_PAGE, sync_to_thread=True)
@@ -42,22 +42,22 @@ def change(request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID, 
     patch = convert(fields(data), SubjectPatch)
     name = None if patch.name is msgspec.UNSET else patch.name
     category = None if patch.category is msgspec.UNSET else patch.category
-    view, position = catalog.change_subject(subject_id, name, category)
-    return done(request, position, HERE, f"Subject {view['name']} ({view['category']}) saved")
+    view, _position = catalog.change_subject(subject_id, name, category)
+    return done(request, HERE, f"Subject {view['name']} ({view['category']}) saved")
 
 
 @post("/subjects/{subject_id:uuid}/retire", guards=ADMIN_PAGE, sync_to_thread=True)
 def retire(request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID) -> Redirect:
     """Retire a subject (DELETE /admin/subjects/{id}): kept in history and on past bookings."""
-    view, position = catalog.retire_subject(subject_id)
-    return done(request, position, HERE, f"Subject {view['name']} retired")
+    view, _position = catalog.retire_subject(subject_id)
+    return done(request, HERE, f"Subject {view['name']} retired")
 
 
 @post("/subjects/{subject_id:uuid}/restore", guards=ADMIN_PAGE, sync_to_thread=True)
 def restore(request: Request[Any, Any, Any], catalog: Catalog, subject_id: UUID) -> Redirect:
     """Bring a retired subject back (POST /admin/subjects/{id}/restore; 409 when it is active)."""
-    view, position = catalog.restore_subject(subject_id)
-    return done(request, position, HERE, f"Subject {view['name']} restored")
+    view, _position = catalog.restore_subject(subject_id)
+    return done(request, HERE, f"Subject {view['name']} restored")
 
 
 PAGES = [subjects, create, change, retire, restore]

@@ -40,8 +40,8 @@ def review(request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID) 
 @post("/tutors/{tutor_id:uuid}/documents/{document_id:uuid}/verify", guards=ADMIN_PAGE, sync_to_thread=True)
 def verify(request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID, document_id: UUID) -> Redirect:
     """Mark a document verified."""
-    doc, position = tutoring.verify_document(request.user, tutor_id, document_id)
-    return done(request, position, f"/console/tutors/{tutor_id}", f"Document {doc.filename} verified")
+    doc, _position = tutoring.verify_document(request.user, tutor_id, document_id)
+    return done(request, f"/console/tutors/{tutor_id}", f"Document {doc.filename} verified")
 
 
 @post("/tutors/{tutor_id:uuid}/{action:str}", guards=ADMIN_PAGE, sync_to_thread=True)
@@ -50,8 +50,8 @@ def decide(request: Request[Any, Any, Any], tutoring: Tutoring, tutor_id: UUID, 
     action: 422 from Tutoring.decide)."""
     given = fields(data)
     text = given.get("feedback", "") if action == "reject" else given.get("reason", "")
-    view, position = tutoring.decide(tutor_id, action, text)
-    return done(request, position, f"/console/tutors/{tutor_id}", f"Tutor {view['status'].replace('_', ' ')}")
+    view, _position = tutoring.decide(tutor_id, action, text)
+    return done(request, f"/console/tutors/{tutor_id}", f"Tutor {view['status'].replace('_', ' ')}")
 
 
 PAGES = [queue, review, verify, decide]

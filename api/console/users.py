@@ -117,7 +117,7 @@ def update(request: Request[Any, Any, Any], services: Services, user_id: UUID, d
         notice = "Account reactivated" if active else "Account deactivated"
     else:
         notice = f"Role: {o.user['role']}" if role is not None else "Profile saved"
-    return done(request, o.position, f"/console/users/{user_id}", notice)
+    return done(request, f"/console/users/{user_id}", notice)
 
 
 @post("/users/{user_id:uuid}/delete", guards=ADMIN_PAGE, sync_to_thread=True)
@@ -125,9 +125,9 @@ def delete(request: Request[Any, Any, Any], services: Services, user_id: UUID, d
     """Soft delete (DELETE /admin/users/{id}), once the admin ticked the confirmation."""
     if fields(data).get("confirm") != "yes":
         raise ValidationFailed([("confirm", "tick the box to confirm the deletion")])
-    o = services.identity.admin_delete(user_id, by=request.user.user_id)
+    services.identity.admin_delete(user_id, by=request.user.user_id)
     services.accounts.forget(user_id)
-    return done(request, o.position, f"/console/users/{user_id}", "Account deleted")
+    return done(request, f"/console/users/{user_id}", "Account deleted")
 
 
 @post(
@@ -154,15 +154,15 @@ def override_avatar(
         raise StorageUnavailable(f"S3 unreachable: {type(e).__name__}") from e
     if put.status != 200:
         raise StorageUnavailable(f"S3 refused the upload ({put.status})")
-    o = identity.override_avatar(user_id, ticket.upload.id, reason, by=request.user.user_id)
-    return done(request, o.position, f"/console/users/{user_id}", "Avatar replaced")
+    identity.override_avatar(user_id, ticket.upload.id, reason, by=request.user.user_id)
+    return done(request, f"/console/users/{user_id}", "Avatar replaced")
 
 
 @post("/users/{user_id:uuid}/avatar/clear", guards=ADMIN_PAGE, sync_to_thread=True)
 def clear_avatar(request: Request[Any, Any, Any], identity: Identity, user_id: UUID, data: Form) -> Redirect:
     """Remove the user's picture, saying why (PUT /admin/users/{id}/avatar with a null upload)."""
-    o = identity.override_avatar(user_id, None, fields(data).get("reason", ""), by=request.user.user_id)
-    return done(request, o.position, f"/console/users/{user_id}", "Avatar removed")
+    identity.override_avatar(user_id, None, fields(data).get("reason", ""), by=request.user.user_id)
+    return done(request, f"/console/users/{user_id}", "Avatar removed")
 
 
 PAGES = [users, user, avatar, update, delete, override_avatar, clear_avatar]

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
+import psycopg
 import pytest
-import redis
 from litestar.testing import TestClient
 
 from api.app import create_app
@@ -120,28 +120,60 @@ def test_every_response_carries_nosniff_and_a_request_id(client: Any, student: A
 ME, USERS = f"{API}/me", f"{API}/admin/users"
 
 
-def test_a_command_keeps_its_callers_last_write_before_it_answers(
+def last_write(dsn: str, user_id: str) -> int | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT position FROM tutorconnect_last_writes WHERE user_id = %s", (user_id,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def test_a_command_keeps_its_callers_last_write_with_its_events(
     client: Any, admin: Actor, student: Actor, prepared: Settings
 ) -> None:
-    """ADR 0004: by the time a command's answer arrives, Redis holds the caller's newest written position (never an
-    older one after a newer), so their next query waits for it even without X-Min-Position; a query keeps nothing."""
-    keys = redis.Redis.from_url(prepared.redis_url)
-    key = f"tutorconnect:rw:{student.id}"
-    keys.delete(key)
+    """ADR 0004: the append that records a command's events keeps, in the same transaction, the caller's newest
+    written position, so it is there by the time the answer arrives; a query keeps nothing, and someone else's
+    command keeps their own position."""
+    dsn = prepared.database_url
+    before = last_write(dsn, student.id)
     assert ok(client.get(ME, headers=student.auth))["id"] == student.id
-    assert keys.get(key) is None  # a query is not a write
+    assert last_write(dsn, student.id) == before  # a query is not a write
     first = event_position(client.patch(ME, json={"full_name": "First Name"}, headers=student.auth))
-    assert int(keys.get(key) or 0) == first
+    assert last_write(dsn, student.id) == first
     second = event_position(client.patch(ME, json={"full_name": "Second Name"}, headers=student.auth))
-    assert second > first and int(keys.get(key) or 0) == second
-    keys.set(key, second + 1_000)  # a newer write (another process) is not overwritten by an older position
-    event_position(client.patch(ME, json={"full_name": "Third Name"}, headers=student.auth))
-    assert int(keys.get(key) or 0) == second + 1_000
-    # someone else's command keeps their own position, not the student's
-    admin_key = f"tutorconnect:rw:{admin.id}"
-    keys.delete(admin_key)
-    changed = event_position(client.patch(f"{USERS}/{student.id}", json={"is_active": True}, headers=admin.auth))
-    assert int(keys.get(admin_key) or 0) == changed and int(keys.get(key) or 0) == second + 1_000
+    assert second > first and last_write(dsn, student.id) == second
+    changed = event_position(client.patch(f"{USERS}/{student.id}", json={"is_active": False}, headers=admin.auth))
+    assert last_write(dsn, admin.id) == changed and last_write(dsn, student.id) == second
+    # registration and login are the new user's own writes (nobody is signed in yet)
+    email = unique_email("rw")
+    registered = client.post(f"{API}/auth/register", json=reg_body(email))
+    assert last_write(dsn, registered.json()["user"]["id"]) == event_position(registered)
+    logged_in = client.post(f"{API}/auth/login", json={"email": email, "password": PASSWORD})
+    assert last_write(dsn, registered.json()["user"]["id"]) == event_position(logged_in)
+
+
+def test_a_query_waits_for_its_callers_last_write_only(
+    client: Any, admin: Actor, student: Actor, prepared: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller's last write is read with the read models' positions: a write the read models have not reached
+    holds that caller's queries (503 projection-lagging after the wait), and nobody else's."""
+    monkeypatch.setattr("api.deps.MAX_WAIT_S", 0.3)
+    head = event_position(client.patch(ME, json={"full_name": "Before The Future"}, headers=student.auth))
+    with psycopg.connect(prepared.database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE tutorconnect_last_writes SET position = %s WHERE user_id = %s", (head + 1_000_000, student.id)
+        )
+    r = client.get(f"{API}/bookings", headers=student.auth)
+    problem(r, 503, "projection-lagging")
+    assert client.get(f"{API}/admin/users", headers=admin.auth).status_code == 200
+    with psycopg.connect(prepared.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE tutorconnect_last_writes SET position = %s WHERE user_id = %s", (head, student.id))
+    assert client.get(f"{API}/bookings", headers=student.auth).status_code == 200
+
+
+def test_the_last_write_is_kept_while_redis_is_away(app_with: Any, student: Actor, prepared: Settings) -> None:
+    """Read-your-writes does not depend on Redis: with Redis unreachable a command still keeps its position."""
+    broken = app_with(redis_url="redis://127.0.0.1:1/0", test_clock=False)
+    position = event_position(broken.patch(ME, json={"full_name": "No Redis"}, headers=student.auth))
+    assert last_write(prepared.database_url, student.id) == position
 
 
 def test_every_command_carries_x_event_position_of_its_last_event(client: Any, admin: Actor) -> None:
