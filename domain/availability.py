@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from domain.errors import ValidationFailed
@@ -280,3 +281,28 @@ def slots(
 def covers(free: Sequence[Interval], start: datetime, end: datetime) -> bool:
     """True when [start, end) lies wholly inside one free interval."""
     return any(a <= start and end <= b for a, b in free)
+
+
+def intervals(raw: list[dict[str, str]]) -> list[Interval]:
+    """Recorded `{start, end}` ISO instants as pairs of datetimes."""
+    return [(datetime.fromisoformat(x["start"]), datetime.fromisoformat(x["end"])) for x in raw]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A tutor's availability as `TutorProfile.check_time` reads it: the recorded value (as the event has it)
+    parsed once, when it is set, rather than on every booking."""
+
+    timezone: str | None
+    weekly: tuple[WeeklyRule, ...]
+    openings: list[Interval]
+    blocks: list[Interval]
+
+    @classmethod
+    def of(cls, availability: dict[str, Any]) -> Schedule:
+        return cls(
+            availability["timezone"],
+            parse_rules(availability["weekly"]),
+            intervals(availability["openings"]),
+            intervals(availability["blocks"]),
+        )

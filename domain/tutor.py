@@ -15,7 +15,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate, event
 
-from domain.availability import available, covers, on_grid, parse_rules
+from domain.availability import Schedule, available, covers, on_grid, parse_rules
 from domain.booking import OutsideAvailability, TooShortNotice
 from domain.documents import DOCUMENT_TYPES, MAX_DOCUMENT_BYTES, Document, DocumentStatus
 from domain.errors import DomainError, NotFound, ValidationFailed, WrongStatus
@@ -108,6 +108,7 @@ class TutorProfile(Aggregate):
         self.subjects: list[str] = []
         self.hourly_rate: dict[str, Any] | None = None
         self.availability: dict[str, Any] = {"timezone": None, "weekly": [], "blocks": [], "openings": []}
+        self.schedule = Schedule.of(self.availability)
         self.documents: dict[str, Document] = {}
         self.auto_confirm = False
         self.min_notice_minutes = 0
@@ -204,6 +205,7 @@ class TutorProfile(Aggregate):
     @event("AvailabilitySet")
     def _availability_set(self, availability: dict[str, Any]) -> None:
         self.availability = availability
+        self.schedule = Schedule.of(availability)
 
     def set_preferences(self, auto_confirm: bool | None, min_notice_minutes: int | None) -> None:
         """Booking preferences: auto-confirm and minimum notice."""
@@ -386,22 +388,11 @@ class TutorProfile(Aggregate):
         """A lesson starts on the :00/:30 grid, lies wholly inside the tutor's availability (weekly rules in their
         zone, plus openings, minus blocks) and respects their minimum notice."""
         end = start + timedelta(minutes=minutes)
-        a = self.availability
-        if not on_grid(start) or not a["timezone"]:
+        s = self.schedule
+        if not on_grid(start) or not s.timezone:
             raise OutsideAvailability("start must be on the :00/:30 grid inside the tutor's availability")
-        free = available(
-            parse_rules(a["weekly"]),
-            a["timezone"],
-            _intervals(a["openings"]),
-            _intervals(a["blocks"]),
-            start - timedelta(days=1),
-            end + timedelta(days=1),
-        )
+        free = available(s.weekly, s.timezone, s.openings, s.blocks, start - timedelta(days=1), end + timedelta(days=1))
         if not covers(free, start, end):
             raise OutsideAvailability("the tutor is not available at that time")
         if start < now + timedelta(minutes=self.min_notice_minutes):
             raise TooShortNotice(f"the tutor needs {self.min_notice_minutes} minutes' notice")
-
-
-def _intervals(raw: list[dict[str, str]]) -> list[tuple[datetime, datetime]]:
-    return [(datetime.fromisoformat(x["start"]), datetime.fromisoformat(x["end"])) for x in raw]
