@@ -18,7 +18,7 @@ class StudentCredits(Projection):
     """Lots (remaining minutes and value), open holds (with the tutor's pending net), earnings and payouts."""
 
     name = "student_credits"
-    version = 2  # 2: expiry_warned (the expiry warning sweep's due work)
+    version = 3  # 2: expiry_warned (the expiry warning sweep's due work); 3: lots updated in place (HOT)
     tables = ("student_credit_lots", "student_credit_holds", "tutor_earning_lines")
     topics = tuple(
         topic_of(c)

@@ -82,7 +82,7 @@ def sweep_credit_expiry() -> None:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT DISTINCT student_id FROM student_credit_lots WHERE state = 'open' AND minutes_remaining > 0"
-            " AND expires_at <= %s",  # the predicate of student_credit_lots_due_idx
+            " AND expires_at <= %s",  # student_credit_lots_due_idx
             (now,),
         ).fetchall()
     for (student_id,) in rows:
