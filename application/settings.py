@@ -68,7 +68,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     pool_size: int = 4
     lock_timeout_s: int = 5
     projector_threads: int = 2
-    projector_gather_ms: float = 20.0
+    projector_gather_ms: float = 30.0
     projector_background_ms: float = 100.0
     pre_ping: bool = False
     aggregate_cache: int = 10000
@@ -104,7 +104,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             pool_size=int(e.get("DB_POOL_SIZE", 4)),
             lock_timeout_s=int(e.get("POSTGRES_LOCK_TIMEOUT", 5)),
             projector_threads=int(e.get("PROJECTOR_THREADS", 2)),
-            projector_gather_ms=float(e.get("PROJECTOR_GATHER_MS", 20.0)),
+            projector_gather_ms=float(e.get("PROJECTOR_GATHER_MS", 30.0)),
             projector_background_ms=float(e.get("PROJECTOR_BACKGROUND_MS", 100.0)),
             pre_ping=e.get("DB_PRE_PING", "") in ("1", "true", "yes"),
             aggregate_cache=int(e.get("AGGREGATE_CACHE_SIZE", 10000)),
