@@ -212,13 +212,11 @@ class Recorder(PostgresApplicationRecorder):
             last_writes=last_writes,
         )
         body = statement.as_string(curs.connection).split("$body$")[1]
-        curs.execute(
-            "SELECT oid::regprocedure::text AS name, prosrc FROM pg_proc WHERE proname = 'tutorconnect_append'"
-        )
-        found = curs.fetchall()
-        if [r["prosrc"] for r in found] != [body]:  # every process start would replace it otherwise
-            for r in found:  # an older signature (before the writer argument) would stay as an unused overload
-                curs.execute(psycopg.sql.SQL("DROP FUNCTION IF EXISTS {}").format(psycopg.sql.SQL(r["name"])))
+        curs.execute("SELECT prosrc FROM pg_proc WHERE proname = 'tutorconnect_append'")
+        # Replaced only when it differs (every process start would replace it otherwise). The five-argument
+        # version of earlier releases (no writer) is left in place: processes of the old release still running
+        # during an upgrade go on calling it.
+        if body not in [r["prosrc"] for r in curs.fetchall()]:
             curs.execute(statement)
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)  # as the library's insert_events
