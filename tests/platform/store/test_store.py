@@ -389,6 +389,67 @@ def test_one_round_trip_append_keeps_order_and_refuses_clashes(app: EventStoreAp
     assert app.repository.get(subjects[0].id).name == "First"
 
 
+# tutorconnect_append as releases before the writer argument created it
+OLD_APPEND = f"""
+    CREATE FUNCTION tutorconnect_append(ids uuid[], versions int4[], topics text[], states bytea[], lock_timeout text)
+    RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
+    BEGIN
+        PERFORM set_config('lock_timeout', lock_timeout, true);
+        LOCK TABLE {EVENTS_TABLE} IN EXCLUSIVE MODE;
+        NOTIFY {EVENTS_TABLE};
+        RETURN QUERY
+            INSERT INTO {EVENTS_TABLE} (originator_id, originator_version, topic, state)
+            SELECT * FROM unnest(ids, versions, topics, states)
+            RETURNING notification_id;
+    END
+    $body$"""
+
+
+def test_the_append_keeps_the_writers_last_write(app: EventStoreApp, settings: Settings) -> None:
+    """ADR 0004: a save records, in its own statement, the last of its positions as the writer's last write: the
+    acting user's, or the one given (a registration's new user); a save with side writes too; a save with no
+    writer touches no row."""
+
+    def last_writes() -> dict[UUID, int]:
+        with psycopg.connect(settings.database_url) as conn:
+            return dict(conn.execute("SELECT user_id, position FROM tutorconnect_last_writes").fetchall())
+
+    student, newcomer = uuid4(), uuid4()
+    with context.acting(actor_id=str(student), actor_role="student"):
+        first = app.record(Subject.create("Algebra", "science"), Subject.create("Biology", "science"))
+    assert last_writes() == {student: first}
+    second = app.record(Subject.create("Chemistry", "science"), writer=newcomer, side_writes=[("SELECT 1", ())])
+    assert last_writes() == {student: first, newcomer: second} and second > first
+    with context.acting(actor_id=str(student), actor_role="student"):
+        third = app.record(Subject.create("Drawing", "arts"))
+    app.record(Subject.create("Economics", "social"))  # nobody's write
+    assert last_writes() == {student: third, newcomer: second}
+
+
+def test_an_earlier_releases_append_is_left_beside_the_new_one(app: EventStoreApp, settings: Settings) -> None:
+    """Upgrading a database whose processes of the earlier release still run: the new process adds its append
+    function and leaves theirs, which goes on appending."""
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        conn.execute("DROP FUNCTION tutorconnect_append(uuid[], int4[], text[], bytea[], text, uuid)")
+        conn.execute(OLD_APPEND)  # type: ignore[call-overload]
+    app.recorder.create_table()  # what a new process does at its start
+    s = Subject.create("Geography", "science")
+    position = app.record(s)
+    old = Subject.create("History", "humanities")
+    stored = app.mapper.to_stored_event(old.collect_events()[0])
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        names = [
+            r[0]
+            for r in conn.execute("SELECT oid::regprocedure::text FROM pg_proc WHERE proname = 'tutorconnect_append'")
+        ]
+        (old_position,) = conn.execute(
+            "SELECT tutorconnect_append(%s::uuid[], %s::int4[], %s::text[], %s::bytea[], '5s')",
+            ([stored.originator_id], [stored.originator_version], [stored.topic], [stored.state]),
+        ).fetchone()
+    assert len(names) == 2 and old_position > position
+    assert app.repository.get(old.id).name == "History"
+
+
 def test_taken_aggregates_are_not_shared_and_come_back_only_unchanged(app: EventStoreApp) -> None:
     """`take` hands out the cached object itself and removes it from the cache: a second taker (another thread's
     command) gets its own, read from the store. Given back unchanged it is cached again; changed, it is not."""
