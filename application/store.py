@@ -155,29 +155,25 @@ class Recorder(PostgresApplicationRecorder):
     # In the calling statement's own transaction: the EXCLUSIVE table lock that keeps ids in commit order, the
     # NOTIFY that wakes followers (delivered at commit), the INSERT; ids come back in order. With a writer (the
     # user whose command this is), their last write moves to the new head in the same transaction: their next
-    # query waits for it (read-your-writes, ADR 0004). Under the lock every later append has higher ids, so the
-    # newest write simply replaces the row.
+    # query waits for it (read-your-writes, ADR 0004). The head is the last id this statement drew from the
+    # sequence (rows draw ids in order); under the lock every later append draws higher ones, so the newest
+    # write simply replaces the row.
     APPEND_FUNCTION = """
         CREATE OR REPLACE FUNCTION tutorconnect_append(
             ids uuid[], versions int4[], topics text[], states bytea[], lock_timeout text, writer uuid
         ) RETURNS SETOF bigint LANGUAGE plpgsql AS $body$
-        DECLARE
-            issued bigint[];
         BEGIN
             PERFORM set_config('lock_timeout', lock_timeout, true);
             LOCK TABLE {table} IN EXCLUSIVE MODE;
             NOTIFY {channel};
-            WITH inserted AS (
+            RETURN QUERY
                 INSERT INTO {table} (originator_id, originator_version, topic, state)
                 SELECT * FROM unnest(ids, versions, topics, states)
-                RETURNING notification_id
-            )
-            SELECT array_agg(notification_id ORDER BY notification_id) INTO issued FROM inserted;
+                RETURNING notification_id;
             IF writer IS NOT NULL THEN
-                INSERT INTO {last_writes} AS w (user_id, position) VALUES (writer, issued[cardinality(issued)])
+                INSERT INTO {last_writes} (user_id, position) VALUES (writer, currval({sequence}))
                 ON CONFLICT (user_id) DO UPDATE SET position = excluded.position;
             END IF;
-            RETURN QUERY SELECT unnest(issued);
         END
         $body$"""
     # Each user's newest written position, read by their queries (api/deps.py `reading`). Made with the function
@@ -210,6 +206,7 @@ class Recorder(PostgresApplicationRecorder):
             table=psycopg.sql.Identifier(self.events_table_name),
             channel=psycopg.sql.Identifier(self.channel_name),
             last_writes=last_writes,
+            sequence=psycopg.sql.Literal(f"{self.events_table_name}_notification_id_seq"),  # the bigserial's
         )
         body = statement.as_string(curs.connection).split("$body$")[1]
         curs.execute("SELECT prosrc FROM pg_proc WHERE proname = 'tutorconnect_append'")
@@ -245,6 +242,14 @@ class Recorder(PostgresApplicationRecorder):
         with conn.cursor(binary=True) as curs:
             curs.execute(self.APPEND, params, prepare=True)
             return [row["id"] for row in curs.fetchall()]
+
+
+def _user_id(actor_id: str | None) -> UUID | None:
+    """The acting user's id; None for no actor, or one that names no user (a tool's)."""
+    try:
+        return UUID(actor_id) if actor_id else None
+    except ValueError:
+        return None
 
 
 _FACTORIES: dict[tuple[tuple[str, str], ...], InfrastructureFactory[Any]] = {}
@@ -378,8 +383,7 @@ class EventStoreApp(Application[UUID]):
         # py-spy); every caller here passes aggregates, so their events go to the event store directly.
         events = [e for a in aggregates if a is not None for e in a.collect_events()]
         if writer is None:
-            actor = context.current().actor_id
-            writer = UUID(actor) if actor else None
+            writer = _user_id(context.current().actor_id)
         recordings = self.events.put(events, side_writes=list(side_writes), writer=writer)
         repo: Any = self.repository
         for a in aggregates:
