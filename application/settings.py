@@ -122,7 +122,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         host = unquote(query.get("host", u.hostname or "127.0.0.1"))
         return {
             "PERSISTENCE_MODULE": "eventsourcing.postgres",
-            "APPLICATION_RECORDER_TOPIC": "application.store:Recorder",
+            "APPLICATION_RECORDER_TOPIC": "application.recorder:Recorder",
             "POSTGRES_DBNAME": unquote(u.path.lstrip("/")) or "postgres",
             "POSTGRES_HOST": host,
             "POSTGRES_PORT": str(u.port or query.get("port", 5432)),

@@ -26,7 +26,7 @@ POSITION_SQL = (
 
 
 # Each user's newest written position, kept by the append in the same transaction as the events
-# (application/store.py Recorder, which creates the table with the append function); read with the positions.
+# (application/recorder.py Recorder, which creates the table with the append function); read with the positions.
 LAST_WRITES_TABLE = "tutorconnect_last_writes"
 _POSITIONS_AND_LAST_WRITE = (
     f"SELECT t.*, (SELECT position FROM {LAST_WRITES_TABLE} WHERE user_id = %s) AS last_write FROM ({_POSITIONS}) t"
