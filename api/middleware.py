@@ -117,7 +117,7 @@ async def stamp_headers(message: Message, scope: Scope) -> None:
 
 class RequestContext:
     """X-Request-ID in: the correlation id of the events this request records (`stamp_headers` sends it back). (A
-    command's caller's last write is kept by the append itself: application/store.py, ADR 0004.)"""
+    command's caller's last write is kept by the append itself: application/recorder.py, ADR 0004.)"""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
