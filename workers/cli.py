@@ -37,7 +37,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 def cmd_api(a: argparse.Namespace) -> int:
     from workers.processes import run_api
 
-    run_api(a.host, a.port, a.workers)
+    run_api(a.host, a.port, a.workers, a.max_connections)
     return 0
 
 
@@ -241,6 +241,12 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("api", help="run the HTTP API only")
     host_port(s)
     s.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "1")))
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        default=int(os.environ.get("API_MAX_CONNECTIONS", "1000")),  # per worker: workers/processes.py run_api
+        help="open connections (keep-alive, WebSockets) each worker holds at once (API_MAX_CONNECTIONS, 1000)",
+    )
     s.set_defaults(func=cmd_api)
     s = sub.add_parser("projectors", help="run the projection followers only")
     s.set_defaults(func=cmd_projectors)
