@@ -20,7 +20,7 @@ from uuid import UUID
 
 import psycopg
 
-from application.identity import ACCOUNTS_CHANNEL, Account
+from application.accounts import ACCOUNTS_CHANNEL, Account
 
 log = logging.getLogger("tutorconnect.api")
 

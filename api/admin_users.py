@@ -20,7 +20,8 @@ from api.schemas.identity import (
     admin_user_detail_out,
 )
 from api.services import Services
-from application.identity import Account, Identity
+from application.accounts import Account
+from application.identity import Identity
 from domain.errors import NotFound, ValidationFailed
 from domain.user import ADMIN_PROFILE_FIELDS
 

@@ -34,8 +34,8 @@ from api.schemas.audit import (
 )
 from api.schemas.common import MoneyOut
 from api.services import Services
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from domain.booking import BookingStatus
 from domain.errors import NotFound, ValidationFailed
 

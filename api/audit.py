@@ -12,8 +12,8 @@ from litestar import Controller, Request, Response, get
 from api.deps import decode_cursor, encode_cursor, limit_of, query, reading
 from api.guards import ADMIN, BEARER
 from api.schemas.audit import AggregateHistoryOut, AuditEventOut, AuditEventPage
+from application.accounts import Account
 from application.audit import Audit
-from application.identity import Account
 from domain.errors import NotFound, ValidationFailed
 
 COLUMNS = (

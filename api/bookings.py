@@ -25,8 +25,8 @@ from api.schemas.bookings import (
     notification_from_row,
     review_of,
 )
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.scheduling import Scheduling
 from domain.booking import Booking, BookingStatus
 from domain.errors import NotFound, ValidationFailed

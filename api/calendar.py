@@ -19,7 +19,7 @@ from api.deps import command, reading
 from api.guards import BEARER, USER
 from api.schemas.bookings import CalendarFeedOut, Viewer
 from api.services import Services
-from application.identity import Account
+from application.accounts import Account
 from application.scheduling import Scheduling
 from domain.errors import NotFound
 from projections.waiting import POSITION_SQL

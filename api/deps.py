@@ -16,7 +16,7 @@ from litestar.di import Provide
 
 from api.problems import ProjectionLagging
 from api.services import Services
-from application.identity import Account
+from application.accounts import Account
 from domain.errors import ValidationFailed
 from projections.waiting import wait_for, wait_for_async
 

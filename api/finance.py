@@ -34,8 +34,8 @@ from api.schemas.money import (
     reconciliation_out,
 )
 from api.services import Services
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.money import Money
 from application.settings import Settings
 from domain.errors import ValidationFailed

@@ -15,7 +15,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from api.deps import services
 from application import context
-from application.identity import ACCOUNT_SQL, Account, account_of, require_role, token_subject
+from application.accounts import ACCOUNT_SQL, Account, account_of, require_role, token_subject
 from domain.errors import Unauthenticated
 
 

@@ -13,7 +13,8 @@ from api.deps import command, min_position, query
 from api.guards import BEARER, USER
 from api.schemas.identity import AvatarUploadOut, RegistrationOut, TokenPairOut, UserAccountOut
 from api.services import Services
-from application.identity import Account, Identity
+from application.accounts import Account
+from application.identity import Identity
 
 Email = Annotated[str, msgspec.Meta(max_length=300, pattern=r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")]
 Password = Annotated[

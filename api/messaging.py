@@ -27,7 +27,7 @@ from api.schemas.messaging import (
     thread_out,
     thread_participants_out,
 )
-from application.identity import Account
+from application.accounts import Account
 from application.messaging import Messaging
 from domain.errors import NotFound
 

@@ -33,8 +33,8 @@ from api.schemas.money import (
     tutor_payout_out,
 )
 from api.text import RAW_BODY
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.money import Money
 from domain.errors import NotFound
 

@@ -18,8 +18,8 @@ from api.schemas.tutoring import (
     student_profile_out,
 )
 from api.tutors import NEXT_SLOTS
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.tutoring import Tutoring
 from projections.search import PUBLIC_COLS
 

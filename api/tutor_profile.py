@@ -24,7 +24,7 @@ from api.schemas.tutoring import (
     tutor_profile_out,
 )
 from api.tutors import REVIEWS, reviews_page
-from application.identity import Account
+from application.accounts import Account
 from application.tutoring import Tutoring, profile_view
 
 

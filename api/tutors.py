@@ -30,8 +30,8 @@ from api.schemas.tutoring import (
     tutor_queue_item_out,
     tutor_review_page,
 )
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.tutoring import Tutoring
 from domain.documents import Document
 from domain.errors import NotFound, ValidationFailed

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 from uuid import UUID
 
-from application.identity import Account
+from application.accounts import Account
 from application.store import EventStoreApp, Loaded
 from application.tokens import digest
 from domain.calendar_feed import CalendarFeed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from application.identity import Account
+from application.accounts import Account
 from application.store import EventStoreApp
 from domain.exports import Export
 

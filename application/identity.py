@@ -12,13 +12,13 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from eventsourcing.application import AggregateNotFoundError
 
+from application.accounts import ACCOUNT_SQL, Account, account_changed, account_of, token_subject
 from application.storage import UPLOAD_TTL, safe_name
 from application.store import EventStoreApp, Loaded, SideWrite, is_unique_violation
-from application.tokens import digest, issue_access, new_refresh_token, verify_access
+from application.tokens import digest, issue_access, new_refresh_token
 from domain.errors import (
     DomainError,
     EmailTaken,
-    Forbidden,
     InvalidCredentials,
     NotFound,
     Unauthenticated,
@@ -28,14 +28,6 @@ from domain.ids import normalise_email
 from domain.tutor import TutorProfile
 from domain.user import ADMIN_PROFILE_FIELDS, EmailClaim, User, check_password
 from domain.user_avatar import Avatar, AvatarUpload, avatar_filename, check_reason
-
-
-@dataclass(frozen=True)
-class Account:
-    """The authenticated caller, as the auth check sees it (from the command-side account row)."""
-
-    user_id: UUID
-    role: str
 
 
 @dataclass(frozen=True)
@@ -166,7 +158,7 @@ class Identity(EventStoreApp):
                     "UPDATE identity_sessions SET revoked_at = now(), revoked_reason = 'reuse' WHERE family_id = %s",
                     (row["family_id"],),
                 )
-                conn.execute(*_account_changed(row["user_id"]))
+                conn.execute(*account_changed(row["user_id"]))
                 reused = row
             else:
                 reused = None
@@ -209,7 +201,7 @@ class Identity(EventStoreApp):
                 " WHERE family_id = %s AND revoked_at IS NULL",
                 (row["family_id"],),
             ).rowcount
-            conn.execute(*_account_changed(actor.user_id))  # the session's access tokens stop at once
+            conn.execute(*account_changed(actor.user_id))  # the session's access tokens stop at once
         if revoked:
             return self._record_revocation(actor.user_id, row["family_id"], "logout")
         return self.head()
@@ -256,7 +248,7 @@ class Identity(EventStoreApp):
             )
             reason = "deactivated" if not user.is_active else "no longer a tutor"
             tutor = _tutor_side(user, got.get(TutorProfile, profile_id), reason)
-            return Outcome(self.view(user), self.record(user, tutor, side_writes=[write, _account_changed(user.id)]))
+            return Outcome(self.view(user), self.record(user, tutor, side_writes=[write, account_changed(user.id)]))
 
         return self.command(update, changes=[user_id, profile_id])
 
@@ -317,7 +309,7 @@ class Identity(EventStoreApp):
                     " WHERE user_id = %s AND revoked_at IS NULL",
                     (user.id,),
                 ),
-                _account_changed(user.id),
+                account_changed(user.id),
             ]
             profile = _tutor_side(user, got.get(TutorProfile, profile_id), "deleted")
             return Outcome(self.view(user), self.record(user, profile, side_writes=writes))
@@ -422,46 +414,3 @@ def _tutor_side(user: User, profile: TutorProfile | None, reason: str) -> TutorP
     else:
         profile.close_account(reason)
     return profile if profile.pending_events else None
-
-
-# Every change of an account's role, activity or existence NOTIFYs this channel in its own transaction (delivered
-# at commit), so that API processes drop what they remember of it (api/accounts.py).
-ACCOUNTS_CHANNEL = "tutorconnect_accounts"
-
-
-def _account_changed(user_id: UUID) -> SideWrite:
-    return ("SELECT pg_notify(%s, %s)", (ACCOUNTS_CHANNEL, str(user_id)))
-
-
-# The command-side account row an authenticated request is checked against. The API's guards keep what it said
-# until the account changes (ACCOUNTS_CHANNEL); deactivation, deletion and role changes bite at the next request.
-# With the token's session (its refresh-token family, or NULL for tokens issued before sessions were named): a
-# logged-out or revoked session's access tokens stop working at once, not when they expire.
-ACCOUNT_SQL = (
-    "SELECT a.role, a.is_active, a.deleted, s.revoked_at IS NOT NULL AS revoked FROM identity_accounts a"
-    " LEFT JOIN identity_sessions s ON s.family_id = %s WHERE a.user_id = %s"
-)
-
-
-def token_subject(secret: str, access_token: str) -> tuple[UUID, UUID | None]:
-    """The user id and session of a well-signed, unexpired access token (401 otherwise)."""
-    claims = verify_access(secret, access_token)
-    try:
-        return UUID(claims.user_id), UUID(claims.session_id) if claims.session_id else None
-    except ValueError:
-        raise Unauthenticated("invalid access token") from None
-
-
-def account_of(user_id: UUID, row: Any) -> Account:
-    """The caller, from their ACCOUNT_SQL row: only an existing, active, undeleted account gets in."""
-    if row is None or not row["is_active"] or row["deleted"]:
-        raise Unauthenticated("account is not active")
-    if row["revoked"]:
-        raise Unauthenticated("this session has ended")
-    return Account(user_id, row["role"])
-
-
-def require_role(actor: Account, *roles: str) -> None:
-    """Refuse a caller whose role is not one of `roles`."""
-    if actor.role not in roles:
-        raise Forbidden(f"requires role {' or '.join(roles)}")

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from application.identity import Account
+from application.accounts import Account
 from application.storage import UPLOAD_TTL
 from application.store import EventStoreApp, Loaded, Turns
 from domain.errors import DomainError, NotFound, ValidationFailed

@@ -11,8 +11,8 @@ from uuid import UUID
 import stripe
 from eventsourcing.application import AggregateNotFoundError
 
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.settings import Settings
 from application.settlement import Settlement
 from application.store import EventStoreApp, Loaded

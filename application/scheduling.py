@@ -15,9 +15,9 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
+from application.accounts import Account
 from application.calendar_feeds import CalendarFeeds
 from application.clock import Clock
-from application.identity import Account
 from application.settings import Settings
 from application.settlement import Settlement
 from application.store import EventStoreApp, Loaded

@@ -10,7 +10,7 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 
-from application.identity import Account
+from application.accounts import Account
 from application.storage import UPLOAD_TTL
 from application.store import EventStoreApp, Loaded
 from domain.documents import Document, DocumentStatus

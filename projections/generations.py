@@ -42,7 +42,7 @@ def _create_generation(conn: psycopg.Connection[Any], projection: Projection, ge
     names = {t: physical(t, generation) for t in projection.tables}
     for t in projection.tables:
         conn.execute(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(names[t])))
-    conn.execute(projection.ddl(names))  # type: ignore[call-overload]
+    conn.execute(projection.ddl(names))
     conn.execute(
         "INSERT INTO projection_tracking (name, generation, version, position, state) VALUES (%s, %s, %s, 0, %s)",
         (projection.name, generation, projection.version, state),
@@ -112,7 +112,7 @@ def rebuild(
         # than maintaining it row by row (primary keys and unique constraints stay, `apply` looks rows up by them).
         with runner.conn.transaction():
             for ddl in deferred:
-                runner.conn.execute(ddl)  # type: ignore[arg-type]
+                runner.conn.execute(ddl)
         # Switch: lock the registry, apply the last few events, then point the views at the new tables.
         with runner.conn.transaction():
             runner.conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key("registry"),))

@@ -15,8 +15,8 @@ from api.console.render import page
 from api.console.session import ADMIN_PAGE, STAFF_PAGE
 from api.deps import reading
 from api.services import Services
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from domain.booking import BookingStatus
 from domain.errors import ValidationFailed
 

@@ -23,7 +23,7 @@ from api import problems
 from api.console.session import ROOT, SignInNeeded, login_url
 from api.text import MESSAGE, unstorable
 from application import context
-from application.identity import Account
+from application.accounts import Account
 from domain.errors import DomainError, ValidationFailed
 
 T = TypeVar("T")

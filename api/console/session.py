@@ -16,7 +16,8 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.response import Redirect
 
 from api.guards import account_of_token
-from application.identity import Account, Tokens, require_role
+from application.accounts import Account, require_role
+from application.identity import Tokens
 from application.settings import Settings
 from domain.errors import Unauthenticated
 

@@ -122,7 +122,8 @@ def avatar_url_of(row: Mapping[str, Any], identity: Identity) -> str | None:
     """A users_directory row's picture: an uploaded avatar's 24-hour download URL, or the URL the user set."""
     if row["avatar_key"] is not None:
         return identity.avatar_url(row["avatar_key"], row["avatar_type"])
-    return row["avatar_url"]  # type: ignore[no-any-return]
+    url: str | None = row["avatar_url"]
+    return url
 
 
 def account_fields(r: Mapping[str, Any], identity: Identity) -> dict[str, Any]:

@@ -51,7 +51,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from application.identity import Account
+from application.accounts import Account
 from application.scheduling import Scheduling
 from application.tutoring import Tutoring
 from domain.booking import BookingConflict, Calendar, OutsideAvailability, TooShortNotice, weeks_between

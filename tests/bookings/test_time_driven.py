@@ -14,8 +14,8 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.scheduling import Scheduling
 from application.settings import Settings
 from projections.reconcile import reconcile

@@ -12,7 +12,8 @@ import psycopg
 import pytest
 from argon2 import PasswordHasher
 
-from application.identity import Account, Identity, Outcome
+from application.accounts import Account
+from application.identity import Identity, Outcome
 from application.settings import Settings
 from application.store import EVENTS_TABLE
 from application.tokens import digest, issue_access

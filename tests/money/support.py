@@ -22,8 +22,8 @@ import psycopg
 import redis
 from eventsourcing.application import AggregateNotFoundError
 
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.money import Money
 from application.settings import Settings
 from domain.credits import CreditAccount

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.money import Money
 from application.settings import Settings
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from application.accounts import Account
 from application.clock import Clock
-from application.identity import Account
 from application.money import Money
 from application.scheduling import Scheduling
 from application.settings import Settings

@@ -51,7 +51,7 @@ def _apply(dsn: str, chunks: list[list[Envelope]]) -> dict[str, str]:
     projection = Notifications()
     names = _tables(projection, uuid.uuid4().hex[:8])
     with psycopg.connect(dsn) as conn:
-        conn.execute(projection.ddl(names))  # type: ignore[call-overload]
+        conn.execute(projection.ddl(names))
         with conn.cursor() as cur:
             for chunk in chunks:
                 projection.apply(cur, chunk, names)

@@ -85,7 +85,7 @@ def test_student_credits_in_one_batch_equal_one_event_at_a_time(prepared: Settin
         events, _ = read_batch(conn, start, app.head(), projection.topics, 10_000)
         assert events, "the history recorded credit events"
         for names in (together, alone):
-            conn.execute(projection.ddl(names))  # type: ignore[call-overload]
+            conn.execute(projection.ddl(names))
         with conn.cursor() as cur:
             projection.apply(cur, events, together)
             for e in events:

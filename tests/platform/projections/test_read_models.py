@@ -11,8 +11,9 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from application.accounts import Account
 from application.catalog import Catalog
-from application.identity import Account, Identity
+from application.identity import Identity
 from application.settings import Settings
 from domain.errors import NotFound
 from projections.runner import Projection, Runner

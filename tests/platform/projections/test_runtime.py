@@ -507,7 +507,7 @@ def test_kill_9_during_catch_up_loses_and_duplicates_nothing(prepared: Settings,
 
 def make_history(settings: Settings) -> None:
     """A varied history through the application layer: every users_directory and subjects event type."""
-    from application.identity import Account
+    from application.accounts import Account
 
     identity, catalog = Identity(settings), Catalog(settings)
     users = []
