@@ -223,25 +223,16 @@ def _json(rows: Iterator[JournalEntryOut]) -> Iterator[bytes]:
 
 
 def _csv(rows: Iterator[JournalEntryOut]) -> Iterator[bytes]:
-    """One CSV row per posting, the entry's fields repeated."""
+    """One CSV row per posting, the entry's fields repeated (its instant written once per entry, not per row)."""
     header = ["entry_id", "position", "recorded_at", "description", "account", "side", "amount", "currency"]
-    return csvout.stream(
-        header,
-        (
-            (
-                e.entry_id,
-                e.position,
-                e.recorded_at,
-                e.description,
-                p.account,
-                p.side,
-                p.amount.amount,
-                p.amount.currency,
-            )
-            for e in rows
-            for p in e.postings
-        ),
-    )
+
+    def postings() -> Iterator[tuple[Any, ...]]:
+        for e in rows:
+            at = csvout.cell(e.recorded_at)
+            for p in e.postings:
+                yield e.entry_id, e.position, at, e.description, p.account, p.side, p.amount.amount, p.amount.currency
+
+    return csvout.stream(header, postings())
 
 
 class SettingsController(Controller):
