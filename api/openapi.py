@@ -39,6 +39,20 @@ def _problem_response(description: str) -> OpenAPIResponse:
     )
 
 
+# Litestar documents a 400 for every route with parameters or a body, as its own error body (`status_code`, `detail`,
+# `extra`); the app answers a malformed request with a problem (api/problems.py), as every other error.
+_ERROR_TEXT = {"400": "Malformed request (RFC 9457 problem)"}
+
+
+def _no_body_of_ours(response: Any) -> bool:
+    """An error response with no body, or with Litestar's own error body, rather than one a route declared."""
+    content = getattr(response, "content", None) or {}
+    if not content:
+        return True
+    schema = getattr(content.get("application/json"), "schema", None)
+    return len(content) == 1 and isinstance(schema, Schema) and {"status_code", "extra"} <= set(schema.properties or {})
+
+
 def document_problems(app: Litestar) -> None:
     """Add the Problem schema and 4XX/5XX problem responses to every operation of the generated spec (a route that
     declares its own body for an error status, such as /readyz's 503, keeps it), and name titled arrays."""
@@ -54,8 +68,9 @@ def document_problems(app: Litestar) -> None:
                 continue
             responses = dict(op.responses or {})
             for code in list(responses):
-                if code[0] in "45" and not getattr(responses[code], "content", None):
-                    responses[code] = _problem_response(getattr(responses[code], "description", "") or "Problem")
+                if code[0] in "45" and _no_body_of_ours(responses[code]):
+                    text = _ERROR_TEXT.get(code) or getattr(responses[code], "description", "") or "Problem"
+                    responses[code] = _problem_response(text)
             responses.setdefault("4XX", _problem_response("Client error (RFC 9457 problem)"))
             responses.setdefault("5XX", _problem_response("Server error or projection lagging (RFC 9457 problem)"))
             op.responses = responses

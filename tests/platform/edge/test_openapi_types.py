@@ -65,3 +65,21 @@ def test_no_two_shapes_share_a_class_name(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
     renamed = [name for name, s in schemas.items() if s.get("title", name) != name]
     assert renamed == []
+
+
+def test_every_error_response_is_documented_as_the_problem_we_send(spec: dict[str, Any], client: Any) -> None:
+    """Errors are RFC 9457 problems: no operation documents Litestar's own error body (`status_code`, `detail`,
+    `extra` as application/json), which the app never sends. A malformed body is answered 400 as the document says."""
+    wrong = []
+    for path, item in spec["paths"].items():
+        for method in METHODS:
+            for code, response in (item.get(method) or {}).get("responses", {}).items():
+                for media, content in (response.get("content") or {}).items() if code[0] in "45" else ():
+                    if media != "application/problem+json" and (path, code) != ("/readyz", "503"):
+                        wrong.append(f"{method.upper()} {path} {code} {media}: {content.get('schema')}")
+    assert wrong == [], f"{len(wrong)} error responses that are not problems:\n" + "\n".join(wrong[:5])
+    answer = client.post("/api/v1/auth/login", content=b"{not json", headers={"content-type": "application/json"})
+    documented = spec["paths"]["/api/v1/auth/login"]["post"]["responses"]
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert list(documented.get("400", documented["4XX"])["content"]) == ["application/problem+json"]
