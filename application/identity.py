@@ -15,7 +15,7 @@ from eventsourcing.application import AggregateNotFoundError
 from application.accounts import ACCOUNT_SQL, Account, account_changed, account_of, token_subject
 from application.storage import UPLOAD_TTL, safe_name
 from application.store import EventStoreApp, Loaded, SideWrite, is_unique_violation
-from application.tokens import digest, issue_access, new_refresh_token
+from application.tokens import Tokens, digest, issue_access, new_refresh_token
 from domain.errors import (
     DomainError,
     EmailTaken,
@@ -28,15 +28,6 @@ from domain.ids import normalise_email
 from domain.tutor import TutorProfile
 from domain.user import ADMIN_PROFILE_FIELDS, EmailClaim, User, check_password
 from domain.user_avatar import Avatar, AvatarUpload, avatar_filename, check_reason
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """A token pair as the API returns it."""
-
-    access_token: str
-    refresh_token: str
-    expires_in: int
 
 
 @dataclass(frozen=True)
@@ -56,23 +47,6 @@ class AvatarUploadTicket:
     upload_url: str
     expires_at: datetime
     position: int
-
-
-def user_view(user: User) -> dict[str, Any]:
-    """The /me shape of a User aggregate (`avatar_url` as the user set it; Identity.view gives an uploaded
-    avatar's download URL instead)."""
-    return {
-        "id": str(user.id),
-        "email": user.email,
-        "full_name": user.full_name,
-        "role": user.role,
-        "is_active": user.is_active and not user.deleted,
-        "timezone": user.timezone,
-        "language": user.language,
-        "currency": user.currency,
-        "avatar_url": user.avatar_url,
-        "email_notifications": user.email_notifications,
-    }
 
 
 class Identity(EventStoreApp):
@@ -326,11 +300,21 @@ class Identity(EventStoreApp):
         return account_of(user_id, row)
 
     def view(self, user: User) -> dict[str, Any]:
-        """The /me shape of a User; an uploaded avatar as a 24-hour download URL of its checked copy."""
-        out = user_view(user)
-        if user.avatar is not None:
-            out["avatar_url"] = self.avatar_url(user.avatar.key, user.avatar.content_type)
-        return out
+        """The /me shape of a User: an uploaded avatar as a 24-hour download URL of its checked copy, else the URL
+        the user set."""
+        avatar = user.avatar
+        return {
+            "id": str(user.id),
+            "email": user.email,
+            "full_name": user.full_name,
+            "role": user.role,
+            "is_active": user.is_active and not user.deleted,
+            "timezone": user.timezone,
+            "language": user.language,
+            "currency": user.currency,
+            "avatar_url": user.avatar_url if avatar is None else self.avatar_url(avatar.key, avatar.content_type),
+            "email_notifications": user.email_notifications,
+        }
 
     def avatar_url(self, key: str, content_type: str) -> str:
         """A 24-hour download URL of an avatar's checked copy (of a User, or of a read model's record of one)."""

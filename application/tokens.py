@@ -17,6 +17,15 @@ ALGORITHM = "HS256"
 
 
 @dataclass(frozen=True)
+class Tokens:
+    """A token pair as the API returns it."""
+
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
 class AccessClaims:
     """What a verified access token says."""
 

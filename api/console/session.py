@@ -17,8 +17,8 @@ from litestar.response import Redirect
 
 from api.guards import account_of_token
 from application.accounts import Account, require_role
-from application.identity import Tokens
 from application.settings import Settings
+from application.tokens import Tokens
 from domain.errors import Unauthenticated
 
 ROOT = "/console"

@@ -43,7 +43,7 @@ class UserAccountOut(msgspec.Struct):
 
     @classmethod
     def of(cls, view: dict[str, Any]) -> UserAccountOut:
-        """From the application's plain view of a User (application.identity.user_view)."""
+        """From the application's plain view of a User (application.identity Identity.view)."""
         return cls(
             id=UUID(view["id"]),
             email=view["email"],
